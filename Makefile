@@ -1,0 +1,61 @@
+# ducky: `make` builds ducky.so; `make demo` and `make test` set everything up.
+LUA        ?= lua5.4
+LUA_PC     ?= $(LUA)
+CC         ?= cc
+PKGS        = $(LUA_PC) libcurl libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl libcrypto 2>/dev/null)
+CFLAGS     ?= -O2 -g
+WARN        = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS) $(CFLAGS)
+# -z nodelete: the token cache outlives a lua_State's close (one cache per process).
+LDFLAGS_SO  = -shared -Wl,-z,nodelete $(PKG_LIBS) -lpthread -lm
+BUILD      ?= build
+SRCS        = src/ducky.c src/error.c src/http.c src/token.c
+OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
+VERSION     = 0.1.0
+
+LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
+PREFIX     ?= /usr/local
+
+.PHONY: all test demo asan install clean deps check-format lint
+all: $(BUILD)/ducky.so
+
+$(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/ducky.so: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS_SO) $(LUA_LINK)
+
+$(BUILD):
+	mkdir -p $@
+
+deps:
+	@sh tools/deps.sh
+
+test: deps all
+	tools/test.sh $(BUILD)
+	$(MAKE) asan
+	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all
+
+demo: deps all
+	tools/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(LUA_LIBDIR)
+	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
+
+lint:
+	luacheck spec examples
+	clang-format --dry-run -Werror src/*.c src/*.h
+
+clean:
+	rm -rf build build-asan

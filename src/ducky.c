@@ -1,0 +1,1316 @@
+/* luaopen_ducky: the module table, the client object and its arguments.
+ * The only file that knows Lua's stack for the client; http.c and token.c
+ * below it are plain C. */
+#include <ctype.h>
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "compat.h"
+#include "error.h"
+#include "http.h"
+#include "token.h"
+
+#define DUCKY_VERSION "0.1.0"
+#define CLIENT_MT "ducky.client"
+#define DEFAULT_BASE_URL "https://api.ducky.eco/v3"
+#define DEFAULT_TOKEN_URL "https://ducky-prod.eu.auth0.com/oauth/token"
+#define DEFAULT_AUDIENCE "ducky-api-prod"
+
+/* Upvalue 1 of every function: a private table holding cjson's encode/decode. */
+#define PRIVATE lua_upvalueindex(1)
+
+enum { AUTH_JSON, AUTH_FORM, AUTH_BASIC };
+static const char *const auth_names[] = {"json", "form", "basic", NULL};
+
+typedef struct stats {
+	lua_Integer requests, token_fetches, token_cache_hits, token_store_hits, retries,
+		replays_401, stale_tokens, errors;
+} stats;
+
+typedef struct client {
+	int closed;
+	lua_State *L; /* the state of the call under way, for callbacks */
+	ducky_http http;
+	char *base_url, *token_url, *client_id, *key;
+	int has_credentials;
+	ducky_buf token_body; /* holds the secret: wiped on close */
+	struct curl_slist *token_headers; /* may hold the secret (Basic): wiped on close */
+	struct curl_slist *api_headers;   /* the user's headers */
+	struct curl_slist *auth_headers;  /* api_headers + the bearer token */
+	struct curl_slist *extra;         /* the call's own headers; freed by the next call
+					     or close, so a raise mid-build leaks nothing */
+	unsigned long auth_gen;
+	ducky_tokref tok;
+	double timeout, connect_timeout, refresh_margin, auth_backoff, max_retry_after;
+	int retries, max_per_hour;
+	double deadline; /* of the call under way */
+	int call_retries;
+	int ref_log, ref_store, ref_limits;
+	stats st;
+	ducky_buf url; /* scratch */
+} client;
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void wipe_slist(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		memset(p->data, 0, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+static void free_str(char **p)
+{
+	free(*p);
+	*p = NULL;
+}
+
+static client *check_client(lua_State *L)
+{
+	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	if (c->closed)
+		luaL_error(L, "attempt to use a closed ducky client");
+	c->L = L;
+	return c;
+}
+
+/* HTTP token characters (RFC 9110 §5.6.2). */
+static int is_token(const char *s, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)) || ch == 0)
+			return 0;
+	}
+	return 1;
+}
+
+static int has_ctl(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+			return 1;
+	return 0;
+}
+
+/* Appends a JSON string literal (the secret must not pass through Lua). */
+static int add_json_string(ducky_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (ducky_buf_add(b, "\"", 1))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+		int rc;
+		if (ch == '"' || ch == '\\')
+			rc = ducky_buf_add(b, e, 1) || ducky_buf_add(b, &s[i], 1);
+		else if (ch < 0x20)
+			rc = ducky_buf_add(b, e, 6);
+		else
+			rc = ducky_buf_add(b, &s[i], 1);
+		if (rc)
+			return -1;
+	}
+	return ducky_buf_add(b, "\"", 1);
+}
+
+/* ---- log events, always called protected and outside libcurl --------- */
+
+typedef struct event {
+	client *c;
+	const char *event, *source, *reason;
+	double seconds_left, wait;
+	int attempt;
+} event;
+
+static int call_log(lua_State *L)
+{
+	event *ev = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ev->c->ref_log);
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, ev->event);
+	lua_setfield(L, -2, "event");
+	if (ev->source) {
+		lua_pushstring(L, ev->source);
+		lua_setfield(L, -2, "source");
+	}
+	if (ev->reason) {
+		lua_pushstring(L, ev->reason);
+		lua_setfield(L, -2, "reason");
+	}
+	if (ev->seconds_left >= 0) {
+		lua_pushnumber(L, ev->seconds_left);
+		lua_setfield(L, -2, "seconds_left");
+	}
+	if (ev->wait >= 0) {
+		lua_pushnumber(L, ev->wait);
+		lua_setfield(L, -2, "wait");
+	}
+	if (ev->attempt) {
+		lua_pushinteger(L, ev->attempt);
+		lua_setfield(L, -2, "attempt");
+	}
+	lua_call(L, 1, 0);
+	return 0;
+}
+
+static void emit(client *c, const char *name, const char *source, const char *reason,
+		 double seconds_left, int attempt, double wait)
+{
+	event ev = {c, name, source, reason, seconds_left, wait, attempt};
+	if (c->ref_log == LUA_NOREF)
+		return;
+	if (ducky_cpcall(c->L, call_log, &ev) != 0)
+		lua_pop(c->L, 1); /* an error inside the user's log function is ignored */
+}
+
+static void on_retry(void *ud, const ducky_retry_event *ev)
+{
+	client *c = ud;
+	c->st.retries++;
+	emit(c, "retry", NULL, ev->reason, -1, ev->attempt, ev->wait);
+}
+
+/* ---- JSON through lua-cjson ------------------------------------------- */
+
+/* Pushes decode(s) or, on failure, nothing; returns 1 on success. */
+static int json_decode(lua_State *L, const char *s, size_t n)
+{
+	lua_getfield(L, PRIVATE, "decode");
+	lua_pushlstring(L, s, n);
+	if (lua_pcall(L, 1, 1, 0) != 0) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	return 1;
+}
+
+static int is_json_type(const char *ct)
+{
+	if (!ct)
+		return 0;
+	size_t n = strcspn(ct, ";");
+	while (n > 0 && ct[n - 1] == ' ')
+		n--;
+	return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+	       (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+/* ---- the token exchange (called by token.c, unlocked) ------------------ */
+
+typedef struct exchange_ctx {
+	client *c;
+	ducky_fresh *out;
+	ducky_err *err;
+} exchange_ctx;
+
+static const char *string_field(lua_State *L, int t, const char *name)
+{
+	lua_getfield(L, t, name);
+	const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	lua_pop(L, 1); /* the table keeps the string alive */
+	return s;
+}
+
+static void keep_rate_limits(lua_State *L, client *c)
+{
+	const ducky_http *h = &c->http;
+	const char *p = h->head.data, *end = p + h->head.len;
+	while (p && p < end) {
+		const char *value = p + strlen(p) + 1;
+		if (strncmp(p, "x-ratelimit-", 12) == 0 || strcmp(p, "auth0-client-quota-limit") == 0) {
+			if (c->ref_limits == LUA_NOREF) {
+				lua_newtable(L);
+				c->ref_limits = luaL_ref(L, LUA_REGISTRYINDEX);
+			}
+			lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
+			lua_pushstring(L, value);
+			lua_setfield(L, -2, p);
+			lua_pop(L, 1);
+		}
+		p = value + strlen(value) + 1;
+	}
+}
+
+/* Reads the token endpoint's answer (protected: may raise on memory). */
+static int read_token_answer(lua_State *L)
+{
+	exchange_ctx *x = lua_touserdata(L, 1);
+	client *c = x->c;
+	long status = c->http.status;
+	int decoded = json_decode(L, c->http.body.data ? c->http.body.data : "", c->http.body.len);
+	int t = lua_gettop(L);
+
+	keep_rate_limits(L, c);
+	if (status >= 200 && status < 300) {
+		if (!decoded || lua_type(L, t) != LUA_TTABLE) {
+			ducky_fail(x->err, DUCKY_E_DECODE, "token endpoint answered %ld with a body "
+							   "that is not a JSON object",
+				   status);
+			return 0;
+		}
+		size_t len = 0;
+		lua_getfield(L, t, "access_token");
+		const char *tok = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+		lua_getfield(L, t, "expires_in");
+		double expires_in = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+		if (ducky_token_validate(tok, len, string_field(L, t, "token_type"), expires_in, x->err))
+			return 0;
+		if (!(x->out->token = ducky_strndup(tok, len))) {
+			ducky_fail(x->err, DUCKY_E_LIMIT, "out of memory");
+			return 0;
+		}
+		x->out->lifetime = ducky_token_lifetime(expires_in);
+		x->out->expires_at = ducky_wall() + x->out->lifetime;
+		return 0;
+	}
+	const char *code = decoded && lua_istable(L, t) ? string_field(L, t, "error") : NULL;
+	const char *desc = decoded && lua_istable(L, t) ? string_field(L, t, "error_description") : NULL;
+	x->err->status = status;
+	x->err->code = ducky_strdup(code);
+	x->err->description = ducky_strdup(desc);
+	x->err->retry_after = ducky_retry_after(ducky_http_header(&c->http, "retry-after"), ducky_wall());
+	x->err->retryable = status == 429 || status >= 500;
+	ducky_fail(x->err, status == 400 || status == 401 || status == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
+		   "token endpoint answered %ld%s%.100s%s%.300s", status, code ? " " : "",
+		   code ? code : "", desc ? ": " : "", desc ? desc : "");
+	return 0;
+}
+
+static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
+{
+	client *c = ud;
+	exchange_ctx x = {c, out, err};
+	int attempts = 0;
+	ducky_req req = {"POST", c->token_url, c->token_headers, c->token_body.data, c->token_body.len,
+			 1, c->deadline, c->connect_timeout, c->call_retries, c->max_retry_after};
+
+	if (!c->has_credentials)
+		return ducky_fail(err, DUCKY_E_CONFIG,
+				  "no credentials: set client_id and client_secret "
+				  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+	c->st.token_fetches++;
+	int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, err);
+	err->attempts = attempts;
+	if (rc)
+		return rc;
+	if (ducky_cpcall(c->L, read_token_answer, &x) != 0) {
+		lua_pop(c->L, 1);
+		if (err->kind == DUCKY_OK)
+			ducky_fail(err, DUCKY_E_LIMIT, "out of memory reading the token answer");
+	}
+	return err->kind == DUCKY_OK ? 0 : -1;
+}
+
+/* ---- custom stores: { load = fn(key), store = fn(key, entry) } --------- */
+
+typedef struct store_ctx {
+	client *c;
+	const char *key;
+	ducky_fresh *fresh;
+	const ducky_fresh *entry;
+	int found;
+} store_ctx;
+
+static int store_load(lua_State *L)
+{
+	store_ctx *s = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->c->ref_store);
+	lua_getfield(L, -1, "load");
+	lua_pushstring(L, s->key);
+	lua_call(L, 1, 1);
+	if (!lua_istable(L, -1))
+		return 0;
+	const char *tok = string_field(L, -1, "access_token");
+	lua_getfield(L, -2, "expires_at");
+	lua_getfield(L, -3, "expires_in");
+	if (tok && lua_isnumber(L, -2)) {
+		size_t len = strlen(tok);
+		ducky_err ignored;
+		ducky_err_init(&ignored);
+		if (ducky_token_validate(tok, len, "Bearer", 1, &ignored) == 0 &&
+		    (s->fresh->token = ducky_strndup(tok, len))) {
+			s->fresh->expires_at = lua_tonumber(L, -2);
+			s->fresh->lifetime = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+			s->found = 1;
+		}
+		ducky_err_clear(&ignored);
+	}
+	return 0;
+}
+
+static int store_save(lua_State *L)
+{
+	store_ctx *s = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->c->ref_store);
+	lua_getfield(L, -1, "store");
+	lua_pushstring(L, s->key);
+	if (s->entry) {
+		lua_createtable(L, 0, 4);
+		lua_pushstring(L, s->entry->token);
+		lua_setfield(L, -2, "access_token");
+		lua_pushliteral(L, "Bearer");
+		lua_setfield(L, -2, "token_type");
+		lua_pushnumber(L, s->entry->expires_at);
+		lua_setfield(L, -2, "expires_at");
+		lua_pushnumber(L, s->entry->lifetime);
+		lua_setfield(L, -2, "expires_in");
+	} else {
+		lua_pushnil(L);
+	}
+	lua_call(L, 2, 0);
+	return 0;
+}
+
+static void store_failed(client *c, const char *what)
+{
+	const char *msg = lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error";
+	lua_pushfstring(c->L, "%s: %s", what, msg);
+	emit(c, "store_error", "store", lua_tostring(c->L, -1), -1, 0, -1);
+	lua_pop(c->L, 2);
+}
+
+static int ops_load(void *ud, const char *key, ducky_fresh *out)
+{
+	client *c = ud;
+	store_ctx s = {c, key, out, NULL, 0};
+	if (ducky_cpcall(c->L, store_load, &s) != 0) {
+		store_failed(c, "token_cache.load");
+		free_str(&out->token);
+		return 0;
+	}
+	return s.found;
+}
+
+static void ops_store(void *ud, const char *key, const ducky_fresh *tok)
+{
+	client *c = ud;
+	store_ctx s = {c, key, NULL, tok, 0};
+	if (ducky_cpcall(c->L, store_save, &s) != 0)
+		store_failed(c, "token_cache.store");
+}
+
+static ducky_token_ops token_ops(client *c)
+{
+	ducky_token_ops ops = {c, exchange, NULL, NULL};
+	if (c->ref_store != LUA_NOREF) {
+		ops.load = ops_load;
+		ops.store = ops_store;
+	}
+	return ops;
+}
+
+static const char *const source_names[] = {"memory", "exchange", "store"};
+
+/* Makes c->tok usable; emits the token event. */
+static int get_token(client *c, ducky_err *err)
+{
+	ducky_token_conf conf = {c->refresh_margin, c->auth_backoff, c->max_per_hour, c->deadline};
+	ducky_token_ops ops = token_ops(c);
+	ducky_token_info info;
+	if (ducky_token_get(c->key, &conf, &ops, &c->tok, &info, err))
+		return -1;
+	if (info.source == DUCKY_SRC_MEMORY)
+		c->st.token_cache_hits++;
+	else if (info.source == DUCKY_SRC_STORE)
+		c->st.token_store_hits++;
+	if (info.stale) {
+		c->st.stale_tokens++;
+		emit(c, "stale_token", NULL, info.stale, info.seconds_left, 0, -1);
+	}
+	emit(c, "token", source_names[info.source], NULL, info.seconds_left, 0, -1);
+	return 0;
+}
+
+/* The API headers plus "Authorization: Bearer …", rebuilt only when the token changes. */
+static struct curl_slist *auth_headers(client *c, ducky_err *err)
+{
+	if (c->auth_headers && c->auth_gen == c->tok.gen)
+		return c->auth_headers;
+	wipe_slist(c->auth_headers);
+	c->auth_headers = NULL;
+	ducky_buf line = {0};
+	struct curl_slist *l = NULL, *n;
+	int bad = ducky_buf_adds(&line, "Authorization: Bearer ") ||
+		  ducky_buf_add(&line, c->tok.token, c->tok.len);
+	if (!bad && (l = curl_slist_append(NULL, line.data)) == NULL)
+		bad = 1;
+	for (struct curl_slist *p = c->api_headers; p && !bad; p = p->next)
+		if ((n = curl_slist_append(l, p->data)) == NULL)
+			bad = 1;
+		else
+			l = n;
+	ducky_buf_free(&line);
+	if (bad) {
+		wipe_slist(l);
+		ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+		return NULL;
+	}
+	c->auth_gen = c->tok.gen;
+	return c->auth_headers = l;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+static void push_headers(lua_State *L, const ducky_http *h)
+{
+	const char *p = h->head.data, *end = p + h->head.len;
+	lua_createtable(L, 0, (int)h->nheaders);
+	while (p && p < end) {
+		const char *value = p + strlen(p) + 1;
+		lua_getfield(L, -1, p);
+		if (lua_isstring(L, -1)) {
+			lua_pushliteral(L, ", ");
+			lua_pushstring(L, value);
+			lua_concat(L, 3);
+		} else {
+			lua_pop(L, 1);
+			lua_pushstring(L, value);
+		}
+		lua_setfield(L, -2, p);
+		p = value + strlen(value) + 1;
+	}
+}
+
+/* Sets headers, body, json (when decodable) on the table on top. 1 if JSON failed. */
+static int add_response(lua_State *L, const ducky_http *h)
+{
+	int bad_json = 0;
+	lua_pushinteger(L, (lua_Integer)h->status);
+	lua_setfield(L, -2, "status");
+	push_headers(L, h);
+	lua_setfield(L, -2, "headers");
+	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
+	lua_setfield(L, -2, "body");
+	if (h->body.len && is_json_type(ducky_http_header(h, "content-type"))) {
+		if (json_decode(L, h->body.data, h->body.len))
+			lua_setfield(L, -2, "json");
+		else
+			bad_json = 1;
+	}
+	return bad_json;
+}
+
+static int push_error(lua_State *L, client *c, ducky_err *err)
+{
+	c->st.errors++;
+	lua_pushnil(L);
+	ducky_error_push(L, err);
+	ducky_err_clear(err);
+	return 2;
+}
+
+static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *method,
+			   const char *url, int bad_json)
+{
+	const ducky_http *h = &c->http;
+	long s = h->status;
+	err->status = s;
+	err->retryable = s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+	err->retry_after = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
+	if (bad_json)
+		ducky_fail(err, DUCKY_E_DECODE, "%s %s answered %ld with invalid JSON", method, url, s);
+	else if (s == 401)
+		ducky_fail(err, DUCKY_E_AUTH, "%s %s answered 401 twice, with a fresh token", method,
+			   url);
+	else
+		ducky_fail(err, DUCKY_E_HTTP, "%s %s answered %ld", method, url, s);
+	push_error(L, c, err);
+	add_response(L, h);
+	const char *rid = ducky_http_header(h, "x-request-id");
+	if (rid) {
+		lua_pushstring(L, rid);
+		lua_setfield(L, -2, "request_id");
+	}
+	lua_getfield(L, -1, "json");
+	if (lua_istable(L, -1)) {
+		lua_getfield(L, -1, "error");
+		if (lua_type(L, -1) == LUA_TSTRING)
+			lua_setfield(L, -3, "code");
+		else
+			lua_pop(L, 1);
+		lua_getfield(L, -1, "error_description");
+		if (lua_type(L, -1) == LUA_TSTRING)
+			lua_setfield(L, -3, "description");
+		else
+			lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return 2;
+}
+
+/* ---- one API call: token, send, 401 replay, result -------------------- */
+
+typedef struct call {
+	const char *method, *url;
+	struct curl_slist *extra; /* per-call headers, or NULL */
+	const char *body;
+	size_t body_len;
+	int auth, retries;
+	double timeout;
+} call;
+
+/* extra + base, leaving out base headers that extra overrides. */
+static struct curl_slist *merge_headers(struct curl_slist *extra, struct curl_slist *base)
+{
+	struct curl_slist *l = NULL, *n;
+	for (int pass = 0; pass < 2; pass++)
+		for (struct curl_slist *p = pass ? base : extra; p; p = p->next) {
+			size_t nl = strcspn(p->data, ":;");
+			int overridden = 0;
+			for (struct curl_slist *q = extra; pass && q && !overridden; q = q->next)
+				overridden = strncasecmp(q->data, p->data, nl) == 0 &&
+					     strcspn(q->data, ":;") == nl;
+			if (overridden)
+				continue;
+			if (!(n = curl_slist_append(l, p->data))) {
+				wipe_slist(l);
+				return NULL;
+			}
+			l = n;
+		}
+	return l;
+}
+
+static int do_call(lua_State *L, client *c, const call *k)
+{
+	ducky_err err;
+	int attempts = 0, total = 0;
+	int idempotent = strcmp(k->method, "POST") != 0 && strcmp(k->method, "PATCH") != 0;
+
+	ducky_err_init(&err);
+	c->st.requests++;
+	c->deadline = ducky_now() + k->timeout;
+	c->call_retries = k->retries;
+	for (int replay = 0;; replay++) {
+		struct curl_slist *base = c->api_headers, *merged = NULL;
+		if (k->auth) {
+			if (get_token(c, &err) || !(base = auth_headers(c, &err))) {
+				err.attempts += total;
+				return push_error(L, c, &err);
+			}
+		}
+		if (k->extra && !(base = merged = merge_headers(k->extra, base))) {
+			ducky_fail(&err, DUCKY_E_LIMIT, "out of memory");
+			return push_error(L, c, &err);
+		}
+		ducky_req req = {k->method, k->url, base, k->body, k->body_len, idempotent,
+				 c->deadline, c->connect_timeout, k->retries, c->max_retry_after};
+		int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, &err);
+		wipe_slist(merged);
+		total += attempts;
+		if (rc) {
+			err.attempts = total;
+			return push_error(L, c, &err);
+		}
+		if (c->http.status == 401 && k->auth && replay == 0) {
+			ducky_token_ops ops = token_ops(c);
+			ducky_token_invalidate(c->key, c->tok.token, &ops);
+			c->st.replays_401++;
+			emit(c, "replay_401", NULL, NULL, -1, 0, -1);
+			continue;
+		}
+		break;
+	}
+	err.attempts = total;
+	long s = c->http.status;
+	if (s >= 200 && s < 300) {
+		lua_createtable(L, 0, 5);
+		if (!add_response(L, &c->http)) {
+			lua_pushinteger(L, total);
+			lua_setfield(L, -2, "attempts");
+			return 1;
+		}
+		lua_pop(L, 1);
+		return push_http_error(L, c, &err, k->method, k->url, 1);
+	}
+	return push_http_error(L, c, &err, k->method, k->url, 0);
+}
+
+/* ---- URL and request building ----------------------------------------- */
+
+static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t klen, int v)
+{
+	size_t vlen;
+	const char *val;
+	if (lua_type(L, v) == LUA_TBOOLEAN)
+		val = lua_toboolean(L, v) ? "true" : "false";
+	else if (lua_type(L, v) == LUA_TSTRING || lua_type(L, v) == LUA_TNUMBER)
+		val = lua_tostring(L, v);
+	else
+		return luaL_error(L, "query value for '%s' must be a string, number, boolean "
+				     "or an array of them",
+				  key);
+	vlen = strlen(val);
+	if (lua_type(L, v) == LUA_TSTRING)
+		lua_tolstring(L, v, &vlen);
+	if (ducky_buf_add(b, b->data && strchr(b->data, '?') ? "&" : "?", 1) ||
+	    ducky_buf_add_escaped(b, key, klen) || ducky_buf_add(b, "=", 1) ||
+	    ducky_buf_add_escaped(b, val, vlen))
+		return luaL_error(L, "out of memory");
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends ?k=v&… for the query table at idx, keys sorted, arrays repeated. */
+static void add_query(lua_State *L, int idx, ducky_buf *b)
+{
+	size_t n = 0, i;
+	const char **keys;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "query keys must be strings");
+		n++;
+		lua_pop(L, 1);
+	}
+	keys = lua_newuserdata(L, n ? n * sizeof *keys : 1);
+	lua_pushnil(L);
+	for (i = 0; lua_next(L, idx); i++) {
+		keys[i] = lua_tostring(L, -2); /* alive: a key of the query table */
+		lua_pop(L, 1);
+	}
+	qsort(keys, n, sizeof *keys, cmp_str);
+	for (i = 0; i < n; i++) {
+		size_t klen;
+		lua_getfield(L, idx, keys[i]);
+		lua_pushstring(L, keys[i]);
+		lua_tolstring(L, -1, &klen);
+		lua_pop(L, 1);
+		if (lua_istable(L, -1)) {
+			size_t m = ducky_rawlen(L, -1);
+			for (size_t j = 1; j <= m; j++) {
+				lua_rawgeti(L, -1, (int)j);
+				add_query_value(L, b, keys[i], klen, lua_gettop(L));
+				lua_pop(L, 1);
+			}
+		} else {
+			add_query_value(L, b, keys[i], klen, lua_gettop(L));
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+/* Header table at idx -> curl list appended to *l; raises on bad names or values. */
+static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char *what)
+{
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		size_t nl, vl;
+		const char *name, *value;
+		if (lua_type(L, -2) != LUA_TSTRING ||
+		    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+			luaL_error(L, "%s: header names and values must be strings", what);
+		name = lua_tolstring(L, -2, &nl);
+		lua_pushvalue(L, -1);
+		value = lua_tolstring(L, -1, &vl);
+		if (!is_token(name, nl))
+			luaL_error(L, "%s: invalid header name '%s'", what, name);
+		if (has_ctl(value, vl))
+			luaL_error(L, "%s: header '%s' holds CR, LF or NUL", what, name);
+		lua_pushfstring(L, "%s: %s", name, value);
+		struct curl_slist *n = curl_slist_append(*l, lua_tostring(L, -1));
+		if (!n)
+			luaL_error(L, "out of memory");
+		*l = n;
+		lua_pop(L, 3);
+	}
+}
+
+/* Builds c->url = base_url + path (+ query). Returns 0, or -1 with err. */
+static int build_url(lua_State *L, client *c, const char *path, size_t plen, int query,
+		     ducky_err *err)
+{
+	ducky_buf *u = &c->url;
+	u->len = 0;
+	if (has_ctl(path, plen) || memchr(path, ' ', plen))
+		luaL_error(L, "path holds a space, CR, LF or NUL");
+	if (strstr(path, "://")) {
+		if (!ducky_url_same_origin(path, c->base_url))
+			return ducky_fail(err, DUCKY_E_CONFIG,
+					  "refusing %s: an absolute URL must be on base_url's "
+					  "scheme, host and port",
+					  path);
+		if (ducky_buf_add(u, path, plen))
+			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	} else {
+		while (plen && *path == '/')
+			path++, plen--;
+		if (ducky_buf_adds(u, c->base_url) || ducky_buf_add(u, "/", 1) ||
+		    ducky_buf_add(u, path, plen))
+			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	}
+	if (query)
+		add_query(L, query, u);
+	return 0;
+}
+
+/* ---- methods ---------------------------------------------------------- */
+
+static int simple_get(lua_State *L, const char *path, int auth)
+{
+	client *c = check_client(L);
+	ducky_err err;
+	ducky_err_init(&err);
+	if (build_url(L, c, path, strlen(path), 0, &err))
+		return push_error(L, c, &err);
+	call k = {"GET", c->url.data, NULL, NULL, 0, auth, c->retries, c->timeout};
+	return do_call(L, c, &k);
+}
+
+static int c_ping(lua_State *L)
+{
+	return simple_get(L, "ping", 0);
+}
+
+static int c_ping_protected(lua_State *L)
+{
+	return simple_get(L, "ping/protected", 1);
+}
+
+static const char *const request_opts[] = {"query", "json", "body", "headers",
+					   "timeout", "retries", "auth", NULL};
+
+static double opt_number(lua_State *L, int t, const char *name, double dflt, double lo, double hi)
+{
+	lua_getfield(L, t, name);
+	double v = dflt;
+	if (!lua_isnil(L, -1)) {
+		if (lua_type(L, -1) != LUA_TNUMBER)
+			luaL_error(L, "option '%s' must be a number", name);
+		v = lua_tonumber(L, -1);
+		if (!(v >= lo && v <= hi))
+			luaL_error(L, "option '%s' is out of range: %s", name, lua_tostring(L, -1));
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+static int c_request(lua_State *L)
+{
+	client *c = check_client(L);
+	size_t mlen, plen;
+	const char *m = luaL_checklstring(L, 2, &mlen);
+	const char *path = luaL_checklstring(L, 3, &plen);
+	char method[32];
+	ducky_err err;
+	int query = 0;
+	const char *ctype = NULL;
+
+	luaL_argcheck(L, is_token(m, mlen) && mlen < sizeof method, 2, "not an HTTP method name");
+	for (size_t i = 0; i <= mlen; i++)
+		method[i] = (char)toupper((unsigned char)m[i]);
+	call k = {method, NULL, NULL, NULL, 0, 1, c->retries, c->timeout};
+	curl_slist_free_all(c->extra);
+	c->extra = NULL;
+	if (!lua_isnoneornil(L, 4)) {
+		luaL_checktype(L, 4, LUA_TTABLE);
+		lua_settop(L, 4);
+		lua_pushnil(L);
+		while (lua_next(L, 4)) {
+			const char *const *o = request_opts;
+			lua_pop(L, 1);
+			while (*o && (lua_type(L, -1) != LUA_TSTRING ||
+				      strcmp(*o, lua_tostring(L, -1)) != 0))
+				o++;
+			if (!*o)
+				return luaL_error(L, "request: unknown option '%s'",
+						  lua_type(L, -1) == LUA_TSTRING
+							  ? lua_tostring(L, -1)
+							  : luaL_typename(L, -1));
+		}
+		k.timeout = opt_number(L, 4, "timeout", c->timeout, 0.001, 1e6);
+		k.retries = (int)opt_number(L, 4, "retries", c->retries, 0, 100);
+		lua_getfield(L, 4, "auth");
+		k.auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
+		lua_getfield(L, 4, "query");
+		if (!lua_isnil(L, -1)) {
+			luaL_argcheck(L, lua_istable(L, -1), 4, "query must be a table");
+			query = lua_gettop(L);
+		}
+		lua_getfield(L, 4, "json");
+		lua_getfield(L, 4, "body");
+		if (!lua_isnil(L, -2)) {
+			luaL_argcheck(L, lua_isnil(L, -1), 4, "json and body exclude each other");
+			lua_pop(L, 1);
+			lua_getfield(L, PRIVATE, "encode");
+			lua_insert(L, -2);
+			if (lua_pcall(L, 1, 1, 0) != 0)
+				return luaL_error(L, "bad argument #4 to 'request' (json: %s)",
+						  lua_tostring(L, -1));
+			k.body = lua_tolstring(L, -1, &k.body_len);
+			ctype = "Content-Type: application/json";
+		} else if (!lua_isnil(L, -1)) {
+			luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 4, "body must be a string");
+			k.body = lua_tolstring(L, -1, &k.body_len);
+			ctype = "Content-Type: application/octet-stream";
+		}
+		lua_getfield(L, 4, "headers");
+		if (!lua_isnil(L, -1)) {
+			luaL_argcheck(L, lua_istable(L, -1), 4, "headers must be a table");
+			add_headers(L, lua_gettop(L), &c->extra, "request");
+		}
+		for (struct curl_slist *p = c->extra; p && ctype; p = p->next)
+			if (strncasecmp(p->data, "content-type:", 13) == 0)
+				ctype = NULL; /* the caller's own wins */
+		if (ctype) {
+			struct curl_slist *n = curl_slist_append(c->extra, ctype);
+			if (!n)
+				return luaL_error(L, "out of memory");
+			c->extra = n;
+		}
+	}
+	ducky_err_init(&err);
+	if (build_url(L, c, path, plen, query, &err))
+		return push_error(L, c, &err);
+	k.url = c->url.data;
+	k.extra = c->extra;
+	return do_call(L, c, &k);
+}
+
+static int c_token(lua_State *L)
+{
+	client *c = check_client(L);
+	ducky_err err;
+	ducky_err_init(&err);
+	c->deadline = ducky_now() + c->timeout;
+	c->call_retries = c->retries;
+	if (get_token(c, &err))
+		return push_error(L, c, &err);
+	lua_pushlstring(L, c->tok.token, c->tok.len);
+	lua_pushnumber(L, c->tok.expires - ducky_now());
+	return 2;
+}
+
+static int c_invalidate(lua_State *L)
+{
+	client *c = check_client(L);
+	ducky_token_ops ops = token_ops(c);
+	ducky_token_invalidate(c->key, NULL, &ops);
+	return 0;
+}
+
+static int c_stats(lua_State *L)
+{
+	client *c = check_client(L);
+	lua_createtable(L, 0, 10);
+#define STAT(name)                                                                                 \
+	lua_pushinteger(L, c->st.name);                                                            \
+	lua_setfield(L, -2, #name);
+	STAT(requests)
+	STAT(token_fetches)
+	STAT(token_cache_hits)
+	STAT(token_store_hits)
+	STAT(retries)
+	STAT(replays_401)
+	STAT(stale_tokens)
+	STAT(errors)
+#undef STAT
+	lua_newtable(L);
+	if (c->ref_limits != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_settable(L, -5);
+		}
+		lua_pop(L, 1);
+	}
+	lua_setfield(L, -2, "rate_limit");
+	return 1;
+}
+
+/* The one closer: close(), __gc and __close; does nothing the second time. */
+static int c_close(lua_State *L)
+{
+	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	if (c->closed)
+		return 0;
+	c->closed = 1;
+	ducky_http_close(&c->http);
+	ducky_buf_free(&c->token_body);
+	ducky_buf_free(&c->url);
+	wipe_slist(c->token_headers);
+	wipe_slist(c->auth_headers);
+	curl_slist_free_all(c->api_headers);
+	curl_slist_free_all(c->extra);
+	c->token_headers = c->auth_headers = c->api_headers = c->extra = NULL;
+	ducky_tokref_free(&c->tok);
+	free_str(&c->base_url);
+	free_str(&c->token_url);
+	free_str(&c->client_id);
+	free_str(&c->key);
+	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_log);
+	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_store);
+	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
+	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
+	return 0;
+}
+
+static int c_tostring(lua_State *L)
+{
+	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	if (c->closed)
+		lua_pushfstring(L, "ducky.client (closed): %p", (void *)c);
+	else
+		lua_pushfstring(L, "ducky.client (%s @ %s): %p",
+				c->client_id ? c->client_id : "no credentials", c->base_url,
+				(void *)c);
+	return 1;
+}
+
+/* ---- the constructor -------------------------------------------------- */
+
+/* Every option of the contract, with the Lua types it accepts. */
+#define T(t) (1 << (t))
+static const struct option {
+	const char *name;
+	int types;
+} options[] = {
+	{"client_id", T(LUA_TSTRING)},
+	{"client_secret", T(LUA_TSTRING)},
+	{"base_url", T(LUA_TSTRING)},
+	{"token_url", T(LUA_TSTRING)},
+	{"audience", T(LUA_TSTRING)},
+	{"token_auth", T(LUA_TSTRING)},
+	{"timeout", T(LUA_TNUMBER)},
+	{"connect_timeout", T(LUA_TNUMBER)},
+	{"retries", T(LUA_TNUMBER)},
+	{"refresh_margin", T(LUA_TNUMBER)},
+	{"token_cache", T(LUA_TBOOLEAN) | T(LUA_TTABLE)},
+	{"ca_file", T(LUA_TSTRING)},
+	{"ca_path", T(LUA_TSTRING)},
+	{"insecure", T(LUA_TBOOLEAN)},
+	{"proxy", T(LUA_TSTRING)},
+	{"user_agent", T(LUA_TSTRING)},
+	{"headers", T(LUA_TTABLE)},
+	{"max_body", T(LUA_TNUMBER)},
+	{"token_params", T(LUA_TTABLE)},
+	{"auth_backoff", T(LUA_TNUMBER)},
+	{"max_exchanges_per_hour", T(LUA_TNUMBER)},
+	{"max_retry_after", T(LUA_TNUMBER)},
+	{"log", T(LUA_TFUNCTION)},
+	{NULL, 0},
+};
+#undef T
+
+static void check_options(lua_State *L)
+{
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		const struct option *o = options;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "ducky.client: option names must be strings");
+		while (o->name && strcmp(o->name, lua_tostring(L, -2)) != 0)
+			o++;
+		if (!o->name)
+			luaL_error(L, "ducky.client: unknown option '%s'", lua_tostring(L, -2));
+		if (!(o->types & (1 << lua_type(L, -1))))
+			luaL_error(L, "ducky.client: option '%s' must be a %s, not %s", o->name,
+				   o->types & (1 << LUA_TSTRING)     ? "string"
+				   : o->types & (1 << LUA_TNUMBER)   ? "number"
+				   : o->types & (1 << LUA_TBOOLEAN) ? "boolean or table"
+				   : o->types & (1 << LUA_TTABLE)   ? "table"
+								     : "function",
+				   luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
+}
+
+/* A string option, else $env, else dflt; NULL if none. */
+static const char *opt_string(lua_State *L, const char *name, const char *env, const char *dflt)
+{
+	const char *v;
+	lua_getfield(L, 1, name);
+	v = lua_tostring(L, -1);
+	lua_pop(L, 1); /* the options table keeps it alive */
+	if (!v && env && (v = getenv(env)) != NULL && !*v)
+		v = NULL;
+	return v ? v : dflt;
+}
+
+static char *dup_or_raise(lua_State *L, const char *s)
+{
+	char *d = ducky_strdup(s);
+	if (s && !d)
+		luaL_error(L, "out of memory");
+	return d;
+}
+
+/* Token request body and headers; they hold the secret, so they live in C only. */
+static void build_token_request(lua_State *L, client *c, int auth, const char *id,
+				const char *secret, const char *audience)
+{
+	ducky_buf *b = &c->token_body;
+	ducky_buf basic = {0};
+	int bad;
+	const char *ctype = auth == AUTH_JSON ? "Content-Type: application/json"
+					       : "Content-Type: application/x-www-form-urlencoded";
+
+	if (auth == AUTH_JSON) {
+		bad = ducky_buf_adds(b, "{\"client_id\":") ||
+		      add_json_string(b, id, strlen(id)) ||
+		      ducky_buf_adds(b, ",\"client_secret\":") ||
+		      add_json_string(b, secret, strlen(secret)) ||
+		      ducky_buf_adds(b, ",\"audience\":") ||
+		      add_json_string(b, audience, strlen(audience)) ||
+		      ducky_buf_adds(b, ",\"grant_type\":\"client_credentials\"");
+	} else {
+		bad = ducky_buf_adds(b, "grant_type=client_credentials&audience=") ||
+		      ducky_buf_add_escaped(b, audience, strlen(audience));
+		if (auth == AUTH_FORM)
+			bad = bad || ducky_buf_adds(b, "&client_id=") ||
+			      ducky_buf_add_escaped(b, id, strlen(id)) ||
+			      ducky_buf_adds(b, "&client_secret=") ||
+			      ducky_buf_add_escaped(b, secret, strlen(secret));
+	}
+	lua_getfield(L, 1, "token_params");
+	if (lua_istable(L, -1)) {
+		int t = lua_gettop(L);
+		lua_pushnil(L);
+		while (!bad && lua_next(L, t)) {
+			size_t kl, vl;
+			if (lua_type(L, -2) != LUA_TSTRING ||
+			    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+				luaL_error(L, "ducky.client: token_params must map strings to "
+					      "strings or numbers");
+			const char *k = lua_tolstring(L, -2, &kl);
+			const char *v = lua_tolstring(L, -1, &vl);
+			if (auth == AUTH_JSON)
+				bad = ducky_buf_adds(b, ",") || add_json_string(b, k, kl) ||
+				      ducky_buf_adds(b, ":") || add_json_string(b, v, vl);
+			else
+				bad = ducky_buf_adds(b, "&") || ducky_buf_add_escaped(b, k, kl) ||
+				      ducky_buf_adds(b, "=") || ducky_buf_add_escaped(b, v, vl);
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+	if (auth == AUTH_JSON)
+		bad = bad || ducky_buf_adds(b, "}");
+	if (auth == AUTH_BASIC) { /* RFC 6749 §2.3.1: form-encode, then base64 */
+		ducky_buf raw = {0};
+		unsigned char *enc = NULL;
+		bad = bad || ducky_buf_add_escaped(&raw, id, strlen(id)) ||
+		      ducky_buf_add(&raw, ":", 1) ||
+		      ducky_buf_add_escaped(&raw, secret, strlen(secret)) ||
+		      !(enc = malloc(4 * ((raw.len + 2) / 3) + 1));
+		if (!bad) {
+			int n = EVP_EncodeBlock(enc, (unsigned char *)raw.data, (int)raw.len);
+			bad = ducky_buf_adds(&basic, "Authorization: Basic ") ||
+			      ducky_buf_add(&basic, enc, (size_t)n);
+			memset(enc, 0, (size_t)n);
+		}
+		free(enc);
+		ducky_buf_free(&raw);
+	}
+	struct curl_slist *l = NULL, *n;
+	const char *lines[] = {ctype, "Accept: application/json", "Expect:",
+			       auth == AUTH_BASIC ? basic.data : NULL};
+	for (size_t i = 0; i < sizeof lines / sizeof *lines && !bad; i++)
+		if (lines[i]) {
+			if ((n = curl_slist_append(l, lines[i])) == NULL)
+				bad = 1;
+			else
+				l = n;
+		}
+	c->token_headers = l;
+	ducky_buf_free(&basic);
+	if (bad)
+		luaL_error(L, "out of memory");
+}
+
+/* The cache key: a SHA-256 over everything that makes a token request. */
+static void make_key(lua_State *L, client *c, int auth)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+		 EVP_DigestUpdate(ctx, c->token_url, strlen(c->token_url) + 1) &&
+		 EVP_DigestUpdate(ctx, auth_names[auth], strlen(auth_names[auth]) + 1) &&
+		 EVP_DigestUpdate(ctx, c->token_body.data, c->token_body.len + 1);
+	for (struct curl_slist *p = c->token_headers; ok && p; p = p->next)
+		ok = EVP_DigestUpdate(ctx, p->data, strlen(p->data) + 1);
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	if (!ok || !(c->key = malloc(2 * mdlen + 1)))
+		luaL_error(L, "cannot compute the token cache key");
+	for (unsigned i = 0; i < mdlen; i++)
+		sprintf(c->key + 2 * i, "%02x", md[i]);
+}
+
+static int ref_option(lua_State *L, const char *name)
+{
+	lua_getfield(L, 1, name);
+	return lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF) : luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int l_client(lua_State *L)
+{
+	client *c;
+	ducky_err err;
+	char ua[96];
+
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	check_options(L);
+
+	/* a safe, closable empty object first */
+	c = ducky_newuserdata(L, sizeof *c);
+	memset(c, 0, sizeof *c);
+	c->closed = 1;
+	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
+	luaL_getmetatable(L, CLIENT_MT);
+	lua_setmetatable(L, -2);
+	c->closed = 0;
+	c->L = L;
+
+	const char *base = opt_string(L, "base_url", "DUCKY_BASE_URL", DEFAULT_BASE_URL);
+	const char *turl = opt_string(L, "token_url", "DUCKY_TOKEN_URL", DEFAULT_TOKEN_URL);
+	const char *aud = opt_string(L, "audience", "DUCKY_AUDIENCE", DEFAULT_AUDIENCE);
+	const char *id = opt_string(L, "client_id", "DUCKY_CLIENT_ID", NULL);
+	const char *secret = opt_string(L, "client_secret", "DUCKY_CLIENT_SECRET", NULL);
+	lua_getfield(L, 1, "token_auth");
+	int auth = luaL_checkoption(L, -1, "json", auth_names);
+	lua_pop(L, 1);
+	if (!ducky_url_check(base))
+		return luaL_error(L, "ducky.client: base_url is not an http(s) URL: %s", base);
+	if (!ducky_url_check(turl))
+		return luaL_error(L, "ducky.client: token_url is not an http(s) URL: %s", turl);
+	c->base_url = dup_or_raise(L, base);
+	for (size_t n = strlen(c->base_url); n > 0 && c->base_url[n - 1] == '/'; n--)
+		c->base_url[n - 1] = '\0';
+	c->token_url = dup_or_raise(L, turl);
+	c->client_id = dup_or_raise(L, id);
+	c->has_credentials = id && secret;
+
+	c->timeout = opt_number(L, 1, "timeout", 30, 0.001, 1e6);
+	c->connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6);
+	c->retries = (int)opt_number(L, 1, "retries", 2, 0, 100);
+	c->refresh_margin = opt_number(L, 1, "refresh_margin", 60, 0, 1e9);
+	c->auth_backoff = opt_number(L, 1, "auth_backoff", 60, 0, 1e9);
+	c->max_per_hour = (int)opt_number(L, 1, "max_exchanges_per_hour", 20, 1, 1e6);
+	c->max_retry_after = opt_number(L, 1, "max_retry_after", 30, 0, 1e6);
+	double max_body = opt_number(L, 1, "max_body", 64.0 * 1024 * 1024, 1, 1e15);
+
+	build_token_request(L, c, auth, id ? id : "", secret ? secret : "", aud);
+	make_key(L, c, auth);
+
+	lua_getfield(L, 1, "headers");
+	if (lua_istable(L, -1))
+		add_headers(L, lua_gettop(L), &c->api_headers, "ducky.client");
+	lua_pop(L, 1);
+	struct curl_slist *n = curl_slist_append(c->api_headers, "Expect:");
+	if (!n)
+		return luaL_error(L, "out of memory");
+	c->api_headers = n;
+
+	lua_getfield(L, 1, "token_cache");
+	if (lua_istable(L, -1)) {
+		lua_getfield(L, -1, "load");
+		lua_getfield(L, -2, "store");
+		if (lua_type(L, -1) != LUA_TFUNCTION || lua_type(L, -2) != LUA_TFUNCTION)
+			return luaL_error(L, "ducky.client: token_cache table needs load and "
+					     "store functions");
+		lua_pop(L, 2);
+		c->ref_store = luaL_ref(L, LUA_REGISTRYINDEX);
+	} else {
+		lua_pop(L, 1);
+	}
+	c->ref_log = ref_option(L, "log");
+
+	snprintf(ua, sizeof ua, "ducky-lua/%s libcurl/%s", DUCKY_VERSION,
+		 curl_version_info(CURLVERSION_NOW)->version);
+	lua_getfield(L, 1, "insecure");
+	int insecure = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	ducky_http_conf conf = {opt_string(L, "ca_file", NULL, NULL),
+				opt_string(L, "ca_path", NULL, NULL),
+				opt_string(L, "proxy", NULL, NULL),
+				opt_string(L, "user_agent", NULL, ua), insecure, (size_t)max_body};
+	ducky_err_init(&err);
+	if (ducky_http_open(&c->http, &conf, &err)) {
+		lua_pushstring(L, err.message ? err.message : "out of memory");
+		ducky_err_clear(&err);
+		return lua_error(L);
+	}
+	return 1;
+}
+
+/* ---- the module ------------------------------------------------------- */
+
+static const luaL_Reg client_methods[] = {
+	{"ping", c_ping},	  {"ping_protected", c_ping_protected},
+	{"request", c_request},	  {"token", c_token},
+	{"invalidate", c_invalidate}, {"stats", c_stats},
+	{"close", c_close},	  {NULL, NULL},
+};
+
+static const luaL_Reg client_metamethods[] = {
+	{"__gc", c_close},
+	{"__close", c_close},
+	{"__tostring", c_tostring},
+	{NULL, NULL},
+};
+
+static const luaL_Reg module_functions[] = {
+	{"client", l_client},
+	{"is_error", ducky_is_error},
+	{NULL, NULL},
+};
+
+__attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);
+int luaopen_ducky(lua_State *L)
+{
+	lua_newtable(L); /* the private upvalue: cjson's encode and decode */
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "cjson");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "encode");
+	lua_setfield(L, -3, "encode");
+	lua_getfield(L, -1, "decode");
+	lua_setfield(L, -3, "decode");
+	lua_pop(L, 1);
+
+	ducky_error_open(L);
+	luaL_newmetatable(L, CLIENT_MT);
+	lua_pushvalue(L, -2);
+	ducky_setfuncs(L, client_metamethods, 1);
+	lua_newtable(L);
+	lua_pushvalue(L, -3);
+	ducky_setfuncs(L, client_methods, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+
+	lua_newtable(L);
+	lua_pushvalue(L, -2);
+	ducky_setfuncs(L, module_functions, 1);
+	lua_pushliteral(L, DUCKY_VERSION);
+	lua_setfield(L, -2, "_VERSION");
+	lua_pushliteral(L, DEFAULT_BASE_URL);
+	lua_setfield(L, -2, "BASE_URL");
+	lua_pushliteral(L, DEFAULT_TOKEN_URL);
+	lua_setfield(L, -2, "TOKEN_URL");
+	lua_pushliteral(L, DEFAULT_AUDIENCE);
+	lua_setfield(L, -2, "AUDIENCE");
+	return 1;
+}

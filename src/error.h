@@ -1,0 +1,57 @@
+/* The error record shared by the C core; error.c turns it into a Lua table. */
+#ifndef DUCKY_ERROR_H
+#define DUCKY_ERROR_H
+
+#include <lua.h>
+
+/* X-macro: every error kind, once. */
+#define DUCKY_KINDS(X)                                                         \
+	X(CONFIG, "config")                                                    \
+	X(NETWORK, "network")                                                  \
+	X(TIMEOUT, "timeout")                                                  \
+	X(TLS, "tls")                                                          \
+	X(AUTH, "auth")                                                        \
+	X(HTTP, "http")                                                        \
+	X(DECODE, "decode")                                                    \
+	X(LIMIT, "limit")
+
+typedef enum {
+	DUCKY_OK = 0,
+#define DUCKY_KIND_ENUM(e, s) DUCKY_E_##e,
+	DUCKY_KINDS(DUCKY_KIND_ENUM)
+#undef DUCKY_KIND_ENUM
+} ducky_kind;
+
+typedef struct ducky_err {
+	ducky_kind kind;    /* DUCKY_OK: no error */
+	char *message;      /* malloc'd; NULL after an allocation failure */
+	long status;        /* HTTP status, 0 if none */
+	int curl_code;      /* CURLcode, 0 if none */
+	char *code;         /* OAuth "error" string, malloc'd or NULL */
+	char *description;  /* OAuth "error_description", malloc'd or NULL */
+	double retry_after; /* seconds, < 0 if none */
+	int attempts;
+	int retryable;
+} ducky_err;
+
+const char *ducky_kind_name(ducky_kind kind);
+void ducky_err_init(ducky_err *err);
+void ducky_err_clear(ducky_err *err);
+/* Sets kind and a printf-formatted message; returns -1 for `return ducky_fail(...)`. */
+int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+/* Deep copy; on allocation failure the copy keeps kind and numbers. */
+void ducky_err_copy(ducky_err *dst, const ducky_err *src);
+char *ducky_strdup(const char *s);
+char *ducky_strndup(const char *s, size_t n);
+
+/* Lua side: the "ducky.error" metatable and constructor. */
+void ducky_error_open(lua_State *L);  /* leaves nothing on the stack */
+void ducky_error_push(lua_State *L, const ducky_err *err); /* pushes the table */
+int ducky_error_is(lua_State *L, int idx);
+int ducky_is_error(lua_State *L);
+
+#endif

@@ -1,0 +1,442 @@
+/* libcurl transport: one reused easy handle per client, retries, timeouts, TLS. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* ---- buffers ---------------------------------------------------------- */
+
+int ducky_buf_add(ducky_buf *b, const void *p, size_t n)
+{
+	if (n > SIZE_MAX - b->len - 1)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+		char *d = realloc(b->data, cap);
+		if (!d)
+			return -1;
+		b->data = d;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int ducky_buf_adds(ducky_buf *b, const char *s)
+{
+	return ducky_buf_add(b, s, strlen(s));
+}
+
+void ducky_buf_free(ducky_buf *b)
+{
+	if (b->data) {
+		memset(b->data, 0, b->cap);
+		free(b->data);
+	}
+	memset(b, 0, sizeof *b);
+}
+
+int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			if (ducky_buf_add(b, &s[i], 1))
+				return -1;
+		} else {
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+			if (ducky_buf_add(b, e, 3))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- clocks ----------------------------------------------------------- */
+
+double ducky_now(void)
+{
+	struct timespec ts;
+#ifdef CLOCK_BOOTTIME
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+#endif
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double ducky_wall(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_for(double seconds)
+{
+	struct timespec ts;
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* ---- libcurl callbacks: plain C, never Lua ---------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	ducky_http *h = ud;
+	size_t len = size * n;
+	if (len > h->max_body - h->body.len) {
+		h->too_big = 1;
+		return 0;
+	}
+	if (ducky_buf_add(&h->body, p, len)) {
+		h->no_memory = 1;
+		return 0;
+	}
+	return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	ducky_http *h = ud;
+	size_t len = size * n, i, vstart;
+	char *colon;
+
+	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (1xx, replay) */
+		h->head.len = 0;
+		h->nheaders = 0;
+		return len;
+	}
+	colon = memchr(p, ':', len);
+	if (!colon || colon == p)
+		return len; /* the blank line, or a line we cannot use */
+	size_t nlen = (size_t)(colon - p);
+	for (vstart = nlen + 1; vstart < len && (p[vstart] == ' ' || p[vstart] == '\t'); vstart++)
+		;
+	size_t vend = len;
+	while (vend > vstart && (p[vend - 1] == '\r' || p[vend - 1] == '\n' || p[vend - 1] == ' ' ||
+				 p[vend - 1] == '\t'))
+		vend--;
+	size_t at = h->head.len;
+	if (ducky_buf_add(&h->head, p, nlen) || ducky_buf_add(&h->head, "", 1) ||
+	    ducky_buf_add(&h->head, p + vstart, vend - vstart) || ducky_buf_add(&h->head, "", 1)) {
+		h->no_memory = 1;
+		return 0;
+	}
+	for (i = 0; i < nlen; i++) {
+		char c = h->head.data[at + i];
+		if (c >= 'A' && c <= 'Z')
+			h->head.data[at + i] = (char)(c + 32);
+	}
+	h->nheaders++;
+	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0) {
+		const char *v = h->head.data + at + nlen + 1;
+		char *end;
+		errno = 0;
+		unsigned long long cl = strtoull(v, &end, 10);
+		if (end != v && (errno == ERANGE || cl > h->max_body)) {
+			h->too_big = 1;
+			return 0;
+		}
+	}
+	return len;
+}
+
+const char *ducky_http_header(const ducky_http *h, const char *name)
+{
+	const char *p = h->head.data, *end = p + h->head.len;
+	while (p && p < end) {
+		const char *value = p + strlen(p) + 1;
+		if (strcmp(p, name) == 0)
+			return value;
+		p = value + strlen(value) + 1;
+	}
+	return NULL;
+}
+
+/* ---- handle ----------------------------------------------------------- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
+{
+	CURL *e;
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
+				  curl_easy_strerror(global_rc));
+	if (!(h->easy = e = curl_easy_init()))
+		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
+	h->max_body = conf->max_body;
+	h->rng = (unsigned)((uintptr_t)h ^ (uintptr_t)(ducky_now() * 1e9)) | 1u;
+	h->errbuf[0] = '\0';
+	if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, h) ||
+	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ||
+	    curl_easy_setopt(e, CURLOPT_HEADERDATA, h) ||
+	    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") ||
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_USERAGENT, conf->user_agent) ||
+	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
+	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
+	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
+	    (conf->insecure && (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) ||
+				curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))
+		return ducky_fail(err, DUCKY_E_CONFIG, "libcurl refused an option");
+	return 0;
+}
+
+void ducky_http_close(ducky_http *h)
+{
+	if (h->easy)
+		curl_easy_cleanup(h->easy);
+	h->easy = NULL;
+	ducky_buf_free(&h->body);
+	ducky_buf_free(&h->head);
+}
+
+/* ---- one attempt ------------------------------------------------------ */
+
+static CURLcode perform(ducky_http *h, const ducky_req *req, double remaining)
+{
+	CURL *e = h->easy;
+	long total_ms = (long)ceil(remaining * 1000.0);
+	long connect_ms = (long)ceil(req->connect_timeout * 1000.0);
+	int has_body = req->body != NULL;
+
+	h->body.len = h->head.len = h->nheaders = 0;
+	h->too_big = h->no_memory = 0;
+	h->status = 0;
+	h->errbuf[0] = '\0';
+	if (connect_ms <= 0 || connect_ms > total_ms)
+		connect_ms = total_ms;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	if (has_body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	}
+	curl_easy_setopt(e, CURLOPT_NOBODY, strcmp(req->method, "HEAD") == 0 ? 1L : 0L);
+	int plain = strcmp(req->method, has_body ? "POST" : "GET") == 0 ||
+		    strcmp(req->method, "HEAD") == 0;
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
+	CURLcode rc = curl_easy_perform(e);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &h->status);
+	return rc;
+}
+
+static ducky_kind kind_of(const ducky_http *h, CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return DUCKY_E_TIMEOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		return DUCKY_E_TLS;
+	case CURLE_BAD_CONTENT_ENCODING:
+		return DUCKY_E_DECODE;
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return DUCKY_E_CONFIG;
+	case CURLE_OUT_OF_MEMORY:
+		return DUCKY_E_LIMIT;
+	case CURLE_WRITE_ERROR:
+		if (h->too_big || h->no_memory)
+			return DUCKY_E_LIMIT;
+		return DUCKY_E_NETWORK;
+	default:
+		return DUCKY_E_NETWORK;
+	}
+}
+
+/* Nothing reached the server: safe to retry any method. */
+static int nothing_sent(const ducky_http *h, CURLcode rc)
+{
+	curl_off_t connected = 0;
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return 1;
+	case CURLE_OPERATION_TIMEDOUT:
+		curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &connected);
+		return connected == 0;
+	default:
+		return 0;
+	}
+}
+
+static int transient(CURLcode rc)
+{
+	return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
+	       rc == CURLE_PARTIAL_FILE || rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM;
+}
+
+static int retryable_status(long s)
+{
+	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+}
+
+double ducky_retry_after(const char *v, double now_wall)
+{
+	const char *p;
+	if (!v || !*v)
+		return -1;
+	for (p = v; *p >= '0' && *p <= '9'; p++)
+		;
+	if (*p == '\0') {
+		errno = 0;
+		double s = strtod(v, NULL);
+		return errno ? -1 : s;
+	}
+	time_t t = curl_getdate(v, NULL);
+	if (t == (time_t)-1)
+		return -1;
+	double d = (double)t - now_wall;
+	return d > 0 ? d : 0;
+}
+
+static double jitter(ducky_http *h, int attempt)
+{
+	double cap = 0.25 * (double)(1u << (attempt < 6 ? attempt : 6)); /* 0.5, 1, 2, … 16 s */
+	h->rng ^= h->rng << 13;
+	h->rng ^= h->rng >> 17;
+	h->rng ^= h->rng << 5;
+	return cap * ((double)h->rng / (double)UINT_MAX);
+}
+
+int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud,
+		    int *attempts, ducky_err *err)
+{
+	char reason[32];
+	for (int attempt = 1;; attempt++) {
+		double remaining = req->deadline - ducky_now();
+		*attempts = attempt;
+		if (remaining <= 0.001) {
+			err->attempts = attempt - 1;
+			return ducky_fail(err, DUCKY_E_TIMEOUT, "%s %s: timed out before attempt %d",
+					  req->method, req->url, attempt);
+		}
+		CURLcode rc = perform(h, req, remaining);
+		int retry;
+		double wait = -1;
+		if (rc != CURLE_OK) {
+			retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
+			snprintf(reason, sizeof reason, "curl %d", (int)rc);
+		} else {
+			retry = req->idempotent && retryable_status(h->status);
+			snprintf(reason, sizeof reason, "%ld", h->status);
+			if (retry)
+				wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
+		}
+		if (retry && wait > req->max_retry_after) {
+			retry = 0; /* the server asks for longer than we wait */
+		} else if (retry && attempt <= req->retries) {
+			if (wait < 0)
+				wait = jitter(h, attempt);
+			if (ducky_now() + wait < req->deadline) {
+				if (fn) {
+					ducky_retry_event ev = {attempt + 1, reason, wait};
+					fn(ud, &ev);
+				}
+				sleep_for(wait);
+				continue;
+			}
+		}
+		if (rc == CURLE_OK)
+			return 0;
+		err->attempts = attempt;
+		err->curl_code = (int)rc;
+		err->retryable = retry || nothing_sent(h, rc) || transient(rc);
+		return ducky_fail(err, kind_of(h, rc), "%s %s: %s", req->method, req->url,
+				  h->too_big	  ? "response larger than max_body"
+				  : h->errbuf[0] ? h->errbuf
+						  : curl_easy_strerror(rc));
+	}
+}
+
+/* ---- URLs ------------------------------------------------------------- */
+
+static CURLU *parse(const char *url)
+{
+	CURLU *u = curl_url();
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		u = NULL;
+	}
+	return u;
+}
+
+static int part_equal(CURLU *a, CURLU *b, CURLUPart part, unsigned flags)
+{
+	char *x = NULL, *y = NULL;
+	int eq;
+	curl_url_get(a, part, &x, flags);
+	curl_url_get(b, part, &y, flags);
+	eq = x && y && strcasecmp(x, y) == 0;
+	curl_free(x);
+	curl_free(y);
+	return eq;
+}
+
+int ducky_url_check(const char *url)
+{
+	CURLU *u = parse(url);
+	int ok = u && part_equal(u, u, CURLUPART_HOST, 0) &&
+		 (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+int ducky_url_same_origin(const char *a, const char *b)
+{
+	CURLU *x = parse(a), *y = parse(b);
+	int same = x && y && part_equal(x, y, CURLUPART_SCHEME, 0) &&
+		   part_equal(x, y, CURLUPART_HOST, 0) &&
+		   part_equal(x, y, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+	curl_url_cleanup(x);
+	curl_url_cleanup(y);
+	return same;
+}

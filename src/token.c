@@ -1,0 +1,333 @@
+/* The process-wide token cache. One mutex guards the registry; exchanges run
+ * outside it, with one caller per key fetching while the others wait. */
+#define _GNU_SOURCE
+#include "token.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http.h"
+
+#define MAX_LIFETIME (365.0 * 86400.0)
+#define STALE_RETRY 5.0 /* seconds between refresh attempts while serving stale */
+
+typedef struct entry {
+	struct entry *next;
+	char *key;
+	char *token; /* NULL: none */
+	size_t len;
+	unsigned long gen;
+	double expires; /* ducky_now() seconds */
+	double lifetime;
+	int fetching;
+	unsigned long seq;   /* completed fetches */
+	ducky_err last_err;  /* the last fetch's failure, for its waiters */
+	double next_try;     /* no refresh before this while a valid token is served stale */
+	double backoff_until;
+	ducky_err backoff_err;
+	double *hist; /* times of the exchanges of the last hour */
+	size_t nhist, caphist;
+} entry;
+
+/* The one process-wide thing: every client, Lua state and thread shares it. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done; /* a fetch completed, for any key */
+static pthread_once_t done_once = PTHREAD_ONCE_INIT;
+static entry *registry;
+static unsigned long generation;
+
+static void init_cond(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&done, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void wipe(char *s, size_t n)
+{
+	if (s) {
+		volatile char *p = s;
+		while (n--)
+			*p++ = 0;
+		free(s);
+	}
+}
+
+static entry *find(const char *key, int create)
+{
+	entry *e;
+	for (e = registry; e; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e;
+	if (!create || !(e = calloc(1, sizeof *e)))
+		return NULL;
+	if (!(e->key = ducky_strdup(key))) {
+		free(e);
+		return NULL;
+	}
+	ducky_err_init(&e->last_err);
+	ducky_err_init(&e->backoff_err);
+	e->next = registry;
+	registry = e;
+	return e;
+}
+
+static double margin_for(const ducky_token_conf *conf, double lifetime)
+{
+	return conf->refresh_margin < lifetime / 2 ? conf->refresh_margin : lifetime / 2;
+}
+
+/* Copies e's token into ref unless ref has it already. Called locked. */
+static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
+{
+	if (ref->gen != e->gen) {
+		if (ref->cap < e->len + 1) {
+			char *p = malloc(e->len + 1);
+			if (!p)
+				return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+			wipe(ref->token, ref->cap);
+			ref->token = p;
+			ref->cap = e->len + 1;
+		}
+		memcpy(ref->token, e->token, e->len + 1);
+		ref->len = e->len;
+		ref->gen = e->gen;
+	}
+	ref->expires = e->expires;
+	return 0;
+}
+
+static void publish(entry *e, ducky_fresh *f, double now)
+{
+	double left = f->expires_at - ducky_wall();
+	wipe(e->token, e->len);
+	e->token = f->token;
+	e->len = strlen(f->token);
+	f->token = NULL;
+	e->lifetime = f->lifetime;
+	e->expires = now + (left < f->lifetime ? left : f->lifetime);
+	e->gen = ++generation;
+}
+
+static int wait_for(unsigned long seq, entry *e, double deadline)
+{
+	while (e->fetching && e->seq == seq) {
+		double left = deadline - ducky_now();
+		struct timespec ts;
+		if (left <= 0)
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		double s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + left;
+		ts.tv_sec = (time_t)s;
+		ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&done, &lock, &ts);
+	}
+	return 0;
+}
+
+static int refused_credential(const ducky_err *err)
+{
+	return err->kind == DUCKY_E_AUTH && err->code &&
+	       (strcmp(err->code, "invalid_client") == 0 || strcmp(err->code, "access_denied") == 0 ||
+		strcmp(err->code, "unauthorized_client") == 0);
+}
+
+/* Counts e's exchanges in the last hour (called locked). */
+static size_t recent(entry *e, double now)
+{
+	size_t i = 0, j;
+	while (i < e->nhist && e->hist[i] <= now - 3600)
+		i++;
+	for (j = 0; i < e->nhist; i++, j++)
+		e->hist[j] = e->hist[i];
+	return e->nhist = j;
+}
+
+static void remember_exchange(entry *e, double now)
+{
+	if (e->nhist == e->caphist) {
+		size_t cap = e->caphist ? e->caphist * 2 : 8;
+		double *h = realloc(e->hist, cap * sizeof *h);
+		if (!h)
+			return; /* the cap is a safeguard; losing one count beats failing */
+		e->hist = h;
+		e->caphist = cap;
+	}
+	e->hist[e->nhist++] = now;
+}
+
+/* The leader's work, unlocked: the store first, then the token endpoint. */
+static int fetch(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
+		 ducky_fresh *f, ducky_source *src, ducky_err *err)
+{
+	if (ops->load && ops->load(ops->ud, key, f)) {
+		double left = f->expires_at - ducky_wall();
+		if (f->token && left > margin_for(conf, f->lifetime > 0 ? f->lifetime : left)) {
+			*src = DUCKY_SRC_STORE;
+			if (f->lifetime <= 0)
+				f->lifetime = left;
+			return 0;
+		}
+		wipe(f->token, f->token ? strlen(f->token) : 0);
+		f->token = NULL;
+	}
+	*src = DUCKY_SRC_EXCHANGE;
+	return ops->exchange(ops->ud, f, err);
+}
+
+int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
+		    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+{
+	entry *e;
+	int rc = 0;
+
+	pthread_once(&done_once, init_cond);
+	pthread_mutex_lock(&lock);
+	if (!(e = find(key, 1))) {
+		pthread_mutex_unlock(&lock);
+		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	}
+	info->stale = NULL;
+	for (int after_failure = 0;;) {
+		double now = ducky_now();
+		int valid = e->token && e->expires > now;
+		if (valid && (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try)) {
+			info->source = DUCKY_SRC_MEMORY;
+			info->seconds_left = e->expires - now;
+			rc = copy_out(e, ref, err);
+			break;
+		}
+		if (after_failure) { /* the fetch we waited for failed: share its error */
+			ducky_err_copy(err, &e->last_err);
+			rc = -1;
+			break;
+		}
+		if (e->fetching) {
+			unsigned long seq = e->seq;
+			if (wait_for(seq, e, conf->deadline)) {
+				rc = ducky_fail(err, DUCKY_E_TIMEOUT,
+						"timed out waiting for another caller's token exchange");
+				break;
+			}
+			after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
+			continue;
+		}
+		if (now < e->backoff_until) {
+			ducky_err_copy(err, &e->backoff_err);
+			rc = -1;
+			break;
+		}
+		if (recent(e, now) >= (size_t)conf->max_per_hour) {
+			rc = ducky_fail(err, DUCKY_E_LIMIT,
+					"%d token exchanges in the last hour for this credential "
+					"(max_exchanges_per_hour); not making another",
+					conf->max_per_hour);
+			if (valid)
+				info->stale = "max_exchanges_per_hour";
+		} else {
+			/* lead: fetch unlocked while others wait */
+			ducky_fresh f = {NULL, 0, 0};
+			ducky_source src;
+			e->fetching = 1;
+			pthread_mutex_unlock(&lock);
+			rc = fetch(key, conf, ops, &f, &src, err);
+			pthread_mutex_lock(&lock);
+			now = ducky_now();
+			e->fetching = 0;
+			e->seq++;
+			ducky_err_clear(&e->last_err);
+			if (src == DUCKY_SRC_EXCHANGE)
+				remember_exchange(e, now);
+			if (rc == 0) {
+				publish(e, &f, now);
+				e->next_try = 0;
+				info->source = src;
+				info->seconds_left = e->expires - now;
+				rc = copy_out(e, ref, err);
+				pthread_cond_broadcast(&done);
+				pthread_mutex_unlock(&lock);
+				if (src == DUCKY_SRC_EXCHANGE && ops->store) {
+					f.token = ref->token;
+					ops->store(ops->ud, key, &f);
+				}
+				return rc;
+			}
+			if (refused_credential(err)) {
+				e->backoff_until = now + conf->auth_backoff;
+				ducky_err_clear(&e->backoff_err);
+				ducky_err_copy(&e->backoff_err, err);
+			}
+			ducky_err_copy(&e->last_err, err);
+			pthread_cond_broadcast(&done);
+			valid = e->token && e->expires > now;
+			if (valid)
+				info->stale = err->code ? err->code : ducky_kind_name(err->kind);
+		}
+		if (info->stale) { /* serve-stale: keep the still-valid token */
+			ducky_err_clear(err);
+			e->next_try = now + STALE_RETRY;
+			info->source = DUCKY_SRC_MEMORY;
+			info->seconds_left = e->expires - now;
+			rc = copy_out(e, ref, err);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops)
+{
+	int dropped = 0;
+	pthread_mutex_lock(&lock);
+	entry *e = find(key, 0);
+	if (e && e->token && (!only_token || strcmp(e->token, only_token) == 0)) {
+		wipe(e->token, e->len);
+		e->token = NULL;
+		e->len = 0;
+		e->gen = ++generation;
+		dropped = 1;
+	}
+	pthread_mutex_unlock(&lock);
+	if ((dropped || !only_token) && ops && ops->store)
+		ops->store(ops->ud, key, NULL);
+	return dropped;
+}
+
+int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,
+			 ducky_err *err)
+{
+	if (!token || len == 0)
+		return ducky_fail(err, DUCKY_E_DECODE, "token answer has no access_token");
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e)
+			return ducky_fail(err, DUCKY_E_DECODE,
+					  "token answer's access_token holds a byte outside "
+					  "visible ASCII (at %zu)",
+					  i);
+	if (!type || strcasecmp(type, "bearer") != 0)
+		return ducky_fail(err, DUCKY_E_DECODE,
+				  "token answer's token_type is %s%.40s%s, not Bearer",
+				  type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
+	if (!(expires_in > 0) || !isfinite(expires_in))
+		return ducky_fail(err, DUCKY_E_DECODE,
+				  "token answer's expires_in is not a positive number");
+	return 0;
+}
+
+double ducky_token_lifetime(double expires_in)
+{
+	return expires_in < MAX_LIFETIME ? expires_in : MAX_LIFETIME;
+}
+
+void ducky_tokref_free(ducky_tokref *ref)
+{
+	wipe(ref->token, ref->cap);
+	memset(ref, 0, sizeof *ref);
+}

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Runs the busted suite against the module in build dir $1 (further arguments go
+# to busted) and prints "N passed, N failed" from busted's JSON output.
+# $DUCKY_PRELOAD, if set, is preloaded into the Lua interpreter only (sanitizer runtimes).
+set -eu
+build=${1:-build}
+[ $# -gt 0 ] && shift
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
+	lua5.4 /usr/bin/busted --output=json "$@" >"$out" || status=$?
+lua5.4 tools/summary.lua "$out" || status=1
+exit $status
