@@ -17,12 +17,12 @@ static inline void ducky_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 	}
 	lua_pop(L, nup);
 }
-#define ducky_rawlen lua_objlen
+#define ducky_rawlen             lua_objlen
 #define ducky_newuserdata(L, sz) lua_newuserdata(L, sz)
-#define ducky_cpcall lua_cpcall
+#define ducky_cpcall             lua_cpcall
 #else
 #define ducky_setfuncs luaL_setfuncs
-#define ducky_rawlen lua_rawlen
+#define ducky_rawlen   lua_rawlen
 #if LUA_VERSION_NUM >= 504
 #define ducky_newuserdata(L, sz) lua_newuserdatauv(L, sz, 0)
 #else

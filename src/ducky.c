@@ -15,11 +15,11 @@
 #include "http.h"
 #include "token.h"
 
-#define DUCKY_VERSION "0.1.0"
-#define CLIENT_MT "ducky.client"
-#define DEFAULT_BASE_URL "https://api.ducky.eco/v3"
+#define DUCKY_VERSION     "0.1.0"
+#define CLIENT_MT         "ducky.client"
+#define DEFAULT_BASE_URL  "https://api.ducky.eco/v3"
 #define DEFAULT_TOKEN_URL "https://ducky-prod.eu.auth0.com/oauth/token"
-#define DEFAULT_AUDIENCE "ducky-api-prod"
+#define DEFAULT_AUDIENCE  "ducky-api-prod"
 
 /* Upvalue 1 of every function: a private table holding cjson's encode/decode. */
 #define PRIVATE lua_upvalueindex(1)
@@ -29,7 +29,7 @@ static const char *const auth_names[] = {"json", "form", "basic", NULL};
 
 typedef struct stats {
 	lua_Integer requests, token_fetches, token_cache_hits, token_store_hits, retries,
-		replays_401, stale_tokens, errors;
+	    replays_401, stale_tokens, errors;
 } stats;
 
 typedef struct client {
@@ -38,12 +38,12 @@ typedef struct client {
 	ducky_http http;
 	char *base_url, *token_url, *client_id, *key;
 	int has_credentials;
-	ducky_buf token_body; /* holds the secret: wiped on close */
+	ducky_buf token_body;             /* holds the secret: wiped on close */
 	struct curl_slist *token_headers; /* may hold the secret (Basic): wiped on close */
 	struct curl_slist *api_headers;   /* the user's headers */
 	struct curl_slist *auth_headers;  /* api_headers + the bearer token */
 	struct curl_slist *extra;         /* the call's own headers; freed by the next call
-					     or close, so a raise mid-build leaks nothing */
+	                                     or close, so a raise mid-build leaks nothing */
 	unsigned long auth_gen;
 	ducky_tokref tok;
 	double timeout, connect_timeout, refresh_margin, auth_backoff, max_retry_after;
@@ -163,7 +163,7 @@ static int call_log(lua_State *L)
 }
 
 static void emit(client *c, const char *name, const char *source, const char *reason,
-		 double seconds_left, int attempt, double wait)
+                 double seconds_left, int attempt, double wait)
 {
 	event ev = {c, name, source, reason, seconds_left, wait, attempt};
 	if (c->ref_log == LUA_NOREF)
@@ -226,7 +226,8 @@ static void keep_rate_limits(lua_State *L, client *c)
 	const char *p = h->head.data, *end = p + h->head.len;
 	while (p && p < end) {
 		const char *value = p + strlen(p) + 1;
-		if (strncmp(p, "x-ratelimit-", 12) == 0 || strcmp(p, "auth0-client-quota-limit") == 0) {
+		if (strncmp(p, "x-ratelimit-", 12) == 0 ||
+		    strcmp(p, "auth0-client-quota-limit") == 0) {
 			if (c->ref_limits == LUA_NOREF) {
 				lua_newtable(L);
 				c->ref_limits = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -252,17 +253,20 @@ static int read_token_answer(lua_State *L)
 	keep_rate_limits(L, c);
 	if (status >= 200 && status < 300) {
 		if (!decoded || lua_type(L, t) != LUA_TTABLE) {
-			ducky_fail(x->err, DUCKY_E_DECODE, "token endpoint answered %ld with a body "
-							   "that is not a JSON object",
-				   status);
+			ducky_fail(x->err, DUCKY_E_DECODE,
+			           "token endpoint answered %ld with a body "
+			           "that is not a JSON object",
+			           status);
 			return 0;
 		}
 		size_t len = 0;
 		lua_getfield(L, t, "access_token");
-		const char *tok = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+		const char *tok =
+		    lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
 		lua_getfield(L, t, "expires_in");
 		double expires_in = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-		if (ducky_token_validate(tok, len, string_field(L, t, "token_type"), expires_in, x->err))
+		if (ducky_token_validate(tok, len, string_field(L, t, "token_type"), expires_in,
+		                         x->err))
 			return 0;
 		if (!(x->out->token = ducky_strndup(tok, len))) {
 			ducky_fail(x->err, DUCKY_E_LIMIT, "out of memory");
@@ -273,15 +277,18 @@ static int read_token_answer(lua_State *L)
 		return 0;
 	}
 	const char *code = decoded && lua_istable(L, t) ? string_field(L, t, "error") : NULL;
-	const char *desc = decoded && lua_istable(L, t) ? string_field(L, t, "error_description") : NULL;
+	const char *desc =
+	    decoded && lua_istable(L, t) ? string_field(L, t, "error_description") : NULL;
 	x->err->status = status;
 	x->err->code = ducky_strdup(code);
 	x->err->description = ducky_strdup(desc);
-	x->err->retry_after = ducky_retry_after(ducky_http_header(&c->http, "retry-after"), ducky_wall());
+	x->err->retry_after =
+	    ducky_retry_after(ducky_http_header(&c->http, "retry-after"), ducky_wall());
 	x->err->retryable = status == 429 || status >= 500;
-	ducky_fail(x->err, status == 400 || status == 401 || status == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
-		   "token endpoint answered %ld%s%.100s%s%.300s", status, code ? " " : "",
-		   code ? code : "", desc ? ": " : "", desc ? desc : "");
+	ducky_fail(x->err,
+	           status == 400 || status == 401 || status == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
+	           "token endpoint answered %ld%s%.100s%s%.300s", status, code ? " " : "",
+	           code ? code : "", desc ? ": " : "", desc ? desc : "");
 	return 0;
 }
 
@@ -290,13 +297,14 @@ static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
 	client *c = ud;
 	exchange_ctx x = {c, out, err};
 	int attempts = 0;
-	ducky_req req = {"POST", c->token_url, c->token_headers, c->token_body.data, c->token_body.len,
-			 1, c->deadline, c->connect_timeout, c->call_retries, c->max_retry_after};
+	ducky_req req = {
+	    "POST", c->token_url, c->token_headers,   c->token_body.data, c->token_body.len,
+	    1,      c->deadline,  c->connect_timeout, c->call_retries,    c->max_retry_after};
 
 	if (!c->has_credentials)
 		return ducky_fail(err, DUCKY_E_CONFIG,
-				  "no credentials: set client_id and client_secret "
-				  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+		                  "no credentials: set client_id and client_secret "
+		                  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
 	c->st.token_fetches++;
 	int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, err);
 	err->attempts = attempts;
@@ -440,7 +448,7 @@ static struct curl_slist *auth_headers(client *c, ducky_err *err)
 	ducky_buf line = {0};
 	struct curl_slist *l = NULL, *n;
 	int bad = ducky_buf_adds(&line, "Authorization: Bearer ") ||
-		  ducky_buf_add(&line, c->tok.token, c->tok.len);
+	          ducky_buf_add(&line, c->tok.token, c->tok.len);
 	if (!bad && (l = curl_slist_append(NULL, line.data)) == NULL)
 		bad = 1;
 	for (struct curl_slist *p = c->api_headers; p && !bad; p = p->next)
@@ -509,7 +517,7 @@ static int push_error(lua_State *L, client *c, ducky_err *err)
 }
 
 static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *method,
-			   const char *url, int bad_json)
+                           const char *url, int bad_json)
 {
 	const ducky_http *h = &c->http;
 	long s = h->status;
@@ -517,10 +525,11 @@ static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *
 	err->retryable = s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 	err->retry_after = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
 	if (bad_json)
-		ducky_fail(err, DUCKY_E_DECODE, "%s %s answered %ld with invalid JSON", method, url, s);
+		ducky_fail(err, DUCKY_E_DECODE, "%s %s answered %ld with invalid JSON", method, url,
+		           s);
 	else if (s == 401)
-		ducky_fail(err, DUCKY_E_AUTH, "%s %s answered 401 twice, with a fresh token", method,
-			   url);
+		ducky_fail(err, DUCKY_E_AUTH, "%s %s answered 401 twice, with a fresh token",
+		           method, url);
 	else
 		ducky_fail(err, DUCKY_E_HTTP, "%s %s answered %ld", method, url, s);
 	push_error(L, c, err);
@@ -568,7 +577,7 @@ static struct curl_slist *merge_headers(struct curl_slist *extra, struct curl_sl
 			int overridden = 0;
 			for (struct curl_slist *q = extra; pass && q && !overridden; q = q->next)
 				overridden = strncasecmp(q->data, p->data, nl) == 0 &&
-					     strcspn(q->data, ":;") == nl;
+				             strcspn(q->data, ":;") == nl;
 			if (overridden)
 				continue;
 			if (!(n = curl_slist_append(l, p->data))) {
@@ -602,8 +611,11 @@ static int do_call(lua_State *L, client *c, const call *k)
 			ducky_fail(&err, DUCKY_E_LIMIT, "out of memory");
 			return push_error(L, c, &err);
 		}
-		ducky_req req = {k->method, k->url, base, k->body, k->body_len, idempotent,
-				 c->deadline, c->connect_timeout, k->retries, c->max_retry_after};
+		ducky_req req = {k->method,   k->url,
+		                 base,        k->body,
+		                 k->body_len, idempotent,
+		                 c->deadline, c->connect_timeout,
+		                 k->retries,  c->max_retry_after};
 		int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, &err);
 		wipe_slist(merged);
 		total += attempts;
@@ -646,9 +658,10 @@ static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t k
 	else if (lua_type(L, v) == LUA_TSTRING || lua_type(L, v) == LUA_TNUMBER)
 		val = lua_tostring(L, v);
 	else
-		return luaL_error(L, "query value for '%s' must be a string, number, boolean "
-				     "or an array of them",
-				  key);
+		return luaL_error(L,
+		                  "query value for '%s' must be a string, number, boolean "
+		                  "or an array of them",
+		                  key);
 	vlen = strlen(val);
 	if (lua_type(L, v) == LUA_TSTRING)
 		lua_tolstring(L, v, &vlen);
@@ -732,7 +745,7 @@ static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char
 
 /* Builds c->url = base_url + path (+ query). Returns 0, or -1 with err. */
 static int build_url(lua_State *L, client *c, const char *path, size_t plen, int query,
-		     ducky_err *err)
+                     ducky_err *err)
 {
 	ducky_buf *u = &c->url;
 	u->len = 0;
@@ -741,9 +754,9 @@ static int build_url(lua_State *L, client *c, const char *path, size_t plen, int
 	if (strstr(path, "://")) {
 		if (!ducky_url_same_origin(path, c->base_url))
 			return ducky_fail(err, DUCKY_E_CONFIG,
-					  "refusing %s: an absolute URL must be on base_url's "
-					  "scheme, host and port",
-					  path);
+			                  "refusing %s: an absolute URL must be on base_url's "
+			                  "scheme, host and port",
+			                  path);
 		if (ducky_buf_add(u, path, plen))
 			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	} else {
@@ -781,8 +794,8 @@ static int c_ping_protected(lua_State *L)
 	return simple_get(L, "ping/protected", 1);
 }
 
-static const char *const request_opts[] = {"query", "json", "body", "headers",
-					   "timeout", "retries", "auth", NULL};
+static const char *const request_opts[] = {"query",   "json",    "body", "headers",
+                                           "timeout", "retries", "auth", NULL};
 
 static double opt_number(lua_State *L, int t, const char *name, double dflt, double lo, double hi)
 {
@@ -824,13 +837,13 @@ static int c_request(lua_State *L)
 			const char *const *o = request_opts;
 			lua_pop(L, 1);
 			while (*o && (lua_type(L, -1) != LUA_TSTRING ||
-				      strcmp(*o, lua_tostring(L, -1)) != 0))
+			              strcmp(*o, lua_tostring(L, -1)) != 0))
 				o++;
 			if (!*o)
 				return luaL_error(L, "request: unknown option '%s'",
-						  lua_type(L, -1) == LUA_TSTRING
-							  ? lua_tostring(L, -1)
-							  : luaL_typename(L, -1));
+				                  lua_type(L, -1) == LUA_TSTRING
+				                      ? lua_tostring(L, -1)
+				                      : luaL_typename(L, -1));
 		}
 		k.timeout = opt_number(L, 4, "timeout", c->timeout, 0.001, 1e6);
 		k.retries = (int)opt_number(L, 4, "retries", c->retries, 0, 100);
@@ -850,11 +863,12 @@ static int c_request(lua_State *L)
 			lua_insert(L, -2);
 			if (lua_pcall(L, 1, 1, 0) != 0)
 				return luaL_error(L, "bad argument #4 to 'request' (json: %s)",
-						  lua_tostring(L, -1));
+				                  lua_tostring(L, -1));
 			k.body = lua_tolstring(L, -1, &k.body_len);
 			ctype = "Content-Type: application/json";
 		} else if (!lua_isnil(L, -1)) {
-			luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 4, "body must be a string");
+			luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 4,
+			              "body must be a string");
 			k.body = lua_tolstring(L, -1, &k.body_len);
 			ctype = "Content-Type: application/octet-stream";
 		}
@@ -968,8 +982,8 @@ static int c_tostring(lua_State *L)
 		lua_pushfstring(L, "ducky.client (closed): %p", (void *)c);
 	else
 		lua_pushfstring(L, "ducky.client (%s @ %s): %p",
-				c->client_id ? c->client_id : "no credentials", c->base_url,
-				(void *)c);
+		                c->client_id ? c->client_id : "no credentials", c->base_url,
+		                (void *)c);
 	return 1;
 }
 
@@ -981,30 +995,30 @@ static const struct option {
 	const char *name;
 	int types;
 } options[] = {
-	{"client_id", T(LUA_TSTRING)},
-	{"client_secret", T(LUA_TSTRING)},
-	{"base_url", T(LUA_TSTRING)},
-	{"token_url", T(LUA_TSTRING)},
-	{"audience", T(LUA_TSTRING)},
-	{"token_auth", T(LUA_TSTRING)},
-	{"timeout", T(LUA_TNUMBER)},
-	{"connect_timeout", T(LUA_TNUMBER)},
-	{"retries", T(LUA_TNUMBER)},
-	{"refresh_margin", T(LUA_TNUMBER)},
-	{"token_cache", T(LUA_TBOOLEAN) | T(LUA_TTABLE)},
-	{"ca_file", T(LUA_TSTRING)},
-	{"ca_path", T(LUA_TSTRING)},
-	{"insecure", T(LUA_TBOOLEAN)},
-	{"proxy", T(LUA_TSTRING)},
-	{"user_agent", T(LUA_TSTRING)},
-	{"headers", T(LUA_TTABLE)},
-	{"max_body", T(LUA_TNUMBER)},
-	{"token_params", T(LUA_TTABLE)},
-	{"auth_backoff", T(LUA_TNUMBER)},
-	{"max_exchanges_per_hour", T(LUA_TNUMBER)},
-	{"max_retry_after", T(LUA_TNUMBER)},
-	{"log", T(LUA_TFUNCTION)},
-	{NULL, 0},
+    {"client_id", T(LUA_TSTRING)},
+    {"client_secret", T(LUA_TSTRING)},
+    {"base_url", T(LUA_TSTRING)},
+    {"token_url", T(LUA_TSTRING)},
+    {"audience", T(LUA_TSTRING)},
+    {"token_auth", T(LUA_TSTRING)},
+    {"timeout", T(LUA_TNUMBER)},
+    {"connect_timeout", T(LUA_TNUMBER)},
+    {"retries", T(LUA_TNUMBER)},
+    {"refresh_margin", T(LUA_TNUMBER)},
+    {"token_cache", T(LUA_TBOOLEAN) | T(LUA_TTABLE)},
+    {"ca_file", T(LUA_TSTRING)},
+    {"ca_path", T(LUA_TSTRING)},
+    {"insecure", T(LUA_TBOOLEAN)},
+    {"proxy", T(LUA_TSTRING)},
+    {"user_agent", T(LUA_TSTRING)},
+    {"headers", T(LUA_TTABLE)},
+    {"max_body", T(LUA_TNUMBER)},
+    {"token_params", T(LUA_TTABLE)},
+    {"auth_backoff", T(LUA_TNUMBER)},
+    {"max_exchanges_per_hour", T(LUA_TNUMBER)},
+    {"max_retry_after", T(LUA_TNUMBER)},
+    {"log", T(LUA_TFUNCTION)},
+    {NULL, 0},
 };
 #undef T
 
@@ -1021,12 +1035,12 @@ static void check_options(lua_State *L)
 			luaL_error(L, "ducky.client: unknown option '%s'", lua_tostring(L, -2));
 		if (!(o->types & (1 << lua_type(L, -1))))
 			luaL_error(L, "ducky.client: option '%s' must be a %s, not %s", o->name,
-				   o->types & (1 << LUA_TSTRING)     ? "string"
-				   : o->types & (1 << LUA_TNUMBER)   ? "number"
-				   : o->types & (1 << LUA_TBOOLEAN) ? "boolean or table"
-				   : o->types & (1 << LUA_TTABLE)   ? "table"
-								     : "function",
-				   luaL_typename(L, -1));
+			           o->types & (1 << LUA_TSTRING)    ? "string"
+			           : o->types & (1 << LUA_TNUMBER)  ? "number"
+			           : o->types & (1 << LUA_TBOOLEAN) ? "boolean or table"
+			           : o->types & (1 << LUA_TTABLE)   ? "table"
+			                                            : "function",
+			           luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 }
@@ -1053,17 +1067,16 @@ static char *dup_or_raise(lua_State *L, const char *s)
 
 /* Token request body and headers; they hold the secret, so they live in C only. */
 static void build_token_request(lua_State *L, client *c, int auth, const char *id,
-				const char *secret, const char *audience)
+                                const char *secret, const char *audience)
 {
 	ducky_buf *b = &c->token_body;
 	ducky_buf basic = {0};
 	int bad;
 	const char *ctype = auth == AUTH_JSON ? "Content-Type: application/json"
-					       : "Content-Type: application/x-www-form-urlencoded";
+	                                      : "Content-Type: application/x-www-form-urlencoded";
 
 	if (auth == AUTH_JSON) {
-		bad = ducky_buf_adds(b, "{\"client_id\":") ||
-		      add_json_string(b, id, strlen(id)) ||
+		bad = ducky_buf_adds(b, "{\"client_id\":") || add_json_string(b, id, strlen(id)) ||
 		      ducky_buf_adds(b, ",\"client_secret\":") ||
 		      add_json_string(b, secret, strlen(secret)) ||
 		      ducky_buf_adds(b, ",\"audience\":") ||
@@ -1087,7 +1100,7 @@ static void build_token_request(lua_State *L, client *c, int auth, const char *i
 			if (lua_type(L, -2) != LUA_TSTRING ||
 			    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
 				luaL_error(L, "ducky.client: token_params must map strings to "
-					      "strings or numbers");
+				              "strings or numbers");
 			const char *k = lua_tolstring(L, -2, &kl);
 			const char *v = lua_tolstring(L, -1, &vl);
 			if (auth == AUTH_JSON)
@@ -1119,8 +1132,8 @@ static void build_token_request(lua_State *L, client *c, int auth, const char *i
 		ducky_buf_free(&raw);
 	}
 	struct curl_slist *l = NULL, *n;
-	const char *lines[] = {ctype, "Accept: application/json", "Expect:",
-			       auth == AUTH_BASIC ? basic.data : NULL};
+	const char *lines[] = {ctype, "Accept: application/json",
+	                       "Expect:", auth == AUTH_BASIC ? basic.data : NULL};
 	for (size_t i = 0; i < sizeof lines / sizeof *lines && !bad; i++)
 		if (lines[i]) {
 			if ((n = curl_slist_append(l, lines[i])) == NULL)
@@ -1141,9 +1154,9 @@ static void make_key(lua_State *L, client *c, int auth)
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-		 EVP_DigestUpdate(ctx, c->token_url, strlen(c->token_url) + 1) &&
-		 EVP_DigestUpdate(ctx, auth_names[auth], strlen(auth_names[auth]) + 1) &&
-		 EVP_DigestUpdate(ctx, c->token_body.data, c->token_body.len + 1);
+	         EVP_DigestUpdate(ctx, c->token_url, strlen(c->token_url) + 1) &&
+	         EVP_DigestUpdate(ctx, auth_names[auth], strlen(auth_names[auth]) + 1) &&
+	         EVP_DigestUpdate(ctx, c->token_body.data, c->token_body.len + 1);
 	for (struct curl_slist *p = c->token_headers; ok && p; p = p->next)
 		ok = EVP_DigestUpdate(ctx, p->data, strlen(p->data) + 1);
 	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen);
@@ -1230,7 +1243,7 @@ static int l_client(lua_State *L)
 		lua_getfield(L, -2, "store");
 		if (lua_type(L, -1) != LUA_TFUNCTION || lua_type(L, -2) != LUA_TFUNCTION)
 			return luaL_error(L, "ducky.client: token_cache table needs load and "
-					     "store functions");
+			                     "store functions");
 		lua_pop(L, 2);
 		c->ref_store = luaL_ref(L, LUA_REGISTRYINDEX);
 	} else {
@@ -1239,14 +1252,16 @@ static int l_client(lua_State *L)
 	c->ref_log = ref_option(L, "log");
 
 	snprintf(ua, sizeof ua, "ducky-lua/%s libcurl/%s", DUCKY_VERSION,
-		 curl_version_info(CURLVERSION_NOW)->version);
+	         curl_version_info(CURLVERSION_NOW)->version);
 	lua_getfield(L, 1, "insecure");
 	int insecure = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	ducky_http_conf conf = {opt_string(L, "ca_file", NULL, NULL),
-				opt_string(L, "ca_path", NULL, NULL),
-				opt_string(L, "proxy", NULL, NULL),
-				opt_string(L, "user_agent", NULL, ua), insecure, (size_t)max_body};
+	                        opt_string(L, "ca_path", NULL, NULL),
+	                        opt_string(L, "proxy", NULL, NULL),
+	                        opt_string(L, "user_agent", NULL, ua),
+	                        insecure,
+	                        (size_t)max_body};
 	ducky_err_init(&err);
 	if (ducky_http_open(&c->http, &conf, &err)) {
 		lua_pushstring(L, err.message ? err.message : "out of memory");
@@ -1259,23 +1274,27 @@ static int l_client(lua_State *L)
 /* ---- the module ------------------------------------------------------- */
 
 static const luaL_Reg client_methods[] = {
-	{"ping", c_ping},	  {"ping_protected", c_ping_protected},
-	{"request", c_request},	  {"token", c_token},
-	{"invalidate", c_invalidate}, {"stats", c_stats},
-	{"close", c_close},	  {NULL, NULL},
+    {"ping", c_ping},
+    {"ping_protected", c_ping_protected},
+    {"request", c_request},
+    {"token", c_token},
+    {"invalidate", c_invalidate},
+    {"stats", c_stats},
+    {"close", c_close},
+    {NULL, NULL},
 };
 
 static const luaL_Reg client_metamethods[] = {
-	{"__gc", c_close},
-	{"__close", c_close},
-	{"__tostring", c_tostring},
-	{NULL, NULL},
+    {"__gc", c_close},
+    {"__close", c_close},
+    {"__tostring", c_tostring},
+    {NULL, NULL},
 };
 
 static const luaL_Reg module_functions[] = {
-	{"client", l_client},
-	{"is_error", ducky_is_error},
-	{NULL, NULL},
+    {"client", l_client},
+    {"is_error", ducky_is_error},
+    {NULL, NULL},
 };
 
 __attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);

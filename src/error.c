@@ -10,10 +10,9 @@
 
 #define ERROR_MT "ducky.error"
 
-static const char *const kind_names[] = {
-	"ok",
+static const char *const kind_names[] = {"ok",
 #define DUCKY_KIND_NAME(e, s) s,
-	DUCKY_KINDS(DUCKY_KIND_NAME)
+                                         DUCKY_KINDS(DUCKY_KIND_NAME)
 #undef DUCKY_KIND_NAME
 };
 

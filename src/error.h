@@ -5,14 +5,14 @@
 #include <lua.h>
 
 /* X-macro: every error kind, once. */
-#define DUCKY_KINDS(X)                                                         \
-	X(CONFIG, "config")                                                    \
-	X(NETWORK, "network")                                                  \
-	X(TIMEOUT, "timeout")                                                  \
-	X(TLS, "tls")                                                          \
-	X(AUTH, "auth")                                                        \
-	X(HTTP, "http")                                                        \
-	X(DECODE, "decode")                                                    \
+#define DUCKY_KINDS(X)                                                                             \
+	X(CONFIG, "config")                                                                        \
+	X(NETWORK, "network")                                                                      \
+	X(TIMEOUT, "timeout")                                                                      \
+	X(TLS, "tls")                                                                              \
+	X(AUTH, "auth")                                                                            \
+	X(HTTP, "http")                                                                            \
+	X(DECODE, "decode")                                                                        \
 	X(LIMIT, "limit")
 
 typedef enum {
@@ -40,16 +40,16 @@ void ducky_err_clear(ducky_err *err);
 /* Sets kind and a printf-formatted message; returns -1 for `return ducky_fail(...)`. */
 int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 3, 4)))
 #endif
-	;
+    ;
 /* Deep copy; on allocation failure the copy keeps kind and numbers. */
 void ducky_err_copy(ducky_err *dst, const ducky_err *src);
 char *ducky_strdup(const char *s);
 char *ducky_strndup(const char *s, size_t n);
 
 /* Lua side: the "ducky.error" metatable and constructor. */
-void ducky_error_open(lua_State *L);  /* leaves nothing on the stack */
+void ducky_error_open(lua_State *L);                       /* leaves nothing on the stack */
 void ducky_error_push(lua_State *L, const ducky_err *err); /* pushes the table */
 int ducky_error_is(lua_State *L, int idx);
 int ducky_is_error(lua_State *L);

@@ -132,7 +132,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		;
 	size_t vend = len;
 	while (vend > vstart && (p[vend - 1] == '\r' || p[vend - 1] == '\n' || p[vend - 1] == ' ' ||
-				 p[vend - 1] == '\t'))
+	                         p[vend - 1] == '\t'))
 		vend--;
 	size_t at = h->head.len;
 	if (ducky_buf_add(&h->head, p, nlen) || ducky_buf_add(&h->head, "", 1) ||
@@ -187,7 +187,7 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
-				  curl_easy_strerror(global_rc));
+		                  curl_easy_strerror(global_rc));
 	if (!(h->easy = e = curl_easy_init()))
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
 	h->max_body = conf->max_body;
@@ -207,7 +207,7 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
 	    (conf->insecure && (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) ||
-				curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))
+	                        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))
 		return ducky_fail(err, DUCKY_E_CONFIG, "libcurl refused an option");
 	return 0;
 }
@@ -247,8 +247,8 @@ static CURLcode perform(ducky_http *h, const ducky_req *req, double remaining)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
 	curl_easy_setopt(e, CURLOPT_NOBODY, strcmp(req->method, "HEAD") == 0 ? 1L : 0L);
-	int plain = strcmp(req->method, has_body ? "POST" : "GET") == 0 ||
-		    strcmp(req->method, "HEAD") == 0;
+	int plain =
+	    strcmp(req->method, has_body ? "POST" : "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
 	CURLcode rc = curl_easy_perform(e);
 	if (rc == CURLE_OK)
@@ -347,8 +347,8 @@ static double jitter(ducky_http *h, int attempt)
 	return cap * ((double)h->rng / (double)UINT_MAX);
 }
 
-int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud,
-		    int *attempts, ducky_err *err)
+int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
+                    ducky_err *err)
 {
 	char reason[32];
 	for (int attempt = 1;; attempt++) {
@@ -356,8 +356,9 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 		*attempts = attempt;
 		if (remaining <= 0.001) {
 			err->attempts = attempt - 1;
-			return ducky_fail(err, DUCKY_E_TIMEOUT, "%s %s: timed out before attempt %d",
-					  req->method, req->url, attempt);
+			return ducky_fail(err, DUCKY_E_TIMEOUT,
+			                  "%s %s: timed out before attempt %d", req->method,
+			                  req->url, attempt);
 		}
 		CURLcode rc = perform(h, req, remaining);
 		int retry;
@@ -369,7 +370,8 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 			retry = req->idempotent && retryable_status(h->status);
 			snprintf(reason, sizeof reason, "%ld", h->status);
 			if (retry)
-				wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
+				wait = ducky_retry_after(ducky_http_header(h, "retry-after"),
+				                         ducky_wall());
 		}
 		if (retry && wait > req->max_retry_after) {
 			retry = 0; /* the server asks for longer than we wait */
@@ -391,9 +393,9 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 		err->curl_code = (int)rc;
 		err->retryable = retry || nothing_sent(h, rc) || transient(rc);
 		return ducky_fail(err, kind_of(h, rc), "%s %s: %s", req->method, req->url,
-				  h->too_big	  ? "response larger than max_body"
-				  : h->errbuf[0] ? h->errbuf
-						  : curl_easy_strerror(rc));
+		                  h->too_big     ? "response larger than max_body"
+		                  : h->errbuf[0] ? h->errbuf
+		                                 : curl_easy_strerror(rc));
 	}
 }
 
@@ -425,7 +427,7 @@ int ducky_url_check(const char *url)
 {
 	CURLU *u = parse(url);
 	int ok = u && part_equal(u, u, CURLUPART_HOST, 0) &&
-		 (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
+	         (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
 	curl_url_cleanup(u);
 	return ok;
 }
@@ -434,8 +436,8 @@ int ducky_url_same_origin(const char *a, const char *b)
 {
 	CURLU *x = parse(a), *y = parse(b);
 	int same = x && y && part_equal(x, y, CURLUPART_SCHEME, 0) &&
-		   part_equal(x, y, CURLUPART_HOST, 0) &&
-		   part_equal(x, y, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+	           part_equal(x, y, CURLUPART_HOST, 0) &&
+	           part_equal(x, y, CURLUPART_PORT, CURLU_DEFAULT_PORT);
 	curl_url_cleanup(x);
 	curl_url_cleanup(y);
 	return same;

@@ -42,7 +42,7 @@ typedef struct ducky_req {
 	const char *body; /* NULL: no body */
 	size_t body_len;
 	int idempotent;
-	double deadline;       /* ducky_now() seconds */
+	double deadline;        /* ducky_now() seconds */
 	double connect_timeout; /* seconds */
 	int retries;
 	double max_retry_after;
@@ -66,8 +66,8 @@ void ducky_http_close(ducky_http *h);
 /* Sends req, retrying as DESIGN.md says. 0 with h->status set for any HTTP
  * answer (the caller judges the status); -1 with err for a transport failure.
  * *attempts counts the tries made either way. */
-int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud,
-		    int *attempts, ducky_err *err);
+int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
+                    ducky_err *err);
 
 /* First value of a response header (name lower-case), or NULL. */
 const char *ducky_http_header(const ducky_http *h, const char *name);
@@ -76,7 +76,7 @@ const char *ducky_http_header(const ducky_http *h, const char *name);
 double ducky_retry_after(const char *value, double now_wall);
 
 /* URL helpers on libcurl's URL parser. */
-int ducky_url_check(const char *url);                  /* 1: absolute http(s) URL with a host */
+int ducky_url_check(const char *url);                    /* 1: absolute http(s) URL with a host */
 int ducky_url_same_origin(const char *a, const char *b); /* same scheme, host and port */
 /* Appends s percent-encoded (everything but unreserved characters). */
 int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);

@@ -13,7 +13,7 @@
 #include "http.h"
 
 #define MAX_LIFETIME (365.0 * 86400.0)
-#define STALE_RETRY 5.0 /* seconds between refresh attempts while serving stale */
+#define STALE_RETRY  5.0 /* seconds between refresh attempts while serving stale */
 
 typedef struct entry {
 	struct entry *next;
@@ -24,9 +24,9 @@ typedef struct entry {
 	double expires; /* ducky_now() seconds */
 	double lifetime;
 	int fetching;
-	unsigned long seq;   /* completed fetches */
-	ducky_err last_err;  /* the last fetch's failure, for its waiters */
-	double next_try;     /* no refresh before this while a valid token is served stale */
+	unsigned long seq;  /* completed fetches */
+	ducky_err last_err; /* the last fetch's failure, for its waiters */
+	double next_try;    /* no refresh before this while a valid token is served stale */
 	double backoff_until;
 	ducky_err backoff_err;
 	double *hist; /* times of the exchanges of the last hour */
@@ -134,8 +134,9 @@ static int wait_for(unsigned long seq, entry *e, double deadline)
 static int refused_credential(const ducky_err *err)
 {
 	return err->kind == DUCKY_E_AUTH && err->code &&
-	       (strcmp(err->code, "invalid_client") == 0 || strcmp(err->code, "access_denied") == 0 ||
-		strcmp(err->code, "unauthorized_client") == 0);
+	       (strcmp(err->code, "invalid_client") == 0 ||
+	        strcmp(err->code, "access_denied") == 0 ||
+	        strcmp(err->code, "unauthorized_client") == 0);
 }
 
 /* Counts e's exchanges in the last hour (called locked). */
@@ -164,7 +165,7 @@ static void remember_exchange(entry *e, double now)
 
 /* The leader's work, unlocked: the store first, then the token endpoint. */
 static int fetch(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-		 ducky_fresh *f, ducky_source *src, ducky_err *err)
+                 ducky_fresh *f, ducky_source *src, ducky_err *err)
 {
 	if (ops->load && ops->load(ops->ud, key, f)) {
 		double left = f->expires_at - ducky_wall();
@@ -182,7 +183,7 @@ static int fetch(const char *key, const ducky_token_conf *conf, const ducky_toke
 }
 
 int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-		    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+                    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
 {
 	entry *e;
 	int rc = 0;
@@ -197,7 +198,8 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 	for (int after_failure = 0;;) {
 		double now = ducky_now();
 		int valid = e->token && e->expires > now;
-		if (valid && (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try)) {
+		if (valid &&
+		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try)) {
 			info->source = DUCKY_SRC_MEMORY;
 			info->seconds_left = e->expires - now;
 			rc = copy_out(e, ref, err);
@@ -211,8 +213,9 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 		if (e->fetching) {
 			unsigned long seq = e->seq;
 			if (wait_for(seq, e, conf->deadline)) {
-				rc = ducky_fail(err, DUCKY_E_TIMEOUT,
-						"timed out waiting for another caller's token exchange");
+				rc = ducky_fail(
+				    err, DUCKY_E_TIMEOUT,
+				    "timed out waiting for another caller's token exchange");
 				break;
 			}
 			after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
@@ -225,9 +228,9 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 		}
 		if (recent(e, now) >= (size_t)conf->max_per_hour) {
 			rc = ducky_fail(err, DUCKY_E_LIMIT,
-					"%d token exchanges in the last hour for this credential "
-					"(max_exchanges_per_hour); not making another",
-					conf->max_per_hour);
+			                "%d token exchanges in the last hour for this credential "
+			                "(max_exchanges_per_hour); not making another",
+			                conf->max_per_hour);
 			if (valid)
 				info->stale = "max_exchanges_per_hour";
 		} else {
@@ -301,23 +304,23 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 }
 
 int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,
-			 ducky_err *err)
+                         ducky_err *err)
 {
 	if (!token || len == 0)
 		return ducky_fail(err, DUCKY_E_DECODE, "token answer has no access_token");
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e)
 			return ducky_fail(err, DUCKY_E_DECODE,
-					  "token answer's access_token holds a byte outside "
-					  "visible ASCII (at %zu)",
-					  i);
+			                  "token answer's access_token holds a byte outside "
+			                  "visible ASCII (at %zu)",
+			                  i);
 	if (!type || strcasecmp(type, "bearer") != 0)
 		return ducky_fail(err, DUCKY_E_DECODE,
-				  "token answer's token_type is %s%.40s%s, not Bearer",
-				  type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
+		                  "token answer's token_type is %s%.40s%s, not Bearer",
+		                  type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
 	if (!(expires_in > 0) || !isfinite(expires_in))
 		return ducky_fail(err, DUCKY_E_DECODE,
-				  "token answer's expires_in is not a positive number");
+		                  "token answer's expires_in is not a positive number");
 	return 0;
 }
 

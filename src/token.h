@@ -49,7 +49,7 @@ typedef struct ducky_token_info {
 
 /* Makes ref hold a usable token for key, fetching it if needed. */
 int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-		    ducky_tokref *ref, ducky_token_info *info, ducky_err *err);
+                    ducky_tokref *ref, ducky_token_info *info, ducky_err *err);
 
 /* Drops key's token; with only_token, only if the cache still holds that very token.
  * Returns 1 if something was dropped. */
@@ -57,7 +57,7 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 
 /* Checks the fields of a token answer. */
 int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,
-			 ducky_err *err);
+                         ducky_err *err);
 
 /* A token's lifetime as the cache keeps it (absurd claims are capped). */
 double ducky_token_lifetime(double expires_in);
