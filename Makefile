@@ -30,10 +30,14 @@ $(BUILD)/ducky.so: $(OBJS)
 $(BUILD):
 	mkdir -p $@
 
+# The pthread host of the thread-safety spec.
+$(BUILD)/threads: spec/support/threads.c | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs $(LUA_PC)) -lpthread $(LUA_LINK)
+
 deps:
 	@sh tools/deps.sh
 
-test: deps all
+test: deps all $(BUILD)/threads
 	tools/test.sh $(BUILD)
 	$(MAKE) asan
 	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
@@ -44,7 +48,7 @@ test: deps all
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \
 		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all
+		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads
 
 demo: deps all
 	tools/demo.sh $(BUILD)

@@ -21,8 +21,8 @@
 #define DEFAULT_TOKEN_URL "https://ducky-prod.eu.auth0.com/oauth/token"
 #define DEFAULT_AUDIENCE  "ducky-api-prod"
 
-/* Upvalue 1 of every function: a private table holding cjson's encode/decode. */
-#define PRIVATE lua_upvalueindex(1)
+/* A registry table holding cjson's encode and decode, reachable from callbacks too. */
+#define PRIVATE "ducky.private"
 
 enum { AUTH_JSON, AUTH_FORM, AUTH_BASIC };
 static const char *const auth_names[] = {"json", "form", "basic", NULL};
@@ -184,7 +184,9 @@ static void on_retry(void *ud, const ducky_retry_event *ev)
 /* Pushes decode(s) or, on failure, nothing; returns 1 on success. */
 static int json_decode(lua_State *L, const char *s, size_t n)
 {
-	lua_getfield(L, PRIVATE, "decode");
+	lua_getfield(L, LUA_REGISTRYINDEX, PRIVATE);
+	lua_getfield(L, -1, "decode");
+	lua_remove(L, -2);
 	lua_pushlstring(L, s, n);
 	if (lua_pcall(L, 1, 1, 0) != 0) {
 		lua_pop(L, 1);
@@ -311,9 +313,10 @@ static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
 	if (rc)
 		return rc;
 	if (ducky_cpcall(c->L, read_token_answer, &x) != 0) {
-		lua_pop(c->L, 1);
 		if (err->kind == DUCKY_OK)
-			ducky_fail(err, DUCKY_E_LIMIT, "out of memory reading the token answer");
+			ducky_fail(err, DUCKY_E_DECODE, "reading the token answer: %s",
+				   lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
+		lua_pop(c->L, 1);
 	}
 	return err->kind == DUCKY_OK ? 0 : -1;
 }
@@ -859,7 +862,9 @@ static int c_request(lua_State *L)
 		if (!lua_isnil(L, -2)) {
 			luaL_argcheck(L, lua_isnil(L, -1), 4, "json and body exclude each other");
 			lua_pop(L, 1);
-			lua_getfield(L, PRIVATE, "encode");
+			lua_getfield(L, LUA_REGISTRYINDEX, PRIVATE);
+			lua_getfield(L, -1, "encode");
+			lua_remove(L, -2);
 			lua_insert(L, -2);
 			if (lua_pcall(L, 1, 1, 0) != 0)
 				return luaL_error(L, "bad argument #4 to 'request' (json: %s)",
@@ -1300,7 +1305,7 @@ static const luaL_Reg module_functions[] = {
 __attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);
 int luaopen_ducky(lua_State *L)
 {
-	lua_newtable(L); /* the private upvalue: cjson's encode and decode */
+	lua_newtable(L); /* the private table: cjson's encode and decode */
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "cjson");
 	lua_call(L, 1, 1);
@@ -1309,20 +1314,18 @@ int luaopen_ducky(lua_State *L)
 	lua_getfield(L, -1, "decode");
 	lua_setfield(L, -3, "decode");
 	lua_pop(L, 1);
+	lua_setfield(L, LUA_REGISTRYINDEX, PRIVATE);
 
 	ducky_error_open(L);
 	luaL_newmetatable(L, CLIENT_MT);
-	lua_pushvalue(L, -2);
-	ducky_setfuncs(L, client_metamethods, 1);
+	ducky_setfuncs(L, client_metamethods, 0);
 	lua_newtable(L);
-	lua_pushvalue(L, -3);
-	ducky_setfuncs(L, client_methods, 1);
+	ducky_setfuncs(L, client_methods, 0);
 	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 
 	lua_newtable(L);
-	lua_pushvalue(L, -2);
-	ducky_setfuncs(L, module_functions, 1);
+	ducky_setfuncs(L, module_functions, 0);
 	lua_pushliteral(L, DUCKY_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	lua_pushliteral(L, DEFAULT_BASE_URL);

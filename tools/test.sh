@@ -8,7 +8,7 @@ build=${1:-build}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
-LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
+DUCKY_BUILD="$build" LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
 	lua5.4 /usr/bin/busted --output=json "$@" >"$out" || status=$?
 lua5.4 tools/summary.lua "$out" || status=1
 exit $status

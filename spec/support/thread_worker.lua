@@ -1,0 +1,13 @@
+-- Run by spec/support/threads.c in each thread: ARGS = { base_url, token_url,
+-- audience, client_id, secret, calls }. Raises on any failed call.
+local ducky = require("ducky")
+local base_url, token_url, audience, id, secret, calls = table.unpack(ARGS)
+local client = ducky.client{
+  base_url = base_url, token_url = token_url, audience = audience,
+  client_id = id, client_secret = secret, token_cache = false, timeout = 30,
+}
+for i = 1, tonumber(calls) do
+  local res, err = client:ping_protected()
+  if not res then error(("thread %d call %d: %s"):format(THREAD, i, tostring(err))) end
+end
+client:close()

@@ -1,0 +1,36 @@
+-- Token rules 1 and 3 across threads: 8 pthreads, each with its own lua_State,
+-- share one token and make one exchange between them (spec/support/threads.c).
+local H = require("spec.helpers")
+
+local build = os.getenv("DUCKY_BUILD") or "build"
+
+local function run_threads(n, calls, id)
+  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua %d %q %q %q %q %q %d 2>&1")
+    :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  local ok = p:close()
+  return ok, out
+end
+
+describe("threads", function()
+  it("8 threads x 200 protected calls make one token exchange", function()
+    local id = H.new_id("threads")
+    local before = H.stats().requests_by_path["/v3/ping/protected"] or 0
+    local ok, out = run_threads(8, 200, id)
+    assert.is_true(ok, out)
+    assert.matches("8 threads, 0 failed", out)
+    assert.equals(1, H.exchanges(id))
+    assert.equals(before + 1600, H.stats().requests_by_path["/v3/ping/protected"])
+  end)
+
+  it("a refused credential fails in every thread without crashing", function()
+    local id = H.new_id("threads-bad")
+    H.ban(id)
+    local ok, out = run_threads(4, 3, id)
+    assert.is_falsy(ok)
+    assert.matches("4 threads, 4 failed", out)
+    assert.matches("auth error", out)
+    assert.equals(0, H.exchanges(id))
+  end)
+end)
