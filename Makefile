@@ -18,7 +18,7 @@ VERSION     = 0.1.0
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
 PREFIX     ?= /usr/local
 
-.PHONY: all test demo asan install clean deps check-format lint
+.PHONY: all test demo asan install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -60,6 +60,10 @@ install: all
 lint:
 	luacheck spec examples
 	clang-format --dry-run -Werror src/*.c src/*.h
+
+# luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.
+rock:
+	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) make --deps-mode=none ducky-$(VERSION)-1.rockspec
 
 clean:
 	rm -rf build build-asan

@@ -1,0 +1,29 @@
+rockspec_format = "3.0"
+package = "ducky"
+version = "0.1.0-1"
+source = { url = "git+https://example.invalid/ducky.git", tag = "v0.1.0" }
+description = {
+  summary = "The Ducky carbon-footprint API for Lua, with Auth0 tokens handled underneath",
+  detailed = [[
+A C core over libcurl: one reused connection per client, retries with backoff,
+and a process-wide token cache (one token exchange per credential per token life).
+]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.1", "lua-cjson" }
+external_dependencies = {
+  CURL = { library = "curl" },  -- by library: Debian keeps curl.h under a multiarch dir
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ducky = {
+      sources = { "src/ducky.c", "src/error.c", "src/http.c", "src/token.c" },
+      libraries = { "curl", "crypto", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+    },
+  },
+}

@@ -1,0 +1,172 @@
+#!/bin/bash
+# Smoke test for spec/support/standin.py with the curl CLI.  Documents usage.
+#   spec/support/standin_smoke.sh [-v]      (exit status 0 = all checks passed)
+# Starts its own stand-in in a temp dir (tied to this shell with --exit-with).
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+VERBOSE=${1:-}
+PY=/usr/bin/python3
+DIR=$(mktemp -d)
+$PY spec/support/standin.py --dir "$DIR" --exit-with $$ >"$DIR/log" 2>&1 &
+SPID=$!
+trap 'kill $SPID 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do [ -f "$DIR/standin.json" ] && break; sleep 0.1; done
+[ -f "$DIR/standin.json" ] || { echo "stand-in did not start:"; cat "$DIR/log"; exit 1; }
+
+# jq-like helper: j EXPR [FILE]   (EXPR is Python over d = the JSON document)
+j() { $PY -c 'import json,sys; d=json.load(open(sys.argv[2]) if len(sys.argv)>2 else sys.stdin); v=eval(sys.argv[1]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$@"; }
+INFO=$DIR/standin.json
+HP=$(j 'd["http_port"]' "$INFO"); SP=$(j 'd["https_port"]' "$INFO")
+WP=$(j 'd["wrong_host_port"]' "$INFO"); EP=$(j 'd["expired_port"]' "$INFO")
+V6=$(j 'd["ipv6_port"]' "$INFO"); AUD=$(j 'd["audience"]' "$INFO")
+H=http://127.0.0.1:$HP
+FAILS=0 N=0
+check() { # check NAME EXPECTED ACTUAL
+  N=$((N + 1))
+  if [ "$2" == "$3" ]; then [ -n "$VERBOSE" ] && echo "ok   $1"
+  else echo "FAIL $1: expected [$2] got [$3]"; FAILS=$((FAILS + 1)); fi
+}
+ctl() { curl -sS -X POST "$H/_control/$1" -H 'content-type: application/json' -d "${2:-{\}}"; }
+stats() { curl -sS "$H/_control/stats" | j "$1"; }
+R=$DIR/resp HD=$DIR/hdrs
+# req ARGS... -> prints status code; body in $R, headers in $HD
+req() { curl -sS -o "$R" -D "$HD" -w '%{http_code}' "$@"; }
+hdr() { grep -i "^$1:" "$HD" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+tokjson() { printf '{"client_id":"%s","client_secret":"%s","audience":"%s","grant_type":"client_credentials"}' "$1" "${2:-secret-$1}" "${3:-$AUD}"; }
+token() { curl -sS "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson "$1")" | j 'd["access_token"]'; }
+
+# ---- token endpoint: the three client authentication styles
+check "json token" 200 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson alice)")"
+check "json token shape" "tok_ Bearer 86400" "$(j 'd["access_token"][:4]+" "+d["token_type"]+" "+str(d["expires_in"])' <"$R")"
+check "ratelimit headers" "30" "$(hdr x-ratelimit-limit)"
+check "x-request-id" "req-" "$(hdr x-request-id | cut -c1-4)"
+check "form token" 200 "$(req "$H/oauth/token" --data-urlencode client_id=bob --data-urlencode client_secret=secret-bob --data-urlencode "audience=$AUD" -d grant_type=client_credentials -d extra=1)"
+check "form record" '"form" {"client_id": "bob", "audience": "ducky-api-test", "grant_type": "client_credentials", "extra": "1"}' \
+  "$(stats '[d["last_token_request"]["auth_method"], d["last_token_request"]["params"]]' | $PY -c 'import json,sys; a=json.load(sys.stdin); print(json.dumps(a[0]), json.dumps(a[1]))')"
+WEIRD='we:ird%id+ x'
+BASIC=$($PY -c 'import base64,sys; from urllib.parse import quote_plus as q; i=sys.argv[1]; print(base64.b64encode((q(i)+":"+q("secret-"+i)).encode()).decode())' "$WEIRD")
+check "basic token" 200 "$(req "$H/oauth/token" -H "Authorization: Basic $BASIC" --data-urlencode "audience=$AUD" -d grant_type=client_credentials)"
+check "basic record" "basic $WEIRD true" "$(stats 'd["last_token_request"]["auth_method"]+" "+d["last_token_request"]["client_id"]+" "+str(d["last_token_request"]["authorization"]).lower()')"
+check "exchanges" '3 1' "$(stats 'str(d["exchanges"])+" "+str(d["exchanges_by_client"]["bob"])')"
+
+# ---- token endpoint: errors, in Auth0's order
+check "bad json" "400 invalid_request" "$(req "$H/oauth/token" -H 'content-type: application/json' -d '{nope') $(j 'd["error"]' <"$R")"
+check "bad ctype" "400 invalid_request" "$(req "$H/oauth/token" -H 'content-type: text/plain' -d 'x') $(j 'd["error"]' <"$R")"
+check "bad grant" "400 unsupported_grant_type" "$(req "$H/oauth/token" -d client_id=a -d client_secret=secret-a -d grant_type=password) $(j 'd["error"]' <"$R")"
+check "no secret" "401 access_denied Unauthorized" "$(req "$H/oauth/token" -d client_id=a -d grant_type=client_credentials) $(j 'd["error"]+" "+d["error_description"]' <"$R")"
+check "bad secret" "401 access_denied" "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson alice wrong)") $(j 'd["error"]' <"$R")"
+check "bad audience" "403 Service not enabled within domain: other" "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson alice secret-alice other)") $(j 'd["error_description"]' <"$R")"
+ctl ban '{"client_id":"carol"}' >/dev/null
+check "banned" "401 invalid_client Client is banned" "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson carol)") $(j 'd["error"]+" "+d["error_description"]' <"$R")"
+ctl unban '{"client_id":"carol"}' >/dev/null
+check "unbanned" 200 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson carol)")"
+
+# ---- API
+check "ping" '200 pong' "$(req "$H/v3/ping") $(j 'd["message"]' <"$R")"
+check "ping no auth" false "$(stats 'd["last_ping_had_auth"]')"
+curl -s -H 'Authorization: Bearer x' "$H/v3/ping" >/dev/null
+check "ping had auth" true "$(stats 'd["last_ping_had_auth"]')"
+TOK=$(token alice)
+check "protected no token" '401 invalid_token' "$(req "$H/v3/ping/protected") $(j 'd["error"]' <"$R")"
+check "www-authenticate" 'Bearer error="invalid_token"' "$(hdr www-authenticate)"
+check "protected" '200 true' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["ready"]' <"$R")"
+check "last_api_auth" '{"client_id": "alice", "authorization": true, "path": "/v3/ping/protected"}' "$(stats 'd["last_api_auth"]')"
+check "echo post" '200 POST /v3/echo/x/y a=1&b=%20&a=2 {"a": ["1", "2"], "b": [" "]} {"k": [1, 2]} alice yes' \
+  "$(req -H "Authorization: Bearer $TOK" -H 'X-Foo: Yes' -H 'content-type: application/json' -d '{"k":[1,2]}' "$H/v3/echo/x/y?a=1&b=%20&a=2") $(j '" ".join([d["method"], d["path"], d["query"], json.dumps(d["args"]), json.dumps(d["json"]), d["client_id"], d["headers"]["x-foo"].lower()])' <"$R")"
+check "echo chunked request" '200 hello chunked' "$(req -H "Authorization: Bearer $TOK" -H 'Transfer-Encoding: chunked' --data-binary 'hello chunked' "$H/v3/echo") $(j 'd["body"]' <"$R")"
+for m in PUT PATCH DELETE OPTIONS; do
+  check "echo $m" "200 $m" "$(req -X $m -H "Authorization: Bearer $TOK" "$H/v3/echo") $(j 'd["method"]' <"$R")"
+done
+check "echo HEAD" "200 0 yes" "$(curl -sS -I -o /dev/null -D "$HD" -w '%{http_code} %{size_download}' -H "Authorization: Bearer $TOK" "$H/v3/echo") $([ "$(hdr content-length)" -gt 0 ] && echo yes)"
+check "echo needs token" 401 "$(req "$H/v3/echo")"
+check "echo public" '200 null' "$(req "$H/v3/echo?public=1") $(j 'd["client_id"]' <"$R")"
+check "status 503" '503 {"status": 503} 7' "$(req -H "Authorization: Bearer $TOK" "$H/v3/status/503?retry_after=7") $(j 'd' <"$R") $(hdr retry-after)"
+check "status public" 429 "$(req "$H/v3/status/429?public=1")"
+check "status needs token" 401 "$(req "$H/v3/status/429")"
+check "headers" '200 2 Yes req-123' "$(req "$H/v3/headers") $(grep -ci '^set-cookie:' "$HD") $(hdr X-Mixed-Case) $(hdr x-request-id)"
+check "redirect" '302 http://example.invalid/x' "$(req "$H/v3/redirect?to=http://example.invalid/x") $(hdr location)"
+check "404" 404 "$(req "$H/v3/nope")"
+
+# ---- controls: revoke, config
+ctl revoke '{"client_id":"alice"}' >/dev/null
+check "revoked" '401 Token revoked' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["error_description"]' <"$R")"
+ctl config '{"client_id":"dave","expires_in":"3600"}' >/dev/null
+check "config verbatim" '"3600"' "$(curl -sS "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson dave)" | j 'json.dumps(d["expires_in"])')"
+ctl config '{"client_id":"dave","expires_in":1}' >/dev/null
+TOK=$(token dave); sleep 1.2
+check "expired token" '401 Token expired' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["error_description"]' <"$R")"
+
+# ---- keep-alive: two requests, one connection
+ctl reset >/dev/null
+curl -s "$H/v3/ping" "$H/v3/ping" >/dev/null
+check "keep-alive" '1 2' "$(stats 'str(d["connections"])+" "+str(d["requests"])')"
+
+# ---- faults
+TOK=$(token erin)
+ctl fault '{"path":"/oauth/token","status":503,"body":"{\"error\":\"temporarily_unavailable\"}","headers":{"Retry-After":"1"},"times":2}' >/dev/null
+check "fault replace 1" '503 temporarily_unavailable 1' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)") $(j 'd["error"]' <"$R") $(hdr retry-after)"
+check "fault replace 2" 503 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)")"
+check "fault consumed" 200 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)")"
+ctl fault '{"path":"/oauth/token","client_id":"frank","status":429}' >/dev/null
+check "fault filter other" 200 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)")"
+check "fault filter match" 429 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson frank)")"
+ctl fault '{"path":"/v3/echo","client_id":"erin","status":500}' >/dev/null
+check "api fault filter" 200 "$(req "$H/v3/echo?public=1")"
+check "api fault by token" 500 "$(req -H "Authorization: Bearer $TOK" "$H/v3/echo")"
+ctl fault '{"path":"/oauth/token","headers":{"X-Extra":"1"},"content_type":"text/plain"}' >/dev/null
+check "modifier headers" '200 1 text/plain tok_' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)") $(hdr x-extra) $(hdr content-type) $(j 'd["access_token"][:4]' <"$R")"
+ctl fault '{"path":"/v3/ping","delay":1.5}' >/dev/null
+curl -sS --max-time 0.5 "$H/v3/ping" >/dev/null 2>&1; check "delay -> timeout" 28 $?
+ctl fault '{"path":"/v3/ping","body_delay":1}' >/dev/null
+S=$(date +%s%N); OUT=$(curl -sS "$H/v3/ping"); E=$((($(date +%s%N) - S) / 1000000))
+check "body_delay" '{"message": "pong"} slow' "$OUT $([ $E -ge 900 ] && echo slow || echo "fast:$E")"
+BEFORE=$(stats 'd["exchanges"]')
+ctl fault '{"path":"/oauth/token","drop":"before_headers"}' >/dev/null
+curl -sS "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)" >/dev/null 2>&1; check "drop before_headers" 52 $?
+ctl fault '{"path":"/oauth/token","drop":"mid_body"}' >/dev/null
+curl -sS "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)" >/dev/null 2>&1; check "drop mid_body" 18 $?
+check "drops are not exchanges" "$BEFORE" "$(stats 'd["exchanges"]')"
+ctl fault '{"path":"/v3/ping","huge":100000}' >/dev/null
+check "huge" '200 100000 99986' "$(req "$H/v3/ping") $(wc -c <"$R") $(j 'len(d["padding"])' <"$R")"
+ctl fault '{"path":"/v3/ping","gzip":true}' >/dev/null
+check "gzip" '200 gzip pong' "$(req --compressed "$H/v3/ping") $(hdr content-encoding) $(j 'd["message"]' <"$R")"
+ctl fault '{"path":"/v3/ping","gzip":true}' >/dev/null
+check "gzip raw" "$(printf '\x1f\x8b' | od -An -tx1)" "$(curl -sS "$H/v3/ping" | head -c2 | od -An -tx1)"
+ctl fault '{"path":"/oauth/token","chunked":true}' >/dev/null
+check "chunked" '200 chunked tok_' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson erin)") $(hdr transfer-encoding) $(j 'd["access_token"][:4]' <"$R")"
+ctl fault '{"path":"/v3/ping","chunked":true,"body_delay":0.3,"status":200,"body":"abcdefghij"}' >/dev/null
+check "chunked replace" '200 abcdefghij' "$(req "$H/v3/ping") $(cat "$R")"
+ctl fault '{"path":"/v3/ping","http10":true}' >/dev/null
+check "http10" '200 HTTP/1.0 200 OK pong' "$(req "$H/v3/ping") $(head -1 "$HD" | tr -d '\r') $(j 'd["message"]' <"$R")"
+check "http10 no length" 0 "$(grep -ci '^content-length' "$HD")"
+check "bad fault" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$H/_control/fault" -d '{"path":"/x","dorp":"mid_body"}')"
+ctl fault '{"path":"/v3/ping","status":500}' >/dev/null
+check "faults_pending" 1 "$(stats 'd["faults_pending"]')"
+ctl reset >/dev/null
+check "reset" '0 0 0 null 200' "$(stats '" ".join(str(x) for x in [d["exchanges"], d["requests"], d["faults_pending"], json.dumps(d["last_token_request"])])') $(req "$H/v3/ping")"
+
+# ---- TLS and IPv6
+CA=$DIR/ca.pem
+check "https ok" 200 "$(curl -sS --cacert "$CA" -o /dev/null -w '%{http_code}' "https://localhost:$SP/v3/ping")"
+curl -sS --cacert "$CA" -o /dev/null "https://127.0.0.1:$SP/v3/ping" 2>/dev/null; check "https by IP" 0 $?
+curl -sS --cacert "$CA" "https://localhost:$WP/v3/ping" >/dev/null 2>"$DIR/err"; check "wrong host" 60 $?
+check "wrong host msg" 1 "$(grep -c 'subject name' "$DIR/err")"
+curl -sS --cacert "$CA" "https://localhost:$EP/v3/ping" >/dev/null 2>"$DIR/err"; check "expired" 60 $?
+check "expired msg" 1 "$(grep -c 'expired' "$DIR/err")"
+curl -sS --cacert "$DIR/other_ca.pem" "https://localhost:$SP/v3/ping" >/dev/null 2>"$DIR/err"; check "other ca" 60 $?
+check "https still ok" 200 "$(curl -sS --cacert "$CA" -o /dev/null -w '%{http_code}' "https://localhost:$SP/v3/ping")"
+curl -sS --cacert "$CA" "https://localhost:$SP/v3/ping" "https://localhost:$SP/v3/ping" >/dev/null
+if [ "$V6" != null ]; then check "ipv6" pong "$(curl -sS "http://[::1]:$V6/v3/ping" | j 'd["message"]')"; fi
+
+# ---- --exit-with and shutdown
+D2=$(mktemp -d); sleep 1.5 & SL=$!
+$PY spec/support/standin.py --dir "$D2" --exit-with $SL >/dev/null 2>&1 & P2=$!
+wait $SL; sleep 1
+kill -0 $P2 2>/dev/null; check "exit-with" 1 $?
+check "json removed" no "$([ -f "$D2/standin.json" ] && echo yes || echo no)"
+rm -rf "$D2"
+check "shutdown" true "$(ctl shutdown | j 'd["ok"]')"
+sleep 0.5; kill -0 $SPID 2>/dev/null; check "shut down" 1 $?
+
+echo "$((N - FAILS))/$N checks passed"
+[ $FAILS -eq 0 ]
