@@ -18,7 +18,7 @@ VERSION     = 0.1.0
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
 PREFIX     ?= /usr/local
 
-.PHONY: all test demo asan install rock clean deps check-format lint
+.PHONY: all test demo valgrind asan install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -37,13 +37,16 @@ $(BUILD)/threads: spec/support/threads.c | $(BUILD)
 deps:
 	@sh tools/deps.sh
 
+# The suite twice, plain and under ASan+UBSan; the last line sums both runs.
 test: deps all $(BUILD)/threads
-	tools/test.sh $(BUILD)
+	rm -f $(BUILD)/counts
+	DUCKY_COUNTS=$(BUILD)/counts tools/test.sh $(BUILD)
 	$(MAKE) asan
-	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	DUCKY_COUNTS=$(BUILD)/counts DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
+	@lua5.4 tools/summary.lua --total $(BUILD)/counts
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \
@@ -53,17 +56,23 @@ asan:
 demo: deps all
 	tools/demo.sh $(BUILD)
 
+# The examples under valgrind: any definite or indirect leak or error fails.
+valgrind: deps all
+	DUCKY_RUNNER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
+
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 
 lint:
-	luacheck spec examples
-	clang-format --dry-run -Werror src/*.c src/*.h
+	luacheck spec examples tools
+	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c
 
 # luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.
 rock:
-	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) make --deps-mode=none ducky-$(VERSION)-1.rockspec
+	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) $(if $(ROCKS_TREE),--tree $(ROCKS_TREE)) \
+		make --deps-mode=none ducky-$(VERSION)-1.rockspec
 
 clean:
 	rm -rf build build-asan

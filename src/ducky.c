@@ -315,7 +315,7 @@ static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
 	if (ducky_cpcall(c->L, read_token_answer, &x) != 0) {
 		if (err->kind == DUCKY_OK)
 			ducky_fail(err, DUCKY_E_DECODE, "reading the token answer: %s",
-				   lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
+			           lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
 		lua_pop(c->L, 1);
 	}
 	return err->kind == DUCKY_OK ? 0 : -1;

@@ -22,10 +22,14 @@ export DUCKY_CLIENT_ID="demo"
 export DUCKY_CLIENT_SECRET="secret-demo" # the stand-in's rule: "secret-" .. client_id
 export DUCKY_CA_FILE="$dir/ca.pem"
 export XDG_CACHE_HOME="$dir/cache"
+RUN=${DUCKY_RUNNER:-} # e.g. valgrind (make valgrind)
 echo "== stand-in on $DUCKY_BASE_URL"
 echo "== lua5.4 examples/ping.lua"
-lua5.4 examples/ping.lua
+$RUN lua5.4 examples/ping.lua
 echo "== lua5.4 examples/request.lua POST /echo"
-lua5.4 examples/request.lua POST /echo
+$RUN lua5.4 examples/request.lua POST /echo
 echo "== lua5.4 examples/request.lua GET /status/404 (an error, as a value)"
-lua5.4 examples/request.lua GET /status/404 || echo "(exit status $?)"
+rc=0
+$RUN lua5.4 examples/request.lua GET /status/404 || rc=$?
+[ $rc -eq 1 ] || exit 1 # the example exits 1 on an API error; anything else is a failure
+echo "(exit status $rc, as expected)"

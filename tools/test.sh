@@ -10,5 +10,5 @@ trap 'rm -f "$out"' EXIT
 status=0
 DUCKY_BUILD="$build" LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
 	lua5.4 /usr/bin/busted --output=json "$@" >"$out" || status=$?
-lua5.4 tools/summary.lua "$out" || status=1
+lua5.4 tools/summary.lua "$out" ${DUCKY_COUNTS:+"$DUCKY_COUNTS"} || status=1
 exit $status

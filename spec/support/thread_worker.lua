@@ -1,3 +1,4 @@
+-- luacheck: read globals ARGS THREAD
 -- Run by spec/support/threads.c in each thread: ARGS = { base_url, token_url,
 -- audience, client_id, secret, calls }. Raises on any failed call.
 local ducky = require("ducky")
