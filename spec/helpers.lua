@@ -61,8 +61,11 @@ local function load_info(dir)
   return nil
 end
 
+-- Helper processes run without the sanitizer runtime the suite may preload into Lua.
+H.CLEAN_ENV = "env -u LD_PRELOAD "
+
 function H.tmpdir()
-  local p = assert(io.popen("mktemp -d"))
+  local p = assert(io.popen(H.CLEAN_ENV .. "mktemp -d"))
   local dir = p:read("*l")
   p:close()
   assert(dir and dir ~= "", "mktemp -d failed")
@@ -77,8 +80,8 @@ function H.standin()
     if info then return info end
   end
   local dir = H.tmpdir()
-  local cmd = string.format("%s %s --dir '%s' --exit-with %d --remove-dir >'%s/log' 2>&1 &",
-    PYTHON, STANDIN, dir, my_pid(), dir)
+  local cmd = string.format("%s%s %s --dir '%s' --exit-with %d --remove-dir >'%s/log' 2>&1 &",
+    H.CLEAN_ENV, PYTHON, STANDIN, dir, my_pid(), dir)
   os.execute(cmd)
   local deadline = socket.gettime() + 10
   while socket.gettime() < deadline do
