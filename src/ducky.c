@@ -13,6 +13,7 @@
 #include "compat.h"
 #include "error.h"
 #include "http.h"
+#include "store.h"
 #include "token.h"
 
 #define DUCKY_VERSION     "0.1.0"
@@ -51,6 +52,10 @@ typedef struct client {
 	double deadline; /* of the call under way */
 	int call_retries;
 	int ref_log, ref_store, ref_limits;
+	enum { STORE_MEMORY, STORE_FILE, STORE_LUA } store_kind;
+	ducky_file_store files;
+	const char *store_problem; /* why the file store could not be set up, said once */
+	const char *store_said;    /* the last store problem reported (a static string) */
 	stats st;
 	ducky_buf url; /* scratch */
 } client;
@@ -321,48 +326,81 @@ static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
 	return err->kind == DUCKY_OK ? 0 : -1;
 }
 
-/* ---- custom stores: { load = fn(key), store = fn(key, entry) } --------- */
+/* ---- shared stores: the file store, or the user's { load, store, lock, unlock } -- */
 
-typedef struct store_ctx {
-	client *c;
-	const char *key;
-	ducky_fresh *fresh;
-	const ducky_fresh *entry;
-	int found;
-} store_ctx;
-
-static int store_load(lua_State *L)
+static void store_failed(client *c, const char *reason)
 {
-	store_ctx *s = lua_touserdata(L, 1);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, s->c->ref_store);
-	lua_getfield(L, -1, "load");
-	lua_pushstring(L, s->key);
-	lua_call(L, 1, 1);
-	if (!lua_istable(L, -1))
-		return 0;
-	const char *tok = string_field(L, -1, "access_token");
-	lua_getfield(L, -2, "expires_at");
-	lua_getfield(L, -3, "expires_in");
-	if (tok && lua_isnumber(L, -2)) {
-		size_t len = strlen(tok);
-		ducky_err ignored;
-		ducky_err_init(&ignored);
-		if (ducky_token_validate(tok, len, "Bearer", 1, &ignored) == 0 &&
-		    (s->fresh->token = ducky_strndup(tok, len))) {
-			s->fresh->expires_at = lua_tonumber(L, -2);
-			s->fresh->lifetime = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
-			s->found = 1;
-		}
-		ducky_err_clear(&ignored);
-	}
-	return 0;
+	if (reason)
+		emit(c, "store_error", c->store_kind == STORE_FILE ? "file" : "store", reason, -1,
+		     0, -1);
 }
 
-static int store_save(lua_State *L)
+/* File store problems are static strings: each is reported once in a row, not
+ * on every step that meets it again. */
+static void file_failed(client *c, const char *reason)
 {
-	store_ctx *s = lua_touserdata(L, 1);
+	if (reason && reason != c->store_said)
+		store_failed(c, c->store_said = reason);
+}
+
+static int file_load(void *ud, const char *key, ducky_fresh *out)
+{
+	client *c = ud;
+	const char *reason;
+	int found = ducky_store_load(&c->files, key, out, &reason);
+	file_failed(c, reason);
+	return found;
+}
+
+static void file_store(void *ud, const char *key, const ducky_fresh *tok)
+{
+	client *c = ud;
+	const char *reason;
+	ducky_store_save(&c->files, key, tok, &reason);
+	file_failed(c, reason);
+}
+
+static void file_drop(void *ud, const char *key, const char *only_token)
+{
+	client *c = ud;
+	const char *reason;
+	ducky_store_drop(&c->files, key, only_token, &reason);
+	file_failed(c, reason);
+}
+
+static int file_lock(void *ud, const char *key, double deadline)
+{
+	client *c = ud;
+	const char *reason;
+	int locked = ducky_store_lock(&c->files, key, deadline, &reason);
+	file_failed(c, reason);
+	return locked;
+}
+
+static void file_unlock(void *ud, const char *key)
+{
+	(void)key;
+	ducky_store_unlock(&((client *)ud)->files);
+}
+
+/* A call into the user's store table, run protected: fn(key [, arg]). */
+typedef struct store_call {
+	client *c;
+	const char *fn, *key;
+	ducky_fresh *fresh;       /* load: filled from the entry */
+	const ducky_fresh *entry; /* store: the entry to pass */
+	double timeout;           /* lock: seconds */
+	int result;
+} store_call;
+
+static int call_store(lua_State *L)
+{
+	store_call *s = lua_touserdata(L, 1);
+	int nargs = 1;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->c->ref_store);
-	lua_getfield(L, -1, "store");
+	lua_getfield(L, -1, s->fn);
+	if (lua_isnil(L, -1))
+		return 0; /* lock and unlock are optional */
 	lua_pushstring(L, s->key);
 	if (s->entry) {
 		lua_createtable(L, 0, 4);
@@ -374,52 +412,114 @@ static int store_save(lua_State *L)
 		lua_setfield(L, -2, "expires_at");
 		lua_pushnumber(L, s->entry->lifetime);
 		lua_setfield(L, -2, "expires_in");
-	} else {
+		nargs++;
+	} else if (strcmp(s->fn, "store") == 0) {
 		lua_pushnil(L);
+		nargs++;
+	} else if (strcmp(s->fn, "lock") == 0) {
+		lua_pushnumber(L, s->timeout);
+		nargs++;
 	}
-	lua_call(L, 2, 0);
+	lua_call(L, nargs, 1);
+	s->result = lua_toboolean(L, -1);
+	if (s->fresh && lua_istable(L, -1)) {
+		size_t len;
+		lua_getfield(L, -1, "access_token");
+		lua_getfield(L, -2, "expires_at");
+		lua_getfield(L, -3, "expires_in");
+		const char *tok =
+		    lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &len) : NULL;
+		ducky_err ignored;
+		ducky_err_init(&ignored);
+		s->result = 0;
+		if (tok && lua_type(L, -2) == LUA_TNUMBER &&
+		    ducky_token_validate(tok, len, "Bearer", 1, &ignored) == 0 &&
+		    (s->fresh->token = ducky_strndup(tok, len))) {
+			s->fresh->expires_at = lua_tonumber(L, -2);
+			s->fresh->lifetime =
+			    lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+			s->result = 1;
+		}
+		ducky_err_clear(&ignored);
+	}
 	return 0;
 }
 
-static void store_failed(client *c, const char *what)
+static int user_store_call(client *c, store_call *s)
 {
-	const char *msg = lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error";
-	lua_pushfstring(c->L, "%s: %s", what, msg);
-	emit(c, "store_error", "store", lua_tostring(c->L, -1), -1, 0, -1);
-	lua_pop(c->L, 2);
-}
-
-static int ops_load(void *ud, const char *key, ducky_fresh *out)
-{
-	client *c = ud;
-	store_ctx s = {c, key, out, NULL, 0};
-	if (ducky_cpcall(c->L, store_load, &s) != 0) {
-		store_failed(c, "token_cache.load");
-		free_str(&out->token);
+	s->c = c;
+	if (ducky_cpcall(c->L, call_store, s) != 0) {
+		lua_pushfstring(c->L, "token_cache.%s: %s", s->fn,
+		                lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
+		store_failed(c, lua_tostring(c->L, -1));
+		lua_pop(c->L, 2);
+		if (s->fresh) {
+			free(s->fresh->token);
+			s->fresh->token = NULL;
+		}
 		return 0;
 	}
-	return s.found;
+	return s->result;
 }
 
-static void ops_store(void *ud, const char *key, const ducky_fresh *tok)
+static int user_load(void *ud, const char *key, ducky_fresh *out)
 {
-	client *c = ud;
-	store_ctx s = {c, key, NULL, tok, 0};
-	if (ducky_cpcall(c->L, store_save, &s) != 0)
-		store_failed(c, "token_cache.store");
+	store_call s = {NULL, "load", key, out, NULL, 0, 0};
+	return user_store_call(ud, &s);
+}
+
+static void user_save(void *ud, const char *key, const ducky_fresh *tok)
+{
+	store_call s = {NULL, "store", key, NULL, tok, 0, 0};
+	user_store_call(ud, &s);
+}
+
+static void user_drop(void *ud, const char *key, const char *only_token)
+{
+	ducky_fresh cur = {NULL, 0, 0};
+	store_call s = {NULL, "store", key, NULL, NULL, 0, 0};
+	if (!only_token || (user_load(ud, key, &cur) && strcmp(cur.token, only_token) == 0))
+		user_store_call(ud, &s);
+	free(cur.token);
+}
+
+static int user_lock(void *ud, const char *key, double deadline)
+{
+	double left = deadline - ducky_now();
+	store_call s = {NULL, "lock", key, NULL, NULL, left > 0 ? left : 0, 0};
+	return user_store_call(ud, &s);
+}
+
+static void user_unlock(void *ud, const char *key)
+{
+	store_call s = {NULL, "unlock", key, NULL, NULL, 0, 0};
+	user_store_call(ud, &s);
 }
 
 static ducky_token_ops token_ops(client *c)
 {
-	ducky_token_ops ops = {c, exchange, NULL, NULL};
-	if (c->ref_store != LUA_NOREF) {
-		ops.load = ops_load;
-		ops.store = ops_store;
+	ducky_token_ops ops = {c, exchange, NULL, NULL, NULL, NULL, NULL};
+	if (c->store_problem) { /* the file store is off; say why once */
+		file_failed(c, c->store_problem);
+		c->store_problem = NULL;
+	}
+	if (c->store_kind == STORE_FILE) {
+		ops.load = file_load;
+		ops.store = file_store;
+		ops.drop = file_drop;
+		ops.lock = file_lock;
+		ops.unlock = file_unlock;
+	} else if (c->store_kind == STORE_LUA) {
+		ops.load = user_load;
+		ops.store = user_save;
+		ops.drop = user_drop;
+		ops.lock = user_lock;
+		ops.unlock = user_unlock;
 	}
 	return ops;
 }
 
-static const char *const source_names[] = {"memory", "exchange", "store"};
+static const char *const source_names[] = {"memory", "exchange", "store", "file"};
 
 /* Makes c->tok usable; emits the token event. */
 static int get_token(client *c, ducky_err *err)
@@ -437,7 +537,11 @@ static int get_token(client *c, ducky_err *err)
 		c->st.stale_tokens++;
 		emit(c, "stale_token", NULL, info.stale, info.seconds_left, 0, -1);
 	}
-	emit(c, "token", source_names[info.source], NULL, info.seconds_left, 0, -1);
+	emit(c, "token",
+	     source_names[info.source == DUCKY_SRC_STORE && c->store_kind == STORE_FILE
+	                      ? 3
+	                      : info.source],
+	     NULL, info.seconds_left, 0, -1);
 	return 0;
 }
 
@@ -973,6 +1077,7 @@ static int c_close(lua_State *L)
 	free_str(&c->token_url);
 	free_str(&c->client_id);
 	free_str(&c->key);
+	ducky_store_close(&c->files);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_log);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_store);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
@@ -1251,7 +1356,13 @@ static int l_client(lua_State *L)
 			                     "store functions");
 		lua_pop(L, 2);
 		c->ref_store = luaL_ref(L, LUA_REGISTRYINDEX);
+		c->store_kind = STORE_LUA;
 	} else {
+		int on = lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING;
+		const char *path = lua_tostring(L, -1);
+		c->store_kind = STORE_MEMORY;
+		if (on && ducky_store_init(&c->files, path, &c->store_problem) == 0)
+			c->store_kind = STORE_FILE;
 		lua_pop(L, 1);
 	}
 	c->ref_log = ref_option(L, "log");

@@ -163,23 +163,44 @@ static void remember_exchange(entry *e, double now)
 	e->hist[e->nhist++] = now;
 }
 
-/* The leader's work, unlocked: the store first, then the token endpoint. */
+/* A stored token fit to use: far enough from expiry. Frees it otherwise. */
+static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f)
+{
+	double left = f->expires_at - ducky_wall();
+	if (f->token && left > margin_for(conf, f->lifetime > 0 ? f->lifetime : left)) {
+		if (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME)
+			f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
+		return 1;
+	}
+	wipe(f->token, f->token ? strlen(f->token) : 0);
+	f->token = NULL;
+	return 0;
+}
+
+/* The leader's work, unlocked: the shared store first; then, holding the
+ * store's lock so other processes wait, the store again and the token endpoint. */
 static int fetch(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
                  ducky_fresh *f, ducky_source *src, ducky_err *err)
 {
-	if (ops->load && ops->load(ops->ud, key, f)) {
-		double left = f->expires_at - ducky_wall();
-		if (f->token && left > margin_for(conf, f->lifetime > 0 ? f->lifetime : left)) {
-			*src = DUCKY_SRC_STORE;
-			if (f->lifetime <= 0)
-				f->lifetime = left;
+	int locked = 0, rc;
+	*src = DUCKY_SRC_STORE;
+	if (ops->load) {
+		if (ops->load(ops->ud, key, f) && usable_stored(conf, f))
+			return 0;
+		locked = ops->lock && ops->lock(ops->ud, key, conf->deadline);
+		if (ops->lock && ops->load(ops->ud, key, f) && usable_stored(conf, f)) {
+			if (locked)
+				ops->unlock(ops->ud, key);
 			return 0;
 		}
-		wipe(f->token, f->token ? strlen(f->token) : 0);
-		f->token = NULL;
 	}
 	*src = DUCKY_SRC_EXCHANGE;
-	return ops->exchange(ops->ud, f, err);
+	rc = ops->exchange(ops->ud, f, err);
+	if (rc == 0 && ops->store)
+		ops->store(ops->ud, key, f);
+	if (locked)
+		ops->unlock(ops->ud, key);
+	return rc;
 }
 
 int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
@@ -255,10 +276,6 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 				rc = copy_out(e, ref, err);
 				pthread_cond_broadcast(&done);
 				pthread_mutex_unlock(&lock);
-				if (src == DUCKY_SRC_EXCHANGE && ops->store) {
-					f.token = ref->token;
-					ops->store(ops->ud, key, &f);
-				}
 				return rc;
 			}
 			if (refused_credential(err)) {
@@ -298,8 +315,8 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 		dropped = 1;
 	}
 	pthread_mutex_unlock(&lock);
-	if ((dropped || !only_token) && ops && ops->store)
-		ops->store(ops->ud, key, NULL);
+	if (ops && ops->drop)
+		ops->drop(ops->ud, key, only_token);
 	return dropped;
 }
 

@@ -6,7 +6,9 @@ set -eu
 build=${1:-build}
 [ $# -gt 0 ] && shift
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+cache=$(mktemp -d) # the default file token cache of specs, never the user's own
+trap 'rm -rf "$out" "$cache"' EXIT
+export XDG_CACHE_HOME="$cache"
 status=0
 DUCKY_BUILD="$build" LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
 	lua5.4 /usr/bin/busted --output=json "$@" >"$out" || status=$?

@@ -1,0 +1,378 @@
+/* The shared token store on disk (see store.h). */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+
+#define MAGIC    "ducky-token-v1\n"
+#define MAX_FILE 16384 /* a token file is a few hundred bytes; anything bigger is not ours */
+
+static char *join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = malloc(la + lb + 2);
+	if (p) {
+		memcpy(p, a, la);
+		p[la] = '/';
+		memcpy(p + la + 1, b, lb + 1);
+	}
+	return p;
+}
+
+int ducky_store_init(ducky_file_store *s, const char *path, const char **reason)
+{
+	memset(s, 0, sizeof *s);
+	s->dirfd = s->lockfd = -1;
+	if (path) {
+		const char *slash = strrchr(path, '/');
+		s->file = ducky_strdup(slash ? slash + 1 : path);
+		s->dir = slash ? ducky_strndup(path, slash == path ? 1 : (size_t)(slash - path))
+		               : ducky_strdup(".");
+		if (!s->file || !s->dir || !*s->file) {
+			*reason = "token_cache path names no file";
+			return -1;
+		}
+		return 0;
+	}
+	const char *base = getenv("XDG_CACHE_HOME");
+	char *home = NULL;
+	if (!base || base[0] != '/') { /* XDG: a relative value is to be ignored */
+		const char *h = getenv("HOME");
+		struct passwd *pw;
+		if ((!h || h[0] != '/') && (pw = getpwuid(geteuid())) != NULL)
+			h = pw->pw_dir;
+		if (!h || h[0] != '/') {
+			*reason = "no home directory for the token cache";
+			return -1;
+		}
+		if (!(home = join(h, ".cache"))) {
+			*reason = "out of memory";
+			return -1;
+		}
+		base = home;
+	}
+	mkdir(base, 0700); /* XDG: create it 0700 when missing; open_dir checks the rest */
+	s->dir = join(base, "ducky");
+	free(home);
+	if (!s->dir) {
+		*reason = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+void ducky_store_close(ducky_file_store *s)
+{
+	ducky_store_unlock(s);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s->file);
+	free(s->dir);
+	memset(s, 0, sizeof *s);
+	s->dirfd = s->lockfd = -1;
+}
+
+/* Opens and checks the directory once: ours, not a link, 0700 (the default
+ * directory) or at least not writable by others (a directory the user named). */
+static int open_dir(ducky_file_store *s, const char **reason)
+{
+	struct stat st;
+	int fd;
+	if (s->dirfd >= 0)
+		return 0;
+	if (!s->file && mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
+		*reason = "cannot create the token cache directory";
+		return -1;
+	}
+	fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		*reason = errno == ELOOP || errno == ENOTDIR
+		              ? "the token cache directory is a link or not a directory"
+		              : "cannot open the token cache directory";
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		*reason = "the token cache directory is not a directory";
+	} else if (st.st_uid != geteuid() && !(s->file && st.st_uid == 0)) {
+		*reason = "the token cache directory belongs to another user";
+	} else if (s->file ? (st.st_mode & 022) && !(st.st_mode & S_ISVTX) : (st.st_mode & 077)) {
+		*reason = "the token cache directory is open to other users";
+	} else {
+		s->dirfd = fd;
+		return 0;
+	}
+	close(fd);
+	return -1;
+}
+
+/* "<key>.token" / "<key>.lock", or the user's file and "<file>.lock". */
+static char *name_for(const ducky_file_store *s, const char *key, const char *suffix)
+{
+	const char *stem = s->file ? s->file : key;
+	size_t n = strlen(stem) + strlen(suffix) + 1;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s%s", stem, suffix);
+	return p;
+}
+
+/* Opens name for reading only if it is a regular file of ours, 0600, one link. */
+static int open_checked(int dirfd, const char *name, int flags, const char **reason)
+{
+	struct stat st;
+	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			*reason = "the token cache file is a symbolic link";
+		else if (errno != ENOENT)
+			*reason = "cannot open the token cache file";
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		*reason = "the token cache file is not a regular file";
+	else if (st.st_uid != geteuid())
+		*reason = "the token cache file belongs to another user";
+	else if (st.st_mode & 077)
+		*reason = "the token cache file is open to other users";
+	else if (st.st_nlink != 1)
+		*reason = "the token cache file has other hard links";
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
+/* Reads the whole file (at most MAX_FILE bytes) into a NUL-terminated buffer. */
+static char *slurp(int fd, const char **reason)
+{
+	ducky_buf b = {0};
+	char chunk[1024];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR)) {
+		if (n < 0)
+			continue;
+		if (b.len + (size_t)n > MAX_FILE) {
+			*reason = "the token cache file is too large";
+			ducky_buf_free(&b);
+			return NULL;
+		}
+		if (ducky_buf_add(&b, chunk, (size_t)n)) {
+			*reason = "out of memory";
+			ducky_buf_free(&b);
+			return NULL;
+		}
+	}
+	memset(chunk, 0, sizeof chunk);
+	if (n < 0 || !b.data) {
+		*reason =
+		    n < 0 ? "cannot read the token cache file" : "the token cache file is empty";
+		ducky_buf_free(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+/* The value of "name <value>\n" in text, or NULL; *len its length. */
+static const char *field(const char *text, const char *name, size_t *len)
+{
+	size_t n = strlen(name);
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+			*len = strcspn(p + n + 1, "\n");
+			return p[n + 1 + *len] == '\n' ? p + n + 1
+			                               : NULL; /* a truncated line is garbage */
+		}
+	return NULL;
+}
+
+static int number(const char *v, size_t len, double *out)
+{
+	char *end;
+	if (!v || len == 0 || len > 40)
+		return 0;
+	errno = 0;
+	*out = strtod(v, &end);
+	return errno == 0 && end == v + len;
+}
+
+/* Parses a token file; 1 with out filled, 0 with *reason. */
+static int parse(const char *text, const char *key, ducky_fresh *out, const char **reason)
+{
+	size_t klen = 0, tlen = 0, elen = 0, llen = 0;
+	const char *k, *tok, *exp, *life;
+	ducky_err err;
+	if (strncmp(text, MAGIC, sizeof MAGIC - 1) != 0 || !(k = field(text, "key", &klen)) ||
+	    !(tok = field(text, "token", &tlen)) || !(exp = field(text, "expires_at", &elen)) ||
+	    !(life = field(text, "lifetime", &llen)) || !number(exp, elen, &out->expires_at) ||
+	    !number(life, llen, &out->lifetime)) {
+		*reason = "the token cache file holds garbage";
+		return 0;
+	}
+	if (klen != strlen(key) || strncmp(k, key, klen) != 0)
+		return 0; /* another credential's token: not ours to use, not an error */
+	ducky_err_init(&err);
+	if (ducky_token_validate(tok, tlen, "Bearer", 1, &err) != 0) {
+		ducky_err_clear(&err);
+		*reason = "the token cache file holds garbage";
+		return 0;
+	}
+	if (!(out->token = ducky_strndup(tok, tlen))) {
+		*reason = "out of memory";
+		return 0;
+	}
+	return 1;
+}
+
+static void wipe_free(char *p)
+{
+	if (p) {
+		memset(p, 0, strlen(p));
+		free(p);
+	}
+}
+
+int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, const char **reason)
+{
+	char *name, *text;
+	int fd, found = 0;
+	*reason = NULL;
+	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
+		return 0;
+	fd = open_checked(s->dirfd, name, O_RDONLY, reason);
+	free(name);
+	if (fd < 0)
+		return 0;
+	text = slurp(fd, reason);
+	close(fd);
+	if (text)
+		found = parse(text, key, out, reason);
+	wipe_free(text);
+	return found;
+}
+
+int ducky_store_save(ducky_file_store *s, const char *key, const ducky_fresh *tok,
+                     const char **reason)
+{
+	char tmp[64 + 80], *name = NULL, *text = NULL;
+	int fd = -1, ok = 0;
+	*reason = NULL;
+	if (open_dir(s, reason))
+		return -1;
+	int n = snprintf(NULL, 0, MAGIC "key %s\nexpires_at %.3f\nlifetime %.3f\ntoken %s\n", key,
+	                 tok->expires_at, tok->lifetime, tok->token);
+	if (n < 0 || !(text = malloc((size_t)n + 1)) || !(name = name_for(s, key, ".token"))) {
+		*reason = "out of memory";
+		goto out;
+	}
+	snprintf(text, (size_t)n + 1, MAGIC "key %s\nexpires_at %.3f\nlifetime %.3f\ntoken %s\n",
+	         key, tok->expires_at, tok->lifetime, tok->token);
+	snprintf(tmp, sizeof tmp, ".%.64s.%ld.%lx.tmp", key, (long)getpid(),
+	         (unsigned long)(ducky_now() * 1e9));
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*reason = "cannot create a file in the token cache directory";
+		goto out;
+	}
+	for (ssize_t done = 0, w; done < n; done += w)
+		if ((w = write(fd, text + done, (size_t)(n - done))) < 0 && errno != EINTR) {
+			*reason = "cannot write the token cache file";
+			goto out;
+		} else if (w < 0) {
+			w = 0;
+		}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		*reason = "cannot write the token cache file";
+		goto out;
+	}
+	fd = -1;
+	/* the user's file keeps its own name; the default one is <key>.token */
+	if (renameat(s->dirfd, tmp, s->dirfd, s->file ? s->file : name) != 0) {
+		*reason = "cannot rename into the token cache file";
+		goto out;
+	}
+	ok = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		unlinkat(s->dirfd, tmp, 0);
+	wipe_free(text);
+	free(name);
+	return ok ? 0 : -1;
+}
+
+int ducky_store_drop(ducky_file_store *s, const char *key, const char *only_token,
+                     const char **reason)
+{
+	ducky_fresh cur = {NULL, 0, 0};
+	char *name;
+	int rc = 0;
+	if (only_token && !ducky_store_load(s, key, &cur, reason))
+		return 0;
+	if (!only_token || strcmp(cur.token, only_token) == 0) {
+		*reason = NULL;
+		if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
+			rc = -1;
+		else {
+			if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+				*reason = "cannot remove the token cache file";
+			free(name);
+		}
+	}
+	wipe_free(cur.token);
+	return rc;
+}
+
+int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, const char **reason)
+{
+	char *name;
+	long pause_ns = 2000000;
+	*reason = NULL;
+	ducky_store_unlock(s);
+	if (open_dir(s, reason) || !(name = name_for(s, key, ".lock")))
+		return 0;
+	s->lockfd = open_checked(s->dirfd, name, O_RDWR | O_CREAT, reason);
+	free(name);
+	if (s->lockfd < 0)
+		return 0;
+	/* flock: the kernel lets go when the holder dies, so a killed process blocks nobody */
+	for (;;) {
+		struct timespec ts = {0, pause_ns};
+		if (flock(s->lockfd, LOCK_EX | LOCK_NB) == 0)
+			return 1;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			*reason = "cannot lock the token cache";
+			break;
+		}
+		if (ducky_now() + 1e-9 * (double)pause_ns >= deadline)
+			break;
+		nanosleep(&ts, NULL);
+		if (pause_ns < 50000000)
+			pause_ns *= 2;
+	}
+	close(s->lockfd);
+	s->lockfd = -1;
+	return 0;
+}
+
+void ducky_store_unlock(ducky_file_store *s)
+{
+	if (s->lockfd >= 0) {
+		flock(s->lockfd, LOCK_UN);
+		close(s->lockfd);
+		s->lockfd = -1;
+	}
+}
