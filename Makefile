@@ -18,7 +18,7 @@ VERSION     = 0.1.0
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
 PREFIX     ?= /usr/local
 
-.PHONY: all test demo valgrind asan install rock clean deps check-format lint
+.PHONY: all test demo valgrind asan tsan install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -52,6 +52,12 @@ asan:
 	$(MAKE) BUILD=build-asan CC=clang \
 		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads
+
+# ThreadSanitizer: the module and the pthread host, run on the thread-safety spec.
+tsan:
+	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+		LUA_LINK="-fsanitize=thread" all build-tsan/threads
+	TSAN_OPTIONS=halt_on_error=1 tools/test.sh build-tsan spec/threads_spec.lua
 
 demo: deps all
 	tools/demo.sh $(BUILD)

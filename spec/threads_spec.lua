@@ -4,9 +4,10 @@ local H = require("spec.helpers")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
 
-local function run_threads(n, calls, id)
-  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua %d %q %q %q %q %q %d 2>&1")
-    :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls)
+local function run_threads(n, calls, id, cache)
+  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua %d %q %q %q %q %q %d %s 2>&1")
+    :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls,
+      cache or "memory")
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
   local ok = p:close()
@@ -22,6 +23,14 @@ describe("threads", function()
     assert.matches("8 threads, 0 failed", out)
     assert.equals(1, H.exchanges(id))
     assert.equals(before + 1600, H.stats().requests_by_path["/v3/ping/protected"])
+  end)
+
+  it("8 threads x 200 protected calls with the file cache make one token exchange", function()
+    local id = H.new_id("threads-file")
+    local ok, out = run_threads(8, 200, id, "file")
+    assert.is_true(ok, out)
+    assert.matches("8 threads, 0 failed", out)
+    assert.equals(1, H.exchanges(id))
   end)
 
   it("a refused credential fails in every thread without crashing", function()
