@@ -5,7 +5,8 @@ local H = require("spec.helpers")
 local build = os.getenv("DUCKY_BUILD") or "build"
 
 local function run_threads(n, calls, id, cache)
-  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua %d %q %q %q %q %q %d %s 2>&1")
+  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua"
+    .. " %d %q %q %q %q %q %d %s 2>&1")
     :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls,
       cache or "memory")
   local p = assert(io.popen(cmd))
