@@ -1104,31 +1104,32 @@ static int c_tostring(lua_State *L)
 static const struct option {
 	const char *name;
 	int types;
+	const char *what; /* for the error message */
 } options[] = {
-    {"client_id", T(LUA_TSTRING)},
-    {"client_secret", T(LUA_TSTRING)},
-    {"base_url", T(LUA_TSTRING)},
-    {"token_url", T(LUA_TSTRING)},
-    {"audience", T(LUA_TSTRING)},
-    {"token_auth", T(LUA_TSTRING)},
-    {"timeout", T(LUA_TNUMBER)},
-    {"connect_timeout", T(LUA_TNUMBER)},
-    {"retries", T(LUA_TNUMBER)},
-    {"refresh_margin", T(LUA_TNUMBER)},
-    {"token_cache", T(LUA_TBOOLEAN) | T(LUA_TTABLE)},
-    {"ca_file", T(LUA_TSTRING)},
-    {"ca_path", T(LUA_TSTRING)},
-    {"insecure", T(LUA_TBOOLEAN)},
-    {"proxy", T(LUA_TSTRING)},
-    {"user_agent", T(LUA_TSTRING)},
-    {"headers", T(LUA_TTABLE)},
-    {"max_body", T(LUA_TNUMBER)},
-    {"token_params", T(LUA_TTABLE)},
-    {"auth_backoff", T(LUA_TNUMBER)},
-    {"max_exchanges_per_hour", T(LUA_TNUMBER)},
-    {"max_retry_after", T(LUA_TNUMBER)},
-    {"log", T(LUA_TFUNCTION)},
-    {NULL, 0},
+    {"client_id", T(LUA_TSTRING), "a string"},
+    {"client_secret", T(LUA_TSTRING), "a string"},
+    {"base_url", T(LUA_TSTRING), "a string"},
+    {"token_url", T(LUA_TSTRING), "a string"},
+    {"audience", T(LUA_TSTRING), "a string"},
+    {"token_auth", T(LUA_TSTRING), "a string"},
+    {"timeout", T(LUA_TNUMBER), "a number"},
+    {"connect_timeout", T(LUA_TNUMBER), "a number"},
+    {"retries", T(LUA_TNUMBER), "a number"},
+    {"refresh_margin", T(LUA_TNUMBER), "a number"},
+    {"token_cache", T(LUA_TBOOLEAN) | T(LUA_TSTRING) | T(LUA_TTABLE), "false, a path or a table"},
+    {"ca_file", T(LUA_TSTRING), "a string"},
+    {"ca_path", T(LUA_TSTRING), "a string"},
+    {"insecure", T(LUA_TBOOLEAN), "a boolean"},
+    {"proxy", T(LUA_TSTRING), "a string"},
+    {"user_agent", T(LUA_TSTRING), "a string"},
+    {"headers", T(LUA_TTABLE), "a table"},
+    {"max_body", T(LUA_TNUMBER), "a number"},
+    {"token_params", T(LUA_TTABLE), "a table"},
+    {"auth_backoff", T(LUA_TNUMBER), "a number"},
+    {"max_exchanges_per_hour", T(LUA_TNUMBER), "a number"},
+    {"max_retry_after", T(LUA_TNUMBER), "a number"},
+    {"log", T(LUA_TFUNCTION), "a function"},
+    {NULL, 0, NULL},
 };
 #undef T
 
@@ -1144,13 +1145,8 @@ static void check_options(lua_State *L)
 		if (!o->name)
 			luaL_error(L, "ducky.client: unknown option '%s'", lua_tostring(L, -2));
 		if (!(o->types & (1 << lua_type(L, -1))))
-			luaL_error(L, "ducky.client: option '%s' must be a %s, not %s", o->name,
-			           o->types & (1 << LUA_TSTRING)    ? "string"
-			           : o->types & (1 << LUA_TNUMBER)  ? "number"
-			           : o->types & (1 << LUA_TBOOLEAN) ? "boolean or table"
-			           : o->types & (1 << LUA_TTABLE)   ? "table"
-			                                            : "function",
-			           luaL_typename(L, -1));
+			luaL_error(L, "ducky.client: option '%s' must be %s, not %s", o->name,
+			           o->what, luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 }
