@@ -18,7 +18,7 @@ VERSION     = 0.1.0
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
 PREFIX     ?= /usr/local
 
-.PHONY: all test demo valgrind asan tsan install rock clean deps check-format lint
+.PHONY: all test demo valgrind asan tsan bench-cache install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -58,6 +58,10 @@ tsan:
 	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 		LUA_LINK="-fsanitize=thread" all build-tsan/threads
 	TSAN_OPTIONS=halt_on_error=1 tools/test.sh build-tsan spec/threads_spec.lua
+
+# Figures of the shared token cache (bench/README.md).
+bench-cache: deps all
+	lua5.4 bench/token_cache.lua 1000
 
 demo: deps all
 	tools/demo.sh $(BUILD)
