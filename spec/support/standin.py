@@ -364,6 +364,9 @@ class BadRequest(Exception):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # headers and body go out in separate writes: without TCP_NODELAY a kept-alive
+    # client waits for a delayed ACK (~40 ms) on every request
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     timeout = CONN_TIMEOUT
     server_version = "ducky-standin"
