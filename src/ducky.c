@@ -35,6 +35,7 @@ typedef struct stats {
 
 typedef struct client {
 	int closed;
+	int busy;     /* inside a call: the log and store callbacks must not reenter it */
 	lua_State *L; /* the state of the call under way, for callbacks */
 	ducky_http http;
 	char *base_url, *token_url, *client_id, *key;
@@ -80,6 +81,9 @@ static client *check_client(lua_State *L)
 	client *c = luaL_checkudata(L, 1, CLIENT_MT);
 	if (c->closed)
 		luaL_error(L, "attempt to use a closed ducky client");
+	if (c->busy)
+		luaL_error(L, "a ducky client cannot be used from its own log or token_cache "
+		              "callbacks");
 	c->L = L;
 	return c;
 }
@@ -696,7 +700,18 @@ static struct curl_slist *merge_headers(struct curl_slist *extra, struct curl_sl
 	return l;
 }
 
+static int do_call_busy(lua_State *L, client *c, const call *k);
+
+/* Every network step runs busy: callbacks into Lua cannot reenter the client. */
 static int do_call(lua_State *L, client *c, const call *k)
+{
+	c->busy = 1;
+	int n = do_call_busy(L, c, k);
+	c->busy = 0;
+	return n;
+}
+
+static int do_call_busy(lua_State *L, client *c, const call *k)
 {
 	ducky_err err;
 	int attempts = 0, total = 0;
@@ -810,7 +825,17 @@ static void add_query(lua_State *L, int idx, ducky_buf *b)
 		lua_tolstring(L, -1, &klen);
 		lua_pop(L, 1);
 		if (lua_istable(L, -1)) {
-			size_t m = ducky_rawlen(L, -1);
+			size_t m = ducky_rawlen(L, -1), count = 0;
+			lua_pushnil(L);
+			while (lua_next(L, -2)) {
+				lua_pop(L, 1);
+				count++;
+			}
+			if (count != m)
+				luaL_error(L,
+				           "query value for '%s' must be a string, number, "
+				           "boolean or an array of them",
+				           keys[i]);
 			for (size_t j = 1; j <= m; j++) {
 				lua_rawgeti(L, -1, (int)j);
 				add_query_value(L, b, keys[i], klen, lua_gettop(L));
@@ -1011,7 +1036,10 @@ static int c_token(lua_State *L)
 	ducky_err_init(&err);
 	c->deadline = ducky_now() + c->timeout;
 	c->call_retries = c->retries;
-	if (get_token(c, &err))
+	c->busy = 1;
+	int rc = get_token(c, &err);
+	c->busy = 0;
+	if (rc)
 		return push_error(L, c, &err);
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
@@ -1022,7 +1050,9 @@ static int c_invalidate(lua_State *L)
 {
 	client *c = check_client(L);
 	ducky_token_ops ops = token_ops(c);
+	c->busy = 1;
 	ducky_token_invalidate(c->key, NULL, &ops);
+	c->busy = 0;
 	return 0;
 }
 
@@ -1063,6 +1093,8 @@ static int c_close(lua_State *L)
 	client *c = luaL_checkudata(L, 1, CLIENT_MT);
 	if (c->closed)
 		return 0;
+	if (c->busy)
+		return luaL_error(L, "a ducky client cannot be closed from its own callbacks");
 	c->closed = 1;
 	ducky_http_close(&c->http);
 	ducky_buf_free(&c->token_body);
@@ -1308,9 +1340,15 @@ static int l_client(lua_State *L)
 	const char *aud = opt_string(L, "audience", "DUCKY_AUDIENCE", DEFAULT_AUDIENCE);
 	const char *id = opt_string(L, "client_id", "DUCKY_CLIENT_ID", NULL);
 	const char *secret = opt_string(L, "client_secret", "DUCKY_CLIENT_SECRET", NULL);
-	lua_getfield(L, 1, "token_auth");
-	int auth = luaL_checkoption(L, -1, "json", auth_names);
-	lua_pop(L, 1);
+	const char *auth_name = opt_string(L, "token_auth", NULL, "json");
+	int auth = 0;
+	while (auth_names[auth] && strcmp(auth_names[auth], auth_name) != 0)
+		auth++;
+	if (!auth_names[auth])
+		return luaL_error(L,
+		                  "ducky.client: option 'token_auth' must be \"json\", "
+		                  "\"form\" or \"basic\", not \"%s\"",
+		                  auth_name);
 	if (!ducky_url_check(base))
 		return luaL_error(L, "ducky.client: base_url is not an http(s) URL: %s", base);
 	if (!ducky_url_check(turl))

@@ -250,6 +250,9 @@ static CURLcode perform(ducky_http *h, const ducky_req *req, double remaining)
 	int plain =
 	    strcmp(req->method, has_body ? "POST" : "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
+	/* libcurl silently sends a request again when a reused connection closes
+	 * before any answer; that must not happen to a request that is not idempotent */
+	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, req->idempotent ? 0L : 1L);
 	CURLcode rc = curl_easy_perform(e);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &h->status);
