@@ -54,6 +54,7 @@ typedef struct client {
 	int call_retries;
 	int ref_log, ref_store, ref_limits;
 	enum { STORE_MEMORY, STORE_FILE, STORE_LUA } store_kind;
+	int store_locks; /* the user's store has lock and unlock */
 	ducky_file_store files;
 	const char *store_problem; /* why the file store could not be set up, said once */
 	const char *store_said;    /* the last store problem reported (a static string) */
@@ -517,8 +518,8 @@ static ducky_token_ops token_ops(client *c)
 		ops.load = user_load;
 		ops.store = user_save;
 		ops.drop = user_drop;
-		ops.lock = user_lock;
-		ops.unlock = user_unlock;
+		ops.lock = c->store_locks ? user_lock : NULL;
+		ops.unlock = c->store_locks ? user_unlock : NULL;
 	}
 	return ops;
 }
@@ -1388,7 +1389,13 @@ static int l_client(lua_State *L)
 		if (lua_type(L, -1) != LUA_TFUNCTION || lua_type(L, -2) != LUA_TFUNCTION)
 			return luaL_error(L, "ducky.client: token_cache table needs load and "
 			                     "store functions");
-		lua_pop(L, 2);
+		lua_getfield(L, -3, "lock");
+		lua_getfield(L, -4, "unlock");
+		c->store_locks = lua_type(L, -2) == LUA_TFUNCTION;
+		if (c->store_locks != (lua_type(L, -1) == LUA_TFUNCTION))
+			return luaL_error(L,
+			                  "ducky.client: token_cache lock and unlock go together");
+		lua_pop(L, 4);
 		c->ref_store = luaL_ref(L, LUA_REGISTRYINDEX);
 		c->store_kind = STORE_LUA;
 	} else {
