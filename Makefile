@@ -16,6 +16,7 @@ OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
 VERSION     = 0.1.0
 
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
+LUA_LMOD   ?= $(shell pkg-config --variable=INSTALL_LMOD $(LUA_PC) 2>/dev/null || echo /usr/local/share/lua/5.4)
 PREFIX     ?= /usr/local
 
 .PHONY: all test demo valgrind asan tsan bench-cache install rock clean deps check-format lint
@@ -74,9 +75,11 @@ valgrind: deps all
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
+	install -d $(DESTDIR)$(LUA_LMOD)/ducky
+	install -m 0644 lua/ducky/redis_store.lua $(DESTDIR)$(LUA_LMOD)/ducky/redis_store.lua
 
 lint:
-	luacheck spec examples tools
+	luacheck lua spec examples tools bench
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c
 
 # luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.

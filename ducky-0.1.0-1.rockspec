@@ -25,5 +25,6 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
       defines = { "_POSIX_C_SOURCE=200809L" },
     },
+    ["ducky.redis_store"] = "lua/ducky/redis_store.lua", -- needs lua-redis, or a client passed in
   },
 }

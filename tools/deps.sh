@@ -2,7 +2,8 @@
 # Installs the Debian packages ducky needs (as root), or prints the apt-get line.
 set -eu
 PKGS="make gcc clang libclang-rt-14-dev pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
-libssl-dev lua-cjson lua-busted lua-socket lua-check python3 openssl valgrind"
+libssl-dev lua-cjson lua-busted lua-socket lua-check python3 openssl valgrind redis-server
+lua-redis"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,0 +1,172 @@
+-- ducky.redis_store: a Redis-backed token_cache for ducky.client, so that every
+-- process (and host) using the same credentials shares one token.
+--
+--   local store = require("ducky.redis_store").new{ host = "127.0.0.1", port = 6379 }
+--   local client = ducky.client{ ..., token_cache = store }
+--
+-- Options: host, port, prefix ("ducky:"), db, password, timeout (socket
+-- seconds, 2), lock_ttl (ms, 30000), redis (an already-connected client with
+-- get/set/del/eval: lua-redis' client, or lua-resty-redis' in OpenResty; used
+-- as is, never reconnected). Without `redis` the store connects lazily with
+-- lua-redis, sends AUTH/SELECT when set, and drops the connection after any
+-- error so that the next call reconnects (e.g. after a Redis restart).
+--
+-- Keys: prefix .. key (the token, as JSON, expiring with it) and
+-- prefix .. key .. ":lock" (the exchange lock). Errors are raised; ducky
+-- reports them as `store_error` events and carries on from process memory.
+local cjson = require("cjson")
+local socket = require("socket")
+
+local M = {}
+
+local POLL = 0.02 -- seconds between lock attempts
+
+-- Deletes the lock only while it still holds our random token.
+local UNLOCK = [[
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0]]
+
+local function load_lua_redis()
+  local ok, mod = pcall(require, "redis")
+  if ok then return mod end
+  if not tostring(mod):find("module 'redis' not found", 1, true) then error(mod, 0) end
+  -- Debian packages lua-redis (pure Lua) for Lua 5.1-5.3 only, as
+  -- /usr/share/lua/5.3/redis.lua; it runs unchanged on 5.4. Look there too,
+  -- last and for this one require only, then put package.path back.
+  local saved = package.path
+  package.path = saved .. ";/usr/share/lua/5.3/?.lua"
+  ok, mod = pcall(require, "redis")
+  package.path = saved
+  if not ok then error(mod, 0) end
+  return mod
+end
+
+local function random_token()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if not bytes or #bytes < 16 then
+    bytes = tostring(socket.gettime()) .. tostring(math.random()) .. tostring({})
+  end
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- lua-resty-redis answers nil, err on failure and ngx.null for "no value";
+-- lua-redis raises and answers nil.
+local function value(v)
+  if v == nil or type(v) == "userdata" then return nil end
+  return v
+end
+
+local Store = {}
+Store.__index = Store
+
+function Store:connection()
+  if self.redis then return self.redis end
+  if not self.conn then
+    self.lib = self.lib or load_lua_redis()
+    local conn = self.lib.connect(self.host, self.port, self.timeout)
+    self.conn = conn -- from here on, a failure below closes it
+    if self.password then conn:auth(self.password) end
+    if self.db then conn:select(self.db) end
+  end
+  return self.conn
+end
+
+function Store:drop_connection()
+  local conn = self.conn
+  self.conn = nil
+  if conn and conn.network and conn.network.socket then
+    pcall(conn.network.socket.close, conn.network.socket)
+  end
+end
+
+-- Runs one command; raises on any failure, dropping our own connection first.
+function Store:call(cmd, ...)
+  local args = table.pack(...)
+  local ok, res, err = pcall(function()
+    local conn = self:connection()
+    return conn[cmd](conn, table.unpack(args, 1, args.n))
+  end)
+  if ok and (res ~= nil or err == nil) then return value(res) end
+  self:drop_connection()
+  error(("redis %s: %s"):format(cmd, tostring(ok and err or res)), 0)
+end
+
+function Store:load(key)
+  local s = self:call("get", self.prefix .. key)
+  if type(s) ~= "string" then return nil end
+  local ok, t = pcall(cjson.decode, s)
+  if not ok or type(t) ~= "table" or type(t.access_token) ~= "string" or t.access_token == ""
+      or type(t.expires_at) ~= "number" then
+    return nil
+  end
+  return {
+    access_token = t.access_token,
+    token_type = type(t.token_type) == "string" and t.token_type or "Bearer",
+    expires_at = t.expires_at,
+    expires_in = type(t.expires_in) == "number" and t.expires_in or nil,
+  }
+end
+
+function Store:store(key, entry)
+  local ms = entry and math.floor((entry.expires_at - socket.gettime()) * 1000)
+  if not ms or ms <= 0 then
+    self:call("del", self.prefix .. key)
+    return
+  end
+  local json = cjson.encode{
+    access_token = entry.access_token, token_type = entry.token_type or "Bearer",
+    expires_at = entry.expires_at, expires_in = entry.expires_in,
+  }
+  self:call("set", self.prefix .. key, json, "PX", ms)
+end
+
+-- true once we hold key's exchange lock; false when `timeout` seconds pass first.
+function Store:lock(key, timeout)
+  local name = self.prefix .. key .. ":lock"
+  local token = random_token()
+  local deadline = socket.gettime() + (tonumber(timeout) or 0)
+  while true do
+    local res = self:call("set", name, token, "NX", "PX", self.lock_ttl)
+    if res == true or res == "OK" then
+      self.held[key] = token
+      return true
+    end
+    local left = deadline - socket.gettime()
+    if left <= 0 then return false end
+    socket.sleep(math.min(POLL, left))
+  end
+end
+
+function Store:unlock(key)
+  local token = self.held[key]
+  if not token then return end
+  self.held[key] = nil
+  self:call("eval", UNLOCK, 1, self.prefix .. key .. ":lock", token)
+end
+
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    host = opts.host or "127.0.0.1",
+    port = tonumber(opts.port) or 6379,
+    prefix = opts.prefix or "ducky:",
+    db = opts.db,
+    password = opts.password,
+    timeout = opts.timeout or 2,
+    lock_ttl = opts.lock_ttl or 30000,
+    redis = opts.redis,
+    held = {}, -- key -> the random token of the lock we hold
+  }, Store)
+  -- ducky calls token_cache.load(key, ...) as plain functions, not methods.
+  return {
+    load = function(key) return self:load(key) end,
+    store = function(key, entry) return self:store(key, entry) end,
+    lock = function(key, timeout) return self:lock(key, timeout) end,
+    unlock = function(key) return self:unlock(key) end,
+    close = function() self:drop_connection() end,
+  }
+end
+
+return M

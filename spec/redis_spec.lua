@@ -1,0 +1,324 @@
+-- ducky.redis_store against a real redis-server started on a free loopback
+-- port: the store on its own, then as the token_cache shared by several
+-- processes (one exchange between them), across a Redis restart, and with no
+-- Redis at all.
+local H = require("spec.helpers")
+local socket = require("socket")
+local ducky = require("ducky")
+
+package.path = "./lua/?.lua;" .. package.path
+local redis_store = require("ducky.redis_store")
+
+local build = os.getenv("DUCKY_BUILD") or "build"
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local LUA_PID = tonumber(read_file("/proc/self/stat"):match("^(%d+)"))
+
+local function free_port()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+-- lua-redis for the spec's own inspection (see the note in redis_store.lua)
+local function raw_client(port)
+  local saved = package.path
+  package.path = saved .. ";/usr/share/lua/5.3/?.lua"
+  local ok, redis = pcall(require, "redis")
+  package.path = saved
+  assert(ok, redis)
+  return redis.connect("127.0.0.1", port, 2)
+end
+
+local function answers_ping(port)
+  local c = socket.tcp()
+  c:settimeout(0.5)
+  local ok = c:connect("127.0.0.1", port)
+  local line = ok and c:send("PING\r\n") and c:receive("*l")
+  c:close()
+  return line == "+PONG"
+end
+
+local function alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- Starts redis-server on port in the background; it dies with this Lua process.
+local function start_redis(port)
+  local dir = H.tmpdir()
+  write_file(dir .. "/run.sh", ([[
+redis-server --port %d --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir %s >%s/log 2>&1 &
+r=$!
+echo $r >%s/pid
+( while kill -0 %d 2>/dev/null; do sleep 0.5; done; kill $r 2>/dev/null ) &
+w=$!
+wait $r
+kill $w 2>/dev/null
+rm -rf %s
+]]):format(port, dir, dir, dir, LUA_PID, dir))
+  os.execute(("%ssh %s/run.sh >/dev/null 2>&1 </dev/null &"):format(H.CLEAN_ENV, dir))
+  local deadline = socket.gettime() + 10
+  while socket.gettime() < deadline do
+    local pid = tonumber(read_file(dir .. "/pid") or "")
+    if pid and answers_ping(port) then return pid end
+    socket.sleep(0.02)
+  end
+  error("redis-server did not start on port " .. port .. "; log:\n" .. (read_file(dir .. "/log") or "(none)"))
+end
+
+local function stop_redis(pid, port)
+  if not pid then return end
+  os.execute(("%skill %d 2>/dev/null"):format(H.CLEAN_ENV, pid))
+  local deadline = socket.gettime() + 10
+  while socket.gettime() < deadline and (alive(pid) or answers_ping(port)) do socket.sleep(0.02) end
+end
+
+local function new_key()
+  local t = {}
+  for i = 1, 8 do t[i] = ("%08x"):format(math.random(0, 0x7fffffff)) end
+  return table.concat(t)
+end
+
+local function entry(lifetime)
+  return { access_token = "tok-" .. new_key():sub(1, 12), token_type = "Bearer",
+    expires_at = socket.gettime() + lifetime, expires_in = lifetime }
+end
+
+-- JSON keeps 14 significant digits: expires_at comes back within a millisecond
+local function assert_entry(e, got)
+  assert.is_table(got)
+  assert.equals(e.access_token, got.access_token)
+  assert.equals(e.token_type, got.token_type)
+  assert.near(e.expires_at, got.expires_at, 0.001)
+  assert.equals(e.expires_in, got.expires_in)
+end
+
+local function client_with(store, id, events)
+  return ducky.client(H.opts{
+    client_id = id, client_secret = H.secret(id), token_cache = store,
+    log = events and function(ev) events[#events + 1] = ev end,
+  })
+end
+
+local function store_errors(events)
+  local out = {}
+  for _, ev in ipairs(events) do
+    if ev.event == "store_error" then out[#out + 1] = ev end
+  end
+  return out
+end
+
+-- Runs one worker process per entry of `specs` ({clients, calls}), all started
+-- together; returns the exit statuses and the combined output.
+local function run_workers(port, id, specs)
+  local start = socket.gettime() + 0.5
+  local parts = {}
+  for i, s in ipairs(specs) do
+    parts[#parts + 1] = ([[LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' ]]
+      .. [[lua5.4 spec/support/redis_worker.lua %q %q %q %q %q %d %d %d %.3f & p%d=$!;]])
+      :format(build, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), port,
+        s[1], s[2], start, i)
+  end
+  local waits = {}
+  for i = 1, #specs do waits[#waits + 1] = ("wait $p%d; echo \"rc=$?\""):format(i) end
+  local cmd = "( " .. table.concat(parts, " ") .. " " .. table.concat(waits, "; ") .. " ) 2>&1"
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  local rcs = {}
+  for rc in out:gmatch("rc=(%d+)") do rcs[#rcs + 1] = tonumber(rc) end
+  return rcs, out
+end
+
+describe("redis_store", function()
+  local port, pid
+
+  setup(function()
+    port = free_port()
+    pid = start_redis(port)
+  end)
+
+  teardown(function()
+    stop_redis(pid, port)
+  end)
+
+  describe("on its own", function()
+    local store, raw
+    before_each(function()
+      store = redis_store.new{ port = port }
+      raw = raw_client(port)
+    end)
+    after_each(function()
+      raw:quit()
+      store.close()
+    end)
+
+    it("stores and loads an entry as JSON", function()
+      local key, e = new_key(), entry(100)
+      assert.is_nil(store.load(key))
+      store.store(key, e)
+      assert_entry(e, store.load(key))
+      assert.is_string(raw:get("ducky:" .. key))
+      -- another store (another process) sees it too
+      assert_entry(e, redis_store.new{ port = port }.load(key))
+    end)
+
+    it("sets the key to expire with the token", function()
+      local key = new_key()
+      store.store(key, entry(100))
+      local pttl = raw:pttl("ducky:" .. key)
+      assert.is_true(pttl > 0 and pttl <= 100000, tostring(pttl))
+    end)
+
+    it("loads garbage as nil", function()
+      local key = new_key()
+      for _, v in ipairs{ "not json", "[1,2]", '"x"', '{"access_token":"x"}', '{"expires_at":1e12}',
+          '{"access_token":5,"expires_at":1e12}', '{"access_token":"","expires_at":1e12}', "{" } do
+        raw:set("ducky:" .. key, v)
+        assert.is_nil(store.load(key), v)
+      end
+    end)
+
+    it("store(key, nil) deletes", function()
+      local key = new_key()
+      store.store(key, entry(100))
+      store.store(key, nil)
+      assert.is_nil(raw:get("ducky:" .. key))
+      assert.is_nil(store.load(key))
+    end)
+
+    it("uses the prefix", function()
+      local key, e = new_key(), entry(100)
+      redis_store.new{ port = port, prefix = "other:" }.store(key, e)
+      assert.is_nil(store.load(key))
+      assert.is_string(raw:get("other:" .. key))
+    end)
+
+    it("lock is exclusive and unlock releases it", function()
+      local key, other = new_key(), redis_store.new{ port = port }
+      assert.is_true(store.lock(key, 0))
+      local t0 = socket.gettime()
+      assert.is_false(other.lock(key, 0.1))
+      assert.is_true(socket.gettime() - t0 >= 0.09)
+      other.unlock(key) -- not its lock: no effect
+      assert.is_false(other.lock(key, 0))
+      store.unlock(key)
+      assert.is_nil(raw:get("ducky:" .. key .. ":lock"))
+      assert.is_true(other.lock(key, 0))
+      other.unlock(key)
+    end)
+
+    it("unlock leaves a lock that is no longer ours", function()
+      local key = new_key()
+      assert.is_true(store.lock(key, 0))
+      raw:set("ducky:" .. key .. ":lock", "someone-else") -- ours expired, another caller took it
+      store.unlock(key)
+      assert.equals("someone-else", raw:get("ducky:" .. key .. ":lock"))
+    end)
+
+    it("lock waits for an expiring lock, polling", function()
+      local key = new_key()
+      assert.is_true(redis_store.new{ port = port, lock_ttl = 200 }.lock(key, 0))
+      local t0 = socket.gettime()
+      assert.is_true(store.lock(key, 2))
+      local waited = socket.gettime() - t0
+      assert.is_true(waited > 0.1 and waited < 1, tostring(waited))
+      local pttl = raw:pttl("ducky:" .. key .. ":lock")
+      assert.is_true(pttl > 20000 and pttl <= 30000, tostring(pttl))
+      store.unlock(key)
+    end)
+
+    it("uses a given client object", function()
+      local key, e = new_key(), entry(100)
+      local s = redis_store.new{ redis = raw }
+      s.store(key, e)
+      assert_entry(e, s.load(key))
+      assert.is_true(s.lock(key, 0))
+      s.unlock(key)
+      assert.is_nil(raw:get("ducky:" .. key .. ":lock"))
+    end)
+
+    it("raises on a Redis error and reconnects on the next call", function()
+      local key = new_key()
+      raw:set("ducky:" .. key, "v")
+      raw:rpush("ducky:" .. key .. "x", "a") -- a list: GET on it is a Redis error
+      assert.has_error(function() store.load(key .. "x") end)
+      store.store(key, entry(100))
+      assert.is_table(store.load(key))
+    end)
+  end)
+
+  it("2 processes x 2 clients with the same credentials make ONE exchange", function()
+    local id = H.new_id("redis")
+    -- a slow token endpoint widens the window in which the processes race
+    H.fault{ path = "/oauth/token", client_id = id, delay = 0.3, times = 2 }
+    local rcs, out = run_workers(port, id, { { 2, 3 }, { 2, 3 } })
+    assert.same({ 0, 0 }, rcs, out)
+    assert.equals(1, H.exchanges(id), out)
+  end)
+
+  it("a Redis restart: memory carries on, a store_error is reported, then Redis is used again", function()
+    local id, events = H.new_id("redis-restart"), {}
+    local store = redis_store.new{ port = port }
+    local c1 = client_with(store, id, events)
+    assert(c1:ping_protected())
+    assert.equals(1, H.exchanges(id))
+
+    stop_redis(pid, port)
+    assert(c1:ping_protected()) -- from process memory
+    pid = start_redis(port) -- empty: --save ""
+    assert.equals(1, H.exchanges(id))
+
+    -- a new process with a fresh client: exactly one more exchange
+    local rcs, out = run_workers(port, id, { { 1, 2 } })
+    assert.same({ 0 }, rcs, out)
+    assert.equals(2, H.exchanges(id), out)
+
+    -- the process that ran across the restart keeps working
+    assert(c1:ping_protected())
+    assert.same({}, store_errors(events))
+    -- its store still holds the dead connection: the next use fails, is
+    -- reported, and the client does not fail
+    c1:invalidate()
+    local errs = store_errors(events)
+    assert.equals(1, #errs)
+    assert.equals("store", errs[1].source)
+    assert.matches("token_cache%.store", errs[1].reason)
+    -- reconnected: the token the other process stored is used, no exchange
+    assert(c1:ping_protected())
+    assert.equals(2, H.exchanges(id))
+    assert.equals(1, c1:stats().token_store_hits)
+    assert.equals(1, #store_errors(events))
+    c1:close()
+  end)
+
+  it("no Redis at all: requests succeed, store_error events are logged", function()
+    local id, events = H.new_id("redis-down"), {}
+    local c = client_with(redis_store.new{ port = free_port(), timeout = 1 }, id, events)
+    assert(c:ping_protected())
+    assert(c:ping_protected())
+    assert.equals(1, H.exchanges(id))
+    local errs = store_errors(events)
+    assert.is_true(#errs >= 1)
+    for _, ev in ipairs(errs) do
+      assert.equals("store", ev.source)
+      assert.matches("redis", ev.reason)
+    end
+    c:close()
+  end)
+end)
