@@ -139,6 +139,19 @@ static int refused_credential(const ducky_err *err)
 	        strcmp(err->code, "unauthorized_client") == 0);
 }
 
+/* Why a refresh failed, as a string that outlives err: the RFC 6749 error
+ * code when it is one, else the error kind. */
+static const char *stale_reason(const ducky_err *err)
+{
+	static const char *const codes[] = {
+	    "invalid_request",        "invalid_client", "invalid_grant", "unauthorized_client",
+	    "unsupported_grant_type", "invalid_scope",  "access_denied", NULL};
+	for (int i = 0; err->code && codes[i]; i++)
+		if (strcmp(err->code, codes[i]) == 0)
+			return codes[i];
+	return ducky_kind_name(err->kind);
+}
+
 /* Counts e's exchanges in the last hour (called locked). */
 static size_t recent(entry *e, double now)
 {
@@ -287,7 +300,7 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 			pthread_cond_broadcast(&done);
 			valid = e->token && e->expires > now;
 			if (valid)
-				info->stale = err->code ? err->code : ducky_kind_name(err->kind);
+				info->stale = stale_reason(err);
 		}
 		if (info->stale) { /* serve-stale: keep the still-valid token */
 			ducky_err_clear(err);

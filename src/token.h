@@ -50,7 +50,8 @@ typedef struct ducky_token_conf {
 typedef struct ducky_token_info {
 	ducky_source source;
 	double seconds_left;
-	const char *stale; /* non-NULL: a failed refresh left us on the old token, and why */
+	const char *stale; /* non-NULL: a failed refresh left us on the old token, and why
+	                      (a static string) */
 } ducky_token_info;
 
 /* Makes ref hold a usable token for key, fetching it if needed. */

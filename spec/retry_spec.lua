@@ -1,0 +1,311 @@
+-- Retries (DESIGN.md "Retries") against the local stand-in.
+local H = require("spec.helpers")
+local ducky = require("ducky")
+local socket = require("socket")
+
+local PING = "/v3/ping"
+local ECHO = "/v3/echo"
+
+local function client_with_log(overrides)
+  local events = {}
+  local o = H.opts(overrides)
+  o.log = function(ev) events[#events + 1] = ev end
+  return ducky.client(o), events, o
+end
+
+local function retry_events(events)
+  local out = {}
+  for _, ev in ipairs(events) do
+    if ev.event == "retry" then out[#out + 1] = ev end
+  end
+  return out
+end
+
+local function requests(path)
+  return H.stats().requests_by_path[path] or 0
+end
+
+local function assert_error(res, err, kind)
+  assert.is_nil(res)
+  assert.is_true(ducky.is_error(err), "expected a ducky.error, got " .. tostring(err))
+  assert.equals(kind, err.kind, tostring(err))
+end
+
+-- a TCP port on 127.0.0.1 that nothing listens on
+local function closed_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+describe("retries", function()
+  before_each(function() H.reset() end)
+
+  it("503 then success: attempts 2, one retry event, stats().retries", function()
+    local c, events = client_with_log { retries = 2 }
+    H.fault { path = PING, status = 503, times = 1 }
+    local res, err = c:ping()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.equals(2, res.attempts)
+    assert.equals(2, requests(PING))
+    local r = retry_events(events)
+    assert.equals(1, #r)
+    assert.equals(2, r[1].attempt)
+    assert.equals("503", r[1].reason)
+    assert.is_number(r[1].wait)
+    assert.is_true(r[1].wait >= 0 and r[1].wait <= 0.5, tostring(r[1].wait))
+    assert.equals(1, c:stats().retries)
+  end)
+
+  for _, ra in ipairs { "0", "1" } do
+    it("honours Retry-After: " .. ra .. " (seconds)", function()
+      local c, events = client_with_log { retries = 1 }
+      H.fault { path = PING, status = 503, headers = { ["Retry-After"] = ra } }
+      local t0 = socket.gettime()
+      local res = assert(c:ping())
+      local elapsed = socket.gettime() - t0
+      assert.equals(2, res.attempts)
+      local r = retry_events(events)
+      assert.equals(1, #r)
+      assert.equals(tonumber(ra), r[1].wait)
+      assert.is_true(elapsed >= tonumber(ra), tostring(elapsed))
+      assert.is_true(elapsed < tonumber(ra) + 0.5, tostring(elapsed))
+    end)
+  end
+
+  it("honours Retry-After as an HTTP date", function()
+    local c, events = client_with_log { retries = 1 }
+    local at = os.time() + 2
+    H.fault { path = PING, status = 503,
+      headers = { ["Retry-After"] = os.date("!%a, %d %b %Y %H:%M:%S GMT", at) } }
+    local t0 = socket.gettime()
+    local res = assert(c:ping())
+    local elapsed = socket.gettime() - t0
+    assert.equals(2, res.attempts)
+    local r = retry_events(events)
+    assert.equals(1, #r)
+    -- whole seconds on the wire: the wait is 1 < wait <= 2 seconds
+    assert.is_true(r[1].wait > 0.9 and r[1].wait <= 2.05, tostring(r[1].wait))
+    assert.is_true(elapsed >= r[1].wait - 0.05, tostring(elapsed))
+    assert.is_true(elapsed < r[1].wait + 0.5, tostring(elapsed))
+  end)
+
+  it("an HTTP date in the past means retry now", function()
+    local c, events = client_with_log { retries = 1 }
+    H.fault { path = PING, status = 503,
+      headers = { ["Retry-After"] = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() - 3600) } }
+    local res = assert(c:ping())
+    assert.equals(2, res.attempts)
+    assert.equals(0, retry_events(events)[1].wait)
+  end)
+
+  it("Retry-After beyond max_retry_after ends the retries with retry_after set", function()
+    local c, events = client_with_log { retries = 3 }
+    H.fault { path = PING, status = 503, times = 4, headers = { ["Retry-After"] = "100" } }
+    local t0 = socket.gettime()
+    local res, err = c:ping()
+    assert.is_true(socket.gettime() - t0 < 0.5)
+    assert_error(res, err, "http")
+    assert.equals(503, err.status)
+    assert.equals(1, err.attempts)
+    assert.equals(100, err.retry_after)
+    assert.equals(1, requests(PING))
+    assert.equals(0, #retry_events(events))
+  end)
+
+  it("the max_retry_after option sets the cap", function()
+    local c = ducky.client(H.opts { retries = 3, max_retry_after = 1 })
+    H.fault { path = PING, status = 429, times = 4, headers = { ["Retry-After"] = "2" } }
+    local res, err = c:ping()
+    assert_error(res, err, "http")
+    assert.equals(429, err.status)
+    assert.equals(1, err.attempts)
+    assert.equals(2, err.retry_after)
+    assert.equals(1, requests(PING))
+  end)
+
+  for _, status in ipairs { 408, 429, 500, 502, 503, 504 } do
+    it(status .. " is retried", function()
+      local c, events = client_with_log { retries = 2 }
+      H.fault { path = PING, status = status, headers = { ["Retry-After"] = "0" } }
+      local res, err = c:ping()
+      assert.is_nil(err, err and tostring(err))
+      assert.equals(2, res.attempts)
+      assert.equals(tostring(status), retry_events(events)[1].reason)
+      assert.equals(2, requests(PING))
+    end)
+  end
+
+  for _, status in ipairs { 400, 401, 403, 404, 409, 501 } do
+    it(status .. " is not retried", function()
+      local c, events = client_with_log { retries = 2 }
+      H.fault { path = PING, status = status, times = 3, headers = { ["Retry-After"] = "0" } }
+      local res, err = c:ping()
+      assert_error(res, err, status == 401 and "auth" or "http")
+      assert.equals(status, err.status)
+      assert.equals(1, err.attempts)
+      assert.equals(1, requests(PING))
+      assert.equals(0, #retry_events(events))
+    end)
+  end
+
+  it("a 404 from a real route is not retried", function()
+    local c = ducky.client(H.opts { retries = 2 })
+    local res, err = c:request("GET", "/no/such/route", { auth = false })
+    assert_error(res, err, "http")
+    assert.equals(404, err.status)
+    assert.equals(1, err.attempts)
+    assert.equals(1, requests("/v3/no/such/route"))
+  end)
+
+  for _, method in ipairs { "POST", "PATCH" } do
+    it(method .. " is not retried on 503", function()
+      local c, events = client_with_log { retries = 2 }
+      H.fault { path = ECHO, status = 503, times = 3, headers = { ["Retry-After"] = "0" } }
+      local res, err = c:request(method, "/echo", { auth = false, json = { a = 1 } })
+      assert_error(res, err, "http")
+      assert.equals(503, err.status)
+      assert.equals(1, err.attempts)
+      assert.equals(1, requests(ECHO))
+      assert.equals(0, #retry_events(events))
+    end)
+
+    it(method .. " is retried when the connection is refused", function()
+      local base = ("http://127.0.0.1:%d/v3"):format(closed_port())
+      local c, events = client_with_log { retries = 2, base_url = base }
+      local res, err = c:request(method, "/echo", { auth = false, json = { a = 1 } })
+      assert_error(res, err, "network")
+      assert.equals(3, err.attempts)
+      assert.equals(7, err.code) -- CURLE_COULDNT_CONNECT
+      local r = retry_events(events)
+      assert.equals(2, #r)
+      assert.equals(2, r[1].attempt)
+      assert.equals(3, r[2].attempt)
+      assert.equals("curl 7", r[1].reason)
+      assert.is_true(r[1].wait <= 0.5 and r[2].wait <= 1, r[1].wait .. " " .. r[2].wait)
+    end)
+  end
+
+  for _, method in ipairs { "GET", "PUT", "DELETE", "HEAD", "OPTIONS" } do
+    it(method .. " is retried on 503", function()
+      local c = ducky.client(H.opts { retries = 2 })
+      H.fault { path = ECHO, status = 503, headers = { ["Retry-After"] = "0" } }
+      local res, err = c:request(method, "/echo", { query = { public = "1" } })
+      assert.is_nil(err, err and tostring(err))
+      assert.equals(200, res.status)
+      assert.equals(2, res.attempts)
+      assert.equals(2, requests(ECHO))
+      if method ~= "HEAD" then assert.equals(method, res.json.method) end
+    end)
+  end
+
+  it("PUT with a body is retried and the body resent", function()
+    local c = ducky.client(H.opts { retries = 1 })
+    H.fault { path = ECHO, status = 502, headers = { ["Retry-After"] = "0" } }
+    local res = assert(c:request("PUT", "/echo", { query = { public = "1" }, json = { x = "y" } }))
+    assert.equals(2, res.attempts)
+    assert.same({ x = "y" }, res.json.json)
+  end)
+
+  it("retries per request override the client's", function()
+    local c = ducky.client(H.opts { retries = 0 })
+    H.fault { path = PING, status = 503, times = 2, headers = { ["Retry-After"] = "0" } }
+    local res = assert(c:request("GET", "/ping", { auth = false, retries = 2 }))
+    assert.equals(3, res.attempts)
+    H.reset()
+    local c3 = ducky.client(H.opts { retries = 3 })
+    H.fault { path = PING, status = 503, times = 2, headers = { ["Retry-After"] = "0" } }
+    local res2, err = c3:request("GET", "/ping", { auth = false, retries = 0 })
+    assert_error(res2, err, "http")
+    assert.equals(1, err.attempts)
+    assert.equals(1, requests(PING))
+  end)
+
+  it("all retries stay inside the timeout", function()
+    local c, events = client_with_log { retries = 5, timeout = 1.5 }
+    H.fault { path = PING, status = 503, times = 6, headers = { ["Retry-After"] = "1" } }
+    local t0 = socket.gettime()
+    local res, err = c:ping()
+    local elapsed = socket.gettime() - t0
+    assert.is_nil(res)
+    assert.is_true(ducky.is_error(err))
+    assert.is_true(elapsed < 1.65, tostring(elapsed))
+    assert.is_true(err.attempts < 6, tostring(err.attempts))
+    assert.equals(2, err.attempts)
+    assert.equals(2, requests(PING))
+    assert.equals(1, #retry_events(events))
+  end)
+
+  it("a dropped connection on GET is retried", function()
+    local c, events = client_with_log { retries = 2 }
+    H.fault { path = PING, drop = "before_headers" }
+    local res, err = c:ping()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(2, res.attempts)
+    local r = retry_events(events)
+    assert.equals(1, #r)
+    assert.matches("^curl %d+$", r[1].reason)
+  end)
+
+  it("a connection dropped mid-body on GET is retried", function()
+    local c = ducky.client(H.opts { retries = 2 })
+    H.fault { path = ECHO, drop = "mid_body" }
+    local res, err = c:request("GET", "/echo", { query = { public = "1" } })
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(2, res.attempts)
+  end)
+
+  it("a dropped connection on POST is not retried (fresh connection)", function()
+    local c = ducky.client(H.opts { retries = 2 })
+    H.fault { path = ECHO, drop = "before_headers", times = 3 }
+    local res, err = c:request("POST", "/echo", { auth = false, query = { public = "1" }, json = {} })
+    assert_error(res, err, "network")
+    assert.equals(1, err.attempts)
+    assert.equals(1, requests(ECHO))
+  end)
+
+  it("a dropped connection on POST is not resent (reused keep-alive connection)", function()
+    local c = ducky.client(H.opts { retries = 2 })
+    assert(c:ping()) -- leaves a keep-alive connection for the POST to reuse
+    H.fault { path = ECHO, drop = "before_headers", times = 3 }
+    local res, err = c:request("POST", "/echo", { auth = false, query = { public = "1" }, json = {} })
+    assert_error(res, err, "network")
+    assert.equals(1, err.attempts)
+    -- the server received the POST once: nothing may send it again
+    assert.equals(1, requests(ECHO))
+  end)
+
+  it("err.attempts counts every attempt", function()
+    local c = ducky.client(H.opts { retries = 2 })
+    H.fault { path = PING, status = 503, times = 3, headers = { ["Retry-After"] = "0" } }
+    local res, err = c:ping()
+    assert_error(res, err, "http")
+    assert.equals(503, err.status)
+    assert.equals(3, err.attempts)
+    assert.is_true(err.retryable)
+    assert.equals(3, requests(PING))
+    assert.equals(2, c:stats().retries)
+  end)
+
+  it("retries of an authenticated call count with its token exchange", function()
+    local c, _, o = client_with_log { retries = 2 }
+    H.fault { path = "/v3/ping/protected", client_id = o.client_id, status = 503,
+      times = 2, headers = { ["Retry-After"] = "0" } }
+    local res = assert(c:ping_protected())
+    assert.equals(3, res.attempts)
+    assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  it("an error raised by log is ignored", function()
+    local n = 0
+    local c = ducky.client(H.opts { retries = 2, log = function() n = n + 1; error("log exploded") end })
+    H.fault { path = PING, status = 503, times = 2, headers = { ["Retry-After"] = "0" } }
+    local res, err = c:ping()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(3, res.attempts)
+    assert.equals(2, n)
+    assert.equals(2, c:stats().retries)
+  end)
+end)
