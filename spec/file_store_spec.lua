@@ -5,11 +5,17 @@ local cjson = require("cjson")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
 
-local function sh(cmd)
-  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1"))
+-- Runs cmd; its output. Workers keep the environment (a sanitizer runtime the
+-- suite preloads); plain tools run without it.
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
   local out = p:read("*a")
   p:close()
   return out
+end
+
+local function sh(cmd)
+  return run("unset LD_PRELOAD; " .. cmd)
 end
 
 local function read(path)
@@ -89,7 +95,7 @@ describe("file token cache", function()
       .. " spec/support/file_worker.lua %q %q %q %q %q default >/dev/null || echo FAILED & done; wait")
       :format(os.getenv("PWD") or ".", env, build, H.base_url(), H.token_url(), H.audience(), id,
         H.secret(id))
-    local out = sh(cmd)
+    local out = run(cmd)
     assert.is_nil(out:find("FAILED"), out)
     assert.equals(1, H.exchanges(id))
   end)
@@ -98,7 +104,7 @@ describe("file token cache", function()
     local id = H.new_id("file-kill")
     H.fault{ path = "/oauth/token", client_id = id, delay = 30 }
     local pidfile = home .. "/pid"
-    sh(("%s LUA_CPATH='./%s/?.so;;' lua5.4 spec/support/file_worker.lua %q %q %q %q %q default"
+    run(("%s LUA_CPATH='./%s/?.so;;' lua5.4 spec/support/file_worker.lua %q %q %q %q %q default"
       .. " >/dev/null 2>&1 & echo $! > %q"):format(env, build, H.base_url(), H.token_url(),
         H.audience(), id, H.secret(id), pidfile))
     -- wait until the first process holds the lock (its lock file exists)
