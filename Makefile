@@ -88,4 +88,4 @@ rock:
 		make --deps-mode=none ducky-$(VERSION)-1.rockspec
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-*
