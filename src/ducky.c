@@ -53,6 +53,9 @@ typedef struct client {
 	double deadline; /* of the call under way */
 	int call_retries;
 	int ref_log, ref_store, ref_limits;
+	char fp[13];          /* the current token's fingerprint: 12 hex digits of its SHA-256 */
+	unsigned long fp_gen; /* the token generation fp belongs to */
+	const char *source;   /* where the current token came from */
 	enum { STORE_MEMORY, STORE_FILE, STORE_LUA } store_kind;
 	int store_locks; /* the user's store has lock and unlock */
 	ducky_file_store files;
@@ -137,8 +140,9 @@ static int add_json_string(ducky_buf *b, const char *s, size_t n)
 typedef struct event {
 	client *c;
 	const char *event, *source, *reason;
-	double seconds_left, wait;
+	double seconds_left, wait; /* < 0: not part of the event */
 	int attempt;
+	const char *fingerprint;
 } event;
 
 static int call_log(lua_State *L)
@@ -168,18 +172,27 @@ static int call_log(lua_State *L)
 		lua_pushinteger(L, ev->attempt);
 		lua_setfield(L, -2, "attempt");
 	}
+	if (ev->fingerprint) {
+		lua_pushstring(L, ev->fingerprint);
+		lua_setfield(L, -2, "fingerprint");
+	}
 	lua_call(L, 1, 0);
 	return 0;
+}
+
+static void send_event(client *c, event *ev)
+{
+	if (c->ref_log == LUA_NOREF)
+		return;
+	if (ducky_cpcall(c->L, call_log, ev) != 0)
+		lua_pop(c->L, 1); /* an error inside the user's log function is ignored */
 }
 
 static void emit(client *c, const char *name, const char *source, const char *reason,
                  double seconds_left, int attempt, double wait)
 {
-	event ev = {c, name, source, reason, seconds_left, wait, attempt};
-	if (c->ref_log == LUA_NOREF)
-		return;
-	if (ducky_cpcall(c->L, call_log, &ev) != 0)
-		lua_pop(c->L, 1); /* an error inside the user's log function is ignored */
+	event ev = {c, name, source, reason, seconds_left, wait, attempt, NULL};
+	send_event(c, &ev);
 }
 
 static void on_retry(void *ud, const ducky_retry_event *ev)
@@ -538,15 +551,25 @@ static int get_token(client *c, ducky_err *err)
 		c->st.token_cache_hits++;
 	else if (info.source == DUCKY_SRC_STORE)
 		c->st.token_store_hits++;
-	if (info.stale) {
-		c->st.stale_tokens++;
-		emit(c, "stale_token", NULL, info.stale, info.seconds_left, 0, -1);
+	if (c->fp_gen != c->tok.gen) { /* a short fingerprint: events never show a token */
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int n = 0;
+		c->fp[0] = '\0';
+		if (EVP_Digest(c->tok.token, c->tok.len, md, &n, EVP_sha256(), NULL) && n >= 6)
+			for (unsigned i = 0; i < 6; i++)
+				snprintf(c->fp + 2 * i, 3, "%02x", md[i]);
+		c->fp_gen = c->tok.gen;
 	}
-	emit(c, "token",
-	     source_names[info.source == DUCKY_SRC_STORE && c->store_kind == STORE_FILE
-	                      ? 3
-	                      : info.source],
-	     NULL, info.seconds_left, 0, -1);
+	c->source = source_names[info.source == DUCKY_SRC_STORE && c->store_kind == STORE_FILE
+	                             ? 3
+	                             : info.source];
+	event ev = {c, "token", c->source, NULL, info.seconds_left, -1, 0, c->fp};
+	if (info.stale) {
+		event stale = {c, "stale_token", NULL, info.stale, info.seconds_left, -1, 0, c->fp};
+		c->st.stale_tokens++;
+		send_event(c, &stale);
+	}
+	send_event(c, &ev);
 	return 0;
 }
 
@@ -880,27 +903,12 @@ static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char
 static int build_url(lua_State *L, client *c, const char *path, size_t plen, int query,
                      ducky_err *err)
 {
-	ducky_buf *u = &c->url;
-	u->len = 0;
 	if (has_ctl(path, plen) || memchr(path, ' ', plen))
 		luaL_error(L, "path holds a space, CR, LF or NUL");
-	if (strstr(path, "://")) {
-		if (!ducky_url_same_origin(path, c->base_url))
-			return ducky_fail(err, DUCKY_E_CONFIG,
-			                  "refusing %s: an absolute URL must be on base_url's "
-			                  "scheme, host and port",
-			                  path);
-		if (ducky_buf_add(u, path, plen))
-			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-	} else {
-		while (plen && *path == '/')
-			path++, plen--;
-		if (ducky_buf_adds(u, c->base_url) || ducky_buf_add(u, "/", 1) ||
-		    ducky_buf_add(u, path, plen))
-			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-	}
+	if (ducky_url_join(&c->url, c->base_url, path, plen, err))
+		return -1;
 	if (query)
-		add_query(L, query, u);
+		add_query(L, query, &c->url);
 	return 0;
 }
 
@@ -1044,7 +1052,12 @@ static int c_token(lua_State *L)
 		return push_error(L, c, &err);
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
-	return 2;
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, c->source);
+	lua_setfield(L, -2, "source");
+	lua_pushstring(L, c->fp);
+	lua_setfield(L, -2, "fingerprint");
+	return 3;
 }
 
 static int c_invalidate(lua_State *L)

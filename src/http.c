@@ -113,7 +113,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 {
 	ducky_http *h = ud;
 	size_t len = size * n, i, vstart;
@@ -197,7 +197,7 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, h) ||
-	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ||
+	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, ducky_http_on_header) ||
 	    curl_easy_setopt(e, CURLOPT_HEADERDATA, h) ||
 	    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
@@ -444,4 +444,29 @@ int ducky_url_same_origin(const char *a, const char *b)
 	curl_url_cleanup(x);
 	curl_url_cleanup(y);
 	return same;
+}
+
+int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err)
+{
+	u->len = 0;
+	if (memchr(path, '\0', plen))
+		return ducky_fail(err, DUCKY_E_CONFIG, "a path holds NUL");
+	if (plen >= 3 && strstr(path, "://")) {
+		char *abs = ducky_strndup(path, plen);
+		int same = abs && ducky_url_same_origin(abs, base);
+		free(abs);
+		if (!same)
+			return ducky_fail(err, DUCKY_E_CONFIG,
+			                  "refusing %.*s: an absolute URL must be on base_url's "
+			                  "scheme, host and port",
+			                  (int)(plen < 200 ? plen : 200), path);
+		if (ducky_buf_add(u, path, plen))
+			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+		return 0;
+	}
+	while (plen && *path == '/')
+		path++, plen--;
+	if (ducky_buf_adds(u, base) || ducky_buf_add(u, "/", 1) || ducky_buf_add(u, path, plen))
+		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	return 0;
 }

@@ -69,6 +69,9 @@ void ducky_http_close(ducky_http *h);
 int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
                     ducky_err *err);
 
+/* libcurl's header callback (ud: the ducky_http): collects one header line. */
+size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud);
+
 /* First value of a response header (name lower-case), or NULL. */
 const char *ducky_http_header(const ducky_http *h, const char *name);
 
@@ -78,6 +81,9 @@ double ducky_retry_after(const char *value, double now_wall);
 /* URL helpers on libcurl's URL parser. */
 int ducky_url_check(const char *url);                    /* 1: absolute http(s) URL with a host */
 int ducky_url_same_origin(const char *a, const char *b); /* same scheme, host and port */
+/* u = base + "/" + path (leading slashes dropped), or path itself when it is an
+ * absolute URL on base's origin; anything else is a config error. */
+int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err);
 /* Appends s percent-encoded (everything but unreserved characters). */
 int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);
 

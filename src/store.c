@@ -207,8 +207,7 @@ static int number(const char *v, size_t len, double *out)
 	return errno == 0 && end == v + len;
 }
 
-/* Parses a token file; 1 with out filled, 0 with *reason. */
-static int parse(const char *text, const char *key, ducky_fresh *out, const char **reason)
+int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const char **reason)
 {
 	size_t klen = 0, tlen = 0, elen = 0, llen = 0;
 	const char *k, *tok, *exp, *life;
@@ -257,7 +256,7 @@ int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, con
 	text = slurp(fd, reason);
 	close(fd);
 	if (text)
-		found = parse(text, key, out, reason);
+		found = ducky_store_parse(text, key, out, reason);
 	wipe_free(text);
 	return found;
 }

@@ -32,4 +32,8 @@ int ducky_store_drop(ducky_file_store *s, const char *key, const char *only_toke
 int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, const char **reason);
 void ducky_store_unlock(ducky_file_store *s);
 
+/* Parses a token file's text for key: 1 with out filled (out->token malloc'd);
+ * 0 with *reason for garbage, or with *reason NULL for another key's token. */
+int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const char **reason);
+
 #endif
