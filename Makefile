@@ -1,4 +1,6 @@
 # ducky: `make` builds ducky.so; `make demo` and `make test` set everything up.
+# LUA=lua5.1|lua5.2|lua5.3|lua5.4|luajit: the interpreter (and pkg-config name)
+# to build and test for; each has its own build directory.
 LUA        ?= lua5.4
 LUA_PC     ?= $(LUA)
 CC         ?= cc
@@ -10,7 +12,7 @@ WARN        = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS) $(CFLAGS)
 # -z nodelete: the token cache outlives a lua_State's close (one cache per process).
 LDFLAGS_SO  = -shared -Wl,-z,nodelete $(PKG_LIBS) -lpthread -lm
-BUILD      ?= build
+BUILD      ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
 SRCS        = src/ducky.c src/error.c src/http.c src/store.c src/token.c
 OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
 VERSION     = 0.1.0
@@ -19,7 +21,7 @@ LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null |
 LUA_LMOD   ?= $(shell pkg-config --variable=INSTALL_LMOD $(LUA_PC) 2>/dev/null || echo /usr/local/share/lua/5.4)
 PREFIX     ?= /usr/local
 
-.PHONY: all test demo valgrind asan tsan bench-cache install rock clean deps check-format lint
+.PHONY: all test test-lua demo valgrind asan tsan bench-cache install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -41,13 +43,17 @@ deps:
 # The suite twice, plain and under ASan+UBSan; the last line sums both runs.
 test: deps all $(BUILD)/threads
 	rm -f $(BUILD)/counts
-	DUCKY_COUNTS=$(BUILD)/counts tools/test.sh $(BUILD)
+	DUCKY_COUNTS=$(BUILD)/counts DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
 	$(MAKE) asan
 	DUCKY_COUNTS=$(BUILD)/counts DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
 	@lua5.4 tools/summary.lua --total $(BUILD)/counts
+
+# The suite for one more Lua (LUA=lua5.1 make test-lua), without the sanitizer run.
+test-lua: deps all $(BUILD)/threads
+	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \

@@ -20,7 +20,7 @@ local function write_file(path, s)
   f:close()
 end
 
--- Runs `script` in a child lua5.4 with the given environment (a table name -> value;
+-- Runs `script` in a child Lua (the one under test) with the given environment (a table name -> value;
 -- the DUCKY_* variables of this process are removed first). Returns ok, output.
 local function run_child(env, script)
   local dir = H.tmpdir()
@@ -39,12 +39,10 @@ local function run_child(env, script)
   for _, k in ipairs(names) do
     parts[#parts + 1] = string.format("%q", k .. "=" .. env[k])
   end
-  parts[#parts + 1] = "lua5.4 " .. file .. " 2>&1"
-  local p = assert(io.popen(table.concat(parts, " ")))
-  local out = p:read("a")
-  local ok = p:close()
+  parts[#parts + 1] = H.LUA .. " " .. file
+  local out, code = H.run(table.concat(parts, " "))
   os.execute("rm -rf '" .. dir .. "'")
-  return ok, out
+  return code == 0, out
 end
 
 describe("ducky module", function()
@@ -60,7 +58,7 @@ describe("ducky module", function()
 
   it("the version matches the rockspec's", function()
     local p = assert(io.popen("ls ducky-*.rockspec 2>/dev/null"))
-    local name = p:read("l")
+    local name = p:read("*l")
     p:close()
     assert.is_string(name, "no rockspec found")
     local v = name:match("^ducky%-(.-)%-%d+%.rockspec$")
@@ -431,7 +429,7 @@ describe("close", function()
   end)
 
   it("__close closes the client at the end of its block (Lua 5.4)", function()
-    local chunk = load([[
+    local chunk = (loadstring or load)([[
       local ducky, opts = ...
       local kept
       do
@@ -454,7 +452,7 @@ describe("close", function()
   end)
 
   it("__close also runs when the block exits with an error", function()
-    local chunk = load([[
+    local chunk = (loadstring or load)([[
       local ducky, opts, box = ...
       local c <close> = ducky.client(opts)
       box.c = c

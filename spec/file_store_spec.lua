@@ -28,12 +28,11 @@ end
 
 -- Runs file_worker.lua in a child process; returns ok, events, output.
 local function worker(id, env, cache, calls)
-  local cmd = ("%s LUA_CPATH='./%s/?.so;;' lua5.4 spec/support/file_worker.lua %q %q %q %q %q %s %d 2>&1")
-    :format(env or "", build, H.base_url(), H.token_url(), H.audience(), id, H.secret(id),
+  local cmd = ("%s LUA_CPATH='./%s/?.so;;' %s spec/support/file_worker.lua %q %q %q %q %q %s %d")
+    :format(env or "", build, H.LUA, H.base_url(), H.token_url(), H.audience(), id, H.secret(id),
       cache or "default", calls or 1)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  local ok = p:close()
+  local out, code = H.run(cmd)
+  local ok = code == 0
   local events = {}
   for line in out:gmatch("[^\n]+") do
     local good, e = pcall(cjson.decode, line)
@@ -91,7 +90,7 @@ describe("file token cache", function()
   it("16 processes started together make one exchange (cross-process single-flight)", function()
     local id = H.new_id("file-par")
     H.fault{ path = "/oauth/token", client_id = id, delay = 0.3 } -- widen the race
-    local cmd = ("cd %q && for i in $(seq 16); do %s LUA_CPATH='./%s/?.so;;' lua5.4"
+    local cmd = ("cd %q && for i in $(seq 16); do %s LUA_CPATH='./%s/?.so;;' " .. H.LUA
       .. " spec/support/file_worker.lua %q %q %q %q %q default >/dev/null || echo FAILED & done; wait")
       :format(os.getenv("PWD") or ".", env, build, H.base_url(), H.token_url(), H.audience(), id,
         H.secret(id))
@@ -104,7 +103,7 @@ describe("file token cache", function()
     local id = H.new_id("file-kill")
     H.fault{ path = "/oauth/token", client_id = id, delay = 30 }
     local pidfile = home .. "/pid"
-    run(("%s LUA_CPATH='./%s/?.so;;' lua5.4 spec/support/file_worker.lua %q %q %q %q %q default"
+    run(("%s LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " spec/support/file_worker.lua %q %q %q %q %q default"
       .. " >/dev/null 2>&1 & echo $! > %q"):format(env, build, H.base_url(), H.token_url(),
         H.audience(), id, H.secret(id), pidfile))
     -- wait until the first process holds the lock (its lock file exists)

@@ -50,9 +50,9 @@ local function run_child(script)
   local dir = H.tmpdir()
   write_file(dir .. "/child.lua", script)
   local p = assert(io.popen(string.format(
-    "DUCKY_STANDIN_DIR='%s' LUA_CPATH='./%s/?.so;;' lua5.4 %s/child.lua 2>&1; echo \"exit=$?\"",
+    "DUCKY_STANDIN_DIR='%s' LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " %s/child.lua 2>&1; echo \"exit=$?\"",
     H.standin().dir, BUILD, dir)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   os.execute("rm -rf '" .. dir .. "'")
   return out

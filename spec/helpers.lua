@@ -64,6 +64,22 @@ end
 -- Helper processes run without the sanitizer runtime the suite may preload into Lua.
 H.CLEAN_ENV = "env -u LD_PRELOAD "
 
+-- The interpreter and build under test (tools/test.sh sets both), and the
+-- environment a child Lua process needs to load that build.
+H.LUA = os.getenv("DUCKY_LUA") or "lua5.4"
+H.BUILD = os.getenv("DUCKY_BUILD") or "build"
+H.CHILD_ENV = ("LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;'"):format(H.BUILD)
+
+-- Runs a shell command; returns its output (stdout and stderr) and exit code.
+-- (popen's close() tells no exit status on Lua 5.1, so the shell reports it.)
+function H.run(cmd)
+  local p = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local code = tonumber(out:match("__exit=(%d+)%s*$"))
+  return (out:gsub("__exit=%d+%s*$", "")), code
+end
+
 function H.tmpdir()
   local p = assert(io.popen(H.CLEAN_ENV .. "mktemp -d"))
   local dir = p:read("*l")

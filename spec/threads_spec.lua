@@ -6,13 +6,11 @@ local build = os.getenv("DUCKY_BUILD") or "build"
 
 local function run_threads(n, calls, id, cache)
   local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua"
-    .. " %d %q %q %q %q %q %d %s 2>&1")
+    .. " %d %q %q %q %q %q %d %s")
     :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls,
       cache or "memory")
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  local ok = p:close()
-  return ok, out
+  local out, code = H.run(cmd)
+  return code == 0 or nil, out
 end
 
 describe("threads", function()

@@ -804,7 +804,7 @@ describe("the secret never appears (rule 8)", function()
         end
         local _, terr = c:token()
         out[#out + 1] = terr
-        return table.unpack(out)
+        return (table.unpack or unpack)(out)
       end
     end
     local SECRET = "Zq9-UNIQUE-SECRET-7f3e:%+ é"

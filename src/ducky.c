@@ -1344,6 +1344,7 @@ static int l_client(lua_State *L)
 	memset(c, 0, sizeof *c);
 	c->closed = 1;
 	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
+	c->files.dirfd = c->files.lockfd = -1; /* no descriptor is ours yet, not even 0 */
 	luaL_getmetatable(L, CLIENT_MT);
 	lua_setmetatable(L, -2);
 	c->closed = 0;

@@ -11,6 +11,6 @@ trap 'rm -rf "$out" "$cache"' EXIT
 export XDG_CACHE_HOME="$cache"
 status=0
 DUCKY_BUILD="$build" LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
-	lua5.4 /usr/bin/busted --output=json "$@" >"$out" || status=$?
+	${DUCKY_LUA:-lua5.4} /usr/bin/busted --output=json "$@" >"$out" || status=$?
 lua5.4 tools/summary.lua "$out" ${DUCKY_COUNTS:+"$DUCKY_COUNTS"} || status=1
 exit $status

@@ -83,10 +83,10 @@ end
 
 -- Runs one command; raises on any failure, dropping our own connection first.
 function Store:call(cmd, ...)
-  local args = table.pack(...)
+  local args, n = { ... }, select("#", ...)
   local ok, res, err = pcall(function()
     local conn = self:connection()
-    return conn[cmd](conn, table.unpack(args, 1, args.n))
+    return conn[cmd](conn, (table.unpack or unpack)(args, 1, n))
   end)
   if ok and (res ~= nil or err == nil) then return value(res) end
   self:drop_connection()

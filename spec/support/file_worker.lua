@@ -4,7 +4,7 @@
 -- Prints each log event as a JSON line, then "ok" or the error; exits 0 on success.
 local ducky = require("ducky")
 local cjson = require("cjson")
-local base_url, token_url, audience, id, secret, cache, calls = table.unpack(arg)
+local base_url, token_url, audience, id, secret, cache, calls = (table.unpack or unpack)(arg)
 local token_cache = nil
 if cache == "memory" then token_cache = false
 elseif cache and cache ~= "default" then token_cache = cache end

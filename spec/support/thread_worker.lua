@@ -3,7 +3,7 @@
 -- audience, client_id, secret, calls [, "file"] }. Raises on any failed call.
 -- With "file" the client uses the default file token cache, else memory only.
 local ducky = require("ducky")
-local base_url, token_url, audience, id, secret, calls, cache = table.unpack(ARGS)
+local base_url, token_url, audience, id, secret, calls, cache = (table.unpack or unpack)(ARGS)
 local client = ducky.client{
   base_url = base_url, token_url = token_url, audience = audience,
   client_id = id, client_secret = secret, timeout = 30,

@@ -35,7 +35,7 @@ static void *run(void *p)
 	}
 	lua_setglobal(L, "ARGS");
 	pthread_barrier_wait(j->start); /* all threads begin together */
-	if (luaL_dofile(L, j->script) != LUA_OK) {
+	if (luaL_dofile(L, j->script) != 0) {
 		fprintf(stderr, "thread %d: %s\n", j->index, lua_tostring(L, -1));
 		j->failed = 1;
 	}
