@@ -33,6 +33,11 @@ $(BUILD)/ducky.so: $(OBJS)
 $(BUILD):
 	mkdir -p $@
 
+# A C application embedding Lua with ducky linked in (examples/embed).
+$(BUILD)/embed: examples/embed/embed.c $(OBJS) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJS) $(shell pkg-config --libs $(LUA_PC)) $(PKG_LIBS) \
+		-lpthread -lm $(LUA_LINK)
+
 # The pthread host of the thread-safety spec.
 $(BUILD)/threads: spec/support/threads.c | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs $(LUA_PC)) -lpthread $(LUA_LINK)
@@ -41,7 +46,7 @@ deps:
 	@sh tools/deps.sh
 
 # The suite twice, plain and under ASan+UBSan; the last line sums both runs.
-test: deps all $(BUILD)/threads
+test: deps all $(BUILD)/threads $(BUILD)/embed
 	rm -f $(BUILD)/counts
 	DUCKY_COUNTS=$(BUILD)/counts DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
 	$(MAKE) asan
@@ -58,7 +63,8 @@ test-lua: deps all $(BUILD)/threads
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \
 		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads
+		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads \
+		build-asan/embed
 
 # ThreadSanitizer: the module and the pthread host, run on the thread-safety spec.
 tsan:
