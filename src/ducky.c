@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* luaopen_ducky: the module table, the client object and its arguments.
  * The only file that knows Lua's stack for the client; http.c and token.c
  * below it are plain C. */
@@ -40,7 +41,9 @@ typedef struct client {
 	ducky_http http;
 	char *base_url, *token_url, *client_id, *key;
 	int has_credentials;
-	ducky_buf token_body;             /* holds the secret: wiped on close */
+	ducky_buf token_body; /* holds the secret: wiped on close */
+	char *secret;         /* to mask it in server text; wiped on close */
+	size_t secret_len;
 	struct curl_slist *token_headers; /* may hold the secret (Basic): wiped on close */
 	struct curl_slist *api_headers;   /* the user's headers */
 	struct curl_slist *auth_headers;  /* api_headers + the bearer token */
@@ -266,6 +269,17 @@ static void keep_rate_limits(lua_State *L, client *c)
 	}
 }
 
+/* A malloc'd copy of server text with every occurrence of the secret masked:
+ * a token endpoint that quotes the secret back must not put it in an error. */
+static char *scrub(const client *c, const char *text)
+{
+	char *out = ducky_strdup(text), *p;
+	if (out && c->secret_len)
+		while ((p = memmem(out, strlen(out), c->secret, c->secret_len)) != NULL)
+			memset(p, '*', c->secret_len);
+	return out;
+}
+
 /* Reads the token endpoint's answer (protected: may raise on memory). */
 static int read_token_answer(lua_State *L)
 {
@@ -305,11 +319,13 @@ static int read_token_answer(lua_State *L)
 	const char *desc =
 	    decoded && lua_istable(L, t) ? string_field(L, t, "error_description") : NULL;
 	x->err->status = status;
-	x->err->code = ducky_strdup(code);
-	x->err->description = ducky_strdup(desc);
+	x->err->code = scrub(c, code);
+	x->err->description = scrub(c, desc);
 	x->err->retry_after =
 	    ducky_retry_after(ducky_http_header(&c->http, "retry-after"), ducky_wall());
 	x->err->retryable = status == 429 || status >= 500;
+	code = x->err->code;
+	desc = x->err->description;
 	ducky_fail(x->err,
 	           status == 400 || status == 401 || status == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
 	           "token endpoint answered %ld%s%.100s%s%.300s", status, code ? " " : "",
@@ -660,13 +676,13 @@ static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *
 	err->retryable = s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 	err->retry_after = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
 	if (bad_json)
-		ducky_fail(err, DUCKY_E_DECODE, "%s %s answered %ld with invalid JSON", method, url,
-		           s);
+		ducky_fail(err, DUCKY_E_DECODE, "%s %.300s answered %ld with invalid JSON", method,
+		           url, s);
 	else if (s == 401)
-		ducky_fail(err, DUCKY_E_AUTH, "%s %s answered 401 twice, with a fresh token",
+		ducky_fail(err, DUCKY_E_AUTH, "%s %.300s answered 401 twice, with a fresh token",
 		           method, url);
 	else
-		ducky_fail(err, DUCKY_E_HTTP, "%s %s answered %ld", method, url, s);
+		ducky_fail(err, DUCKY_E_HTTP, "%s %.300s answered %ld", method, url, s);
 	push_error(L, c, err);
 	add_response(L, h);
 	const char *rid = ducky_http_header(h, "x-request-id");
@@ -818,16 +834,24 @@ static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t k
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+typedef struct qkey {
+	const char *s; /* alive: a key of the query table */
+	size_t len;
+} qkey;
+
+/* Byte order, NUL included: keys are Lua strings, not C strings. */
+static int cmp_key(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	const qkey *x = a, *y = b;
+	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 /* Appends ?k=v&… for the query table at idx, keys sorted, arrays repeated. */
 static void add_query(lua_State *L, int idx, ducky_buf *b)
 {
 	size_t n = 0, i;
-	const char **keys;
+	qkey *keys;
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
@@ -838,16 +862,13 @@ static void add_query(lua_State *L, int idx, ducky_buf *b)
 	keys = lua_newuserdata(L, n ? n * sizeof *keys : 1);
 	lua_pushnil(L);
 	for (i = 0; lua_next(L, idx); i++) {
-		keys[i] = lua_tostring(L, -2); /* alive: a key of the query table */
+		keys[i].s = lua_tolstring(L, -2, &keys[i].len);
 		lua_pop(L, 1);
 	}
-	qsort(keys, n, sizeof *keys, cmp_str);
+	qsort(keys, n, sizeof *keys, cmp_key);
 	for (i = 0; i < n; i++) {
-		size_t klen;
-		lua_getfield(L, idx, keys[i]);
-		lua_pushstring(L, keys[i]);
-		lua_tolstring(L, -1, &klen);
-		lua_pop(L, 1);
+		lua_pushlstring(L, keys[i].s, keys[i].len);
+		lua_rawget(L, idx);
 		if (lua_istable(L, -1)) {
 			size_t m = ducky_rawlen(L, -1), count = 0;
 			lua_pushnil(L);
@@ -859,14 +880,14 @@ static void add_query(lua_State *L, int idx, ducky_buf *b)
 				luaL_error(L,
 				           "query value for '%s' must be a string, number, "
 				           "boolean or an array of them",
-				           keys[i]);
+				           keys[i].s);
 			for (size_t j = 1; j <= m; j++) {
 				lua_rawgeti(L, -1, (int)j);
-				add_query_value(L, b, keys[i], klen, lua_gettop(L));
+				add_query_value(L, b, keys[i].s, keys[i].len, lua_gettop(L));
 				lua_pop(L, 1);
 			}
 		} else {
-			add_query_value(L, b, keys[i], klen, lua_gettop(L));
+			add_query_value(L, b, keys[i].s, keys[i].len, lua_gettop(L));
 		}
 		lua_pop(L, 1);
 	}
@@ -1112,6 +1133,11 @@ static int c_close(lua_State *L)
 	c->closed = 1;
 	ducky_http_close(&c->http);
 	ducky_buf_free(&c->token_body);
+	if (c->secret) {
+		memset(c->secret, 0, c->secret_len);
+		free_str(&c->secret);
+	}
+	c->secret_len = 0;
 	ducky_buf_free(&c->url);
 	wipe_slist(c->token_headers);
 	wipe_slist(c->auth_headers);
@@ -1374,6 +1400,10 @@ static int l_client(lua_State *L)
 	c->token_url = dup_or_raise(L, turl);
 	c->client_id = dup_or_raise(L, id);
 	c->has_credentials = id && secret;
+	if (secret && *secret) {
+		c->secret = dup_or_raise(L, secret);
+		c->secret_len = strlen(secret);
+	}
 
 	c->timeout = opt_number(L, 1, "timeout", 30, 0.001, 1e6);
 	c->connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6);

@@ -140,28 +140,31 @@ int ducky_is_error(lua_State *L)
 	return 1;
 }
 
-/* "ducky http error: GET /v3/x answered 503 (attempts 3)": one line. */
+/* "ducky http error: GET /v3/x answered 503 [request id …]": one line. The
+ * parts are pushed first and concatenated once (no luaL_Buffer across pops). */
 static int error_tostring(lua_State *L)
 {
-	luaL_Buffer b;
+	int n = 0;
 	luaL_checktype(L, 1, LUA_TTABLE);
-	luaL_buffinit(L, &b);
-	luaL_addstring(&b, "ducky ");
+	lua_pushliteral(L, "ducky ");
 	lua_getfield(L, 1, "kind");
-	luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-	lua_pop(L, 1);
-	luaL_addstring(&b, " error: ");
+	lua_pushliteral(L, " error: ");
 	lua_getfield(L, 1, "message");
-	luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-	lua_pop(L, 1);
 	lua_getfield(L, 1, "request_id");
-	if (lua_isstring(L, -1)) {
-		luaL_addstring(&b, " [request id ");
-		luaL_addstring(&b, lua_tostring(L, -1));
-		luaL_addstring(&b, "]");
+	for (int i = 2; i <= 5; i++)
+		if (!lua_isstring(L, i)) {
+			lua_pushliteral(L, "?");
+			lua_replace(L, i);
+		}
+	if (lua_isstring(L, 6)) {
+		lua_pushliteral(L, " [request id ");
+		lua_insert(L, 6);
+		lua_pushliteral(L, "]");
+		n = 3;
+	} else {
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
-	luaL_pushresult(&b);
+	lua_concat(L, 4 + n);
 	return 1;
 }
 

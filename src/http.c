@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "http.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -360,7 +361,7 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 		if (remaining <= 0.001) {
 			err->attempts = attempt - 1;
 			return ducky_fail(err, DUCKY_E_TIMEOUT,
-			                  "%s %s: timed out before attempt %d", req->method,
+			                  "%s %.300s: timed out before attempt %d", req->method,
 			                  req->url, attempt);
 		}
 		CURLcode rc = perform(h, req, remaining);
@@ -394,8 +395,9 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 			return 0;
 		err->attempts = attempt;
 		err->curl_code = (int)rc;
-		err->retryable = retry || nothing_sent(h, rc) || transient(rc);
-		return ducky_fail(err, kind_of(h, rc), "%s %s: %s", req->method, req->url,
+		err->retryable =
+		    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
+		return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
 		                  h->too_big     ? "response larger than max_body"
 		                  : h->errbuf[0] ? h->errbuf
 		                                 : curl_easy_strerror(rc));
@@ -446,12 +448,24 @@ int ducky_url_same_origin(const char *a, const char *b)
 	return same;
 }
 
+/* "scheme://…" (RFC 3986 scheme characters), as opposed to a path that merely
+ * holds "://" somewhere, say in its query. */
+static int is_absolute(const char *p, size_t n)
+{
+	size_t i = 0;
+	if (n == 0 || !isalpha((unsigned char)p[0]))
+		return 0;
+	while (i < n && (isalnum((unsigned char)p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.'))
+		i++;
+	return i + 3 <= n && memcmp(p + i, "://", 3) == 0;
+}
+
 int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err)
 {
 	u->len = 0;
 	if (memchr(path, '\0', plen))
 		return ducky_fail(err, DUCKY_E_CONFIG, "a path holds NUL");
-	if (plen >= 3 && strstr(path, "://")) {
+	if (is_absolute(path, plen)) {
 		char *abs = ducky_strndup(path, plen);
 		int same = abs && ducky_url_same_origin(abs, base);
 		free(abs);

@@ -8,7 +8,8 @@ local ducky = require("ducky")
 local socket = require("socket")
 local redis_store = require("ducky.redis_store")
 
-local base_url, token_url, audience, id, secret, port, nclients, calls, start = (table.unpack or unpack)(arg, 1, 9)
+local unpack = table.unpack or unpack
+local base_url, token_url, audience, id, secret, port, nclients, calls, start = unpack(arg, 1, 9)
 
 local store = redis_store.new{ host = "127.0.0.1", port = tonumber(port) }
 local store_errors = {}
