@@ -1495,6 +1495,7 @@ static const luaL_Reg client_metamethods[] = {
 static const luaL_Reg module_functions[] = {
     {"client", l_client},
     {"is_error", ducky_is_error},
+    {"error", ducky_error_new},
     {NULL, NULL},
 };
 

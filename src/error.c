@@ -140,6 +140,29 @@ int ducky_is_error(lua_State *L)
 	return 1;
 }
 
+/* ducky.error(t): makes t, a table with a known kind and a message, an error
+ * object (for errors that crossed a boundary as plain data, say a thread). */
+int ducky_error_new(lua_State *L)
+{
+	static const char *const kinds[] = {
+#define DUCKY_KIND_OPTION(e, s) s,
+	    DUCKY_KINDS(DUCKY_KIND_OPTION)
+#undef DUCKY_KIND_OPTION
+	        NULL};
+	int k = 0;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "kind");
+	while (kinds[k] && (!lua_isstring(L, -1) || strcmp(kinds[k], lua_tostring(L, -1)) != 0))
+		k++;
+	luaL_argcheck(L, kinds[k] != NULL, 1, "kind is not an error kind");
+	lua_getfield(L, 1, "message");
+	luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "message must be a string");
+	lua_settop(L, 1);
+	luaL_getmetatable(L, ERROR_MT);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
 /* "ducky http error: GET /v3/x answered 503 [request id …]": one line. The
  * parts are pushed first and concatenated once (no luaL_Buffer across pops). */
 static int error_tostring(lua_State *L)

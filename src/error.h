@@ -53,5 +53,6 @@ void ducky_error_open(lua_State *L);                       /* leaves nothing on 
 void ducky_error_push(lua_State *L, const ducky_err *err); /* pushes the table */
 int ducky_error_is(lua_State *L, int idx);
 int ducky_is_error(lua_State *L);
+int ducky_error_new(lua_State *L);
 
 #endif
