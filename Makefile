@@ -47,6 +47,7 @@ deps:
 
 # The suite twice, plain and under ASan+UBSan; the last line sums both runs.
 test: deps all $(BUILD)/threads $(BUILD)/embed
+	$(MAKE) LUA=luajit all # for the nginx spec (nginx runs LuaJIT)
 	rm -f $(BUILD)/counts
 	DUCKY_COUNTS=$(BUILD)/counts DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
 	$(MAKE) asan
@@ -88,7 +89,7 @@ install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	install -d $(DESTDIR)$(LUA_LMOD)/ducky
-	install -m 0644 lua/ducky/redis_store.lua $(DESTDIR)$(LUA_LMOD)/ducky/redis_store.lua
+	install -m 0644 lua/ducky/redis_store.lua lua/ducky/ngx.lua $(DESTDIR)$(LUA_LMOD)/ducky/
 
 lint:
 	luacheck lua spec examples tools bench

@@ -26,5 +26,6 @@ build = {
       defines = { "_POSIX_C_SOURCE=200809L" },
     },
     ["ducky.redis_store"] = "lua/ducky/redis_store.lua", -- needs lua-redis, or a client passed in
+    ["ducky.ngx"] = "lua/ducky/ngx.lua", -- nginx/OpenResty: calls on a thread pool
   },
 }
