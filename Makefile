@@ -20,6 +20,10 @@ VERSION     = 0.1.0
 LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
 LUA_LMOD   ?= $(shell pkg-config --variable=INSTALL_LMOD $(LUA_PC) 2>/dev/null || echo /usr/local/share/lua/5.4)
 PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null || \
+		echo $(PREFIX)/share/bash-completion/completions)
 
 .PHONY: all test test-lua demo valgrind asan tsan bench-cache install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
@@ -90,9 +94,14 @@ install: all
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	install -d $(DESTDIR)$(LUA_LMOD)/ducky
 	install -m 0644 lua/ducky/redis_store.lua lua/ducky/ngx.lua $(DESTDIR)$(LUA_LMOD)/ducky/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/ducky >$(DESTDIR)$(BINDIR)/ducky
+	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
+	install -m 0644 doc/ducky.1 $(DESTDIR)$(MANDIR)/man1/ducky.1
+	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
 
 lint:
-	luacheck lua spec examples tools bench
+	luacheck lua spec examples tools bench bin/ducky
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c
 
 # luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.

@@ -28,4 +28,8 @@ build = {
     ["ducky.redis_store"] = "lua/ducky/redis_store.lua", -- needs lua-redis, or a client passed in
     ["ducky.ngx"] = "lua/ducky/ngx.lua", -- nginx/OpenResty: calls on a thread pool
   },
+  install = {
+    bin = { ducky = "bin/ducky" },
+    conf = { ["ducky.1"] = "doc/ducky.1", ["ducky.bash"] = "completions/ducky.bash" },
+  },
 }

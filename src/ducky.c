@@ -667,8 +667,8 @@ static int push_error(lua_State *L, client *c, ducky_err *err)
 	return 2;
 }
 
-static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *method,
-                           const char *url, int bad_json)
+static int push_http_error(lua_State *L, client *c, ducky_err *err, int replayed,
+                           const char *method, const char *url, int bad_json)
 {
 	const ducky_http *h = &c->http;
 	long s = h->status;
@@ -679,8 +679,8 @@ static int push_http_error(lua_State *L, client *c, ducky_err *err, const char *
 		ducky_fail(err, DUCKY_E_DECODE, "%s %.300s answered %ld with invalid JSON", method,
 		           url, s);
 	else if (s == 401)
-		ducky_fail(err, DUCKY_E_AUTH, "%s %.300s answered 401 twice, with a fresh token",
-		           method, url);
+		ducky_fail(err, DUCKY_E_AUTH, "%s %.300s answered 401%s", method, url,
+		           replayed ? " twice, with a fresh token" : "");
 	else
 		ducky_fail(err, DUCKY_E_HTTP, "%s %.300s answered %ld", method, url, s);
 	push_error(L, c, err);
@@ -804,9 +804,9 @@ static int do_call_busy(lua_State *L, client *c, const call *k)
 			return 1;
 		}
 		lua_pop(L, 1);
-		return push_http_error(L, c, &err, k->method, k->url, 1);
+		return push_http_error(L, c, &err, k->auth, k->method, k->url, 1);
 	}
-	return push_http_error(L, c, &err, k->method, k->url, 0);
+	return push_http_error(L, c, &err, k->auth, k->method, k->url, 0);
 }
 
 /* ---- URL and request building ----------------------------------------- */
@@ -1201,6 +1201,7 @@ static const struct option {
     {"max_exchanges_per_hour", T(LUA_TNUMBER), "a number"},
     {"max_retry_after", T(LUA_TNUMBER), "a number"},
     {"log", T(LUA_TFUNCTION), "a function"},
+    {"http_version", T(LUA_TSTRING), "a string"},
     {NULL, 0, NULL},
 };
 #undef T
@@ -1457,12 +1458,25 @@ static int l_client(lua_State *L)
 	lua_getfield(L, 1, "insecure");
 	int insecure = lua_toboolean(L, -1);
 	lua_pop(L, 1);
+	static const char *const versions[] = {"2", "1.1", "2-prior-knowledge", NULL};
+	static const long curl_versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
+	                                     CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
+	const char *version = opt_string(L, "http_version", NULL, "2");
+	int v = 0;
+	while (versions[v] && strcmp(versions[v], version) != 0)
+		v++;
+	if (!versions[v])
+		return luaL_error(L,
+		                  "ducky.client: option 'http_version' must be \"1.1\", \"2\" or "
+		                  "\"2-prior-knowledge\", not \"%s\"",
+		                  version);
 	ducky_http_conf conf = {opt_string(L, "ca_file", NULL, NULL),
 	                        opt_string(L, "ca_path", NULL, NULL),
 	                        opt_string(L, "proxy", NULL, NULL),
 	                        opt_string(L, "user_agent", NULL, ua),
 	                        insecure,
-	                        (size_t)max_body};
+	                        (size_t)max_body,
+	                        curl_versions[v]};
 	ducky_err_init(&err);
 	if (ducky_http_open(&c->http, &conf, &err)) {
 		lua_pushstring(L, err.message ? err.message : "out of memory");

@@ -204,6 +204,8 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_USERAGENT, conf->user_agent) ||
+	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
+	    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) ||
 	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
 	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
@@ -224,7 +226,8 @@ void ducky_http_close(ducky_http *h)
 
 /* ---- one attempt ------------------------------------------------------ */
 
-static CURLcode perform(ducky_http *h, const ducky_req *req, double remaining)
+/* Sets h up for one attempt of req with `remaining` seconds left. */
+void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 {
 	CURL *e = h->easy;
 	long total_ms = (long)ceil(remaining * 1000.0);
@@ -254,10 +257,6 @@ static CURLcode perform(ducky_http *h, const ducky_req *req, double remaining)
 	/* libcurl silently sends a request again when a reused connection closes
 	 * before any answer; that must not happen to a request that is not idempotent */
 	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, req->idempotent ? 0L : 1L);
-	CURLcode rc = curl_easy_perform(e);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &h->status);
-	return rc;
 }
 
 static ducky_kind kind_of(const ducky_http *h, CURLcode rc)
@@ -351,12 +350,51 @@ static double jitter(ducky_http *h, int attempt)
 	return cap * ((double)h->rng / (double)UINT_MAX);
 }
 
+int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int attempt,
+                       ducky_retry_event *ev, ducky_err *err)
+{
+	int retry;
+	double wait = -1;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+	if (rc != CURLE_OK) {
+		retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
+		snprintf(ev->reason, sizeof ev->reason, "curl %d", (int)rc);
+	} else {
+		retry = req->idempotent && retryable_status(h->status);
+		snprintf(ev->reason, sizeof ev->reason, "%ld", h->status);
+		if (retry)
+			wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
+	}
+	if (retry && wait > req->max_retry_after) {
+		retry = 0; /* the server asks for longer than we wait */
+	} else if (retry && attempt <= req->retries) {
+		if (wait < 0)
+			wait = jitter(h, attempt);
+		if (ducky_now() + wait < req->deadline) {
+			ev->attempt = attempt + 1;
+			ev->wait = wait;
+			return 1;
+		}
+	}
+	if (rc == CURLE_OK)
+		return 0;
+	err->attempts = attempt;
+	err->curl_code = (int)rc;
+	err->retryable =
+	    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
+	return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
+	                  h->too_big     ? "response larger than max_body"
+	                  : h->errbuf[0] ? h->errbuf
+	                                 : curl_easy_strerror(rc));
+}
+
 int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
                     ducky_err *err)
 {
-	char reason[32];
 	for (int attempt = 1;; attempt++) {
 		double remaining = req->deadline - ducky_now();
+		ducky_retry_event ev;
 		*attempts = attempt;
 		if (remaining <= 0.001) {
 			err->attempts = attempt - 1;
@@ -364,43 +402,13 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
 			                  "%s %.300s: timed out before attempt %d", req->method,
 			                  req->url, attempt);
 		}
-		CURLcode rc = perform(h, req, remaining);
-		int retry;
-		double wait = -1;
-		if (rc != CURLE_OK) {
-			retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
-			snprintf(reason, sizeof reason, "curl %d", (int)rc);
-		} else {
-			retry = req->idempotent && retryable_status(h->status);
-			snprintf(reason, sizeof reason, "%ld", h->status);
-			if (retry)
-				wait = ducky_retry_after(ducky_http_header(h, "retry-after"),
-				                         ducky_wall());
-		}
-		if (retry && wait > req->max_retry_after) {
-			retry = 0; /* the server asks for longer than we wait */
-		} else if (retry && attempt <= req->retries) {
-			if (wait < 0)
-				wait = jitter(h, attempt);
-			if (ducky_now() + wait < req->deadline) {
-				if (fn) {
-					ducky_retry_event ev = {attempt + 1, reason, wait};
-					fn(ud, &ev);
-				}
-				sleep_for(wait);
-				continue;
-			}
-		}
-		if (rc == CURLE_OK)
-			return 0;
-		err->attempts = attempt;
-		err->curl_code = (int)rc;
-		err->retryable =
-		    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
-		return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
-		                  h->too_big     ? "response larger than max_body"
-		                  : h->errbuf[0] ? h->errbuf
-		                                 : curl_easy_strerror(rc));
+		ducky_http_setup(h, req, remaining);
+		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
+		if (rc <= 0)
+			return rc;
+		if (fn)
+			fn(ud, &ev);
+		sleep_for(ev.wait);
 	}
 }
 

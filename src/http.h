@@ -21,6 +21,7 @@ typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy, *user_agent;
 	int insecure;
 	size_t max_body;
+	long http_version; /* CURL_HTTP_VERSION_… */
 } ducky_http_conf;
 
 typedef struct ducky_http {
@@ -50,7 +51,7 @@ typedef struct ducky_req {
 
 typedef struct ducky_retry_event {
 	int attempt; /* the attempt about to start */
-	const char *reason;
+	char reason[32];
 	double wait;
 } ducky_retry_event;
 
@@ -68,6 +69,13 @@ void ducky_http_close(ducky_http *h);
  * *attempts counts the tries made either way. */
 int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
                     ducky_err *err);
+
+/* One attempt in pieces, for callers that drive libcurl themselves (batch.c):
+ * setup, then perform (easy or multi), then outcome: 1 to retry after ev->wait
+ * (ev filled), 0 for an HTTP answer in h->status, -1 with err for a failure. */
+void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining);
+int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int attempt,
+                       ducky_retry_event *ev, ducky_err *err);
 
 /* libcurl's header callback (ud: the ducky_http): collects one header line. */
 size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud);

@@ -1,0 +1,504 @@
+-- bin/ducky, the command line, run as a child process against the stand-in:
+-- every subcommand, every exit code, the config file and its permission check,
+-- the secret from a file or standard input, and one exchange for 20 processes.
+local H = require("spec.helpers")
+local cjson = require("cjson")
+
+local LUA = H.LUA or os.getenv("DUCKY_LUA") or "lua5.4"
+local BUILD = H.BUILD or os.getenv("DUCKY_BUILD") or "build"
+local CHILD_ENV = H.CHILD_ENV or ("LUA_CPATH='./%s/?.so;;'"):format(BUILD)
+
+-- every variable ducky reads, removed from the child's environment before the test's own
+local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET",
+  "DUCKY_CLIENT_SECRET_FILE", "DUCKY_BASE_URL", "DUCKY_TOKEN_URL", "DUCKY_AUDIENCE", "DUCKY_TOKEN_AUTH",
+  "DUCKY_CA_FILE", "DUCKY_CA_PATH", "DUCKY_INSECURE", "DUCKY_PROXY", "DUCKY_TIMEOUT",
+  "DUCKY_CONNECT_TIMEOUT", "DUCKY_RETRIES", "DUCKY_MAX_BODY" }
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, s, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+  if mode then assert(os.execute(H.CLEAN_ENV .. "chmod " .. mode .. " " .. q(path))) end
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(H.CLEAN_ENV .. "sh -c " .. q(cmd) .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+-- The environment and command line of one bin/ducky run (a string for sh).
+local function command(args, env)
+  local parts = { "env" }
+  for _, name in ipairs(UNSET) do parts[#parts + 1] = "-u " .. name end
+  local names = {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    if env[k] then parts[#parts + 1] = q(k .. "=" .. env[k]) end
+  end
+  parts[#parts + 1] = CHILD_ENV .. " " .. LUA .. " bin/ducky"
+  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
+  return table.concat(parts, " ")
+end
+
+describe("ducky (the command line)", function()
+  local dir, id, secret, base_env
+
+  -- Runs bin/ducky; returns stdout, stderr, exit code. env adds to (false: removes from) base_env.
+  local function ducky(args, env, stdin)
+    local e = {}
+    for k, v in pairs(base_env) do e[k] = v end
+    for k, v in pairs(env or {}) do e[k] = v end
+    local input = "/dev/null"
+    if stdin then
+      input = dir .. "/stdin"
+      write(input, stdin)
+    end
+    local errfile = dir .. "/stderr"
+    local p = assert(io.popen(command(args, e) .. " <" .. q(input) .. " 2>" .. q(errfile)
+      .. "; echo \"__exit=$?\""))
+    local out = p:read("*a")
+    p:close()
+    local code = tonumber(out:match("__exit=(%d+)\n?$"))
+    out = out:gsub("__exit=%d+\n?$", "")
+    local err = read(errfile) or ""
+    -- never the secret, whatever happened
+    assert.is_nil(out:find(secret, 1, true), "the secret on stdout")
+    assert.is_nil(err:find(secret, 1, true), "the secret on stderr")
+    return out, err, code
+  end
+
+  -- an error: one line on stderr, nothing on stdout unless said
+  local function failed(code, pattern, out, err, got)
+    assert.equals(code, got, err)
+    assert.matches("^ducky: [^\n]+\n$", err)
+    if pattern then assert.matches(pattern, err) end
+    return out
+  end
+
+  before_each(function()
+    dir = H.tmpdir()
+    id = H.new_id("cli")
+    secret = H.secret(id)
+    assert(os.execute(H.CLEAN_ENV .. "mkdir -p " .. q(dir .. "/config/ducky") .. " " .. q(dir .. "/cache")))
+    base_env = {
+      XDG_CACHE_HOME = dir .. "/cache", XDG_CONFIG_HOME = dir .. "/config",
+      DUCKY_BASE_URL = H.base_url(), DUCKY_TOKEN_URL = H.token_url(), DUCKY_AUDIENCE = H.audience(),
+      DUCKY_CLIENT_ID = id, DUCKY_CLIENT_SECRET = secret, DUCKY_TIMEOUT = "5",
+    }
+  end)
+
+  after_each(function()
+    os.execute(H.CLEAN_ENV .. "rm -rf " .. q(dir))
+  end)
+
+  describe("ping", function()
+    it("prints /ping's JSON pretty, nothing on stderr, exit 0, no token", function()
+      local out, err, code = ducky({ "ping" })
+      assert.equals(0, code, err)
+      assert.equals('{\n  "message": "pong"\n}\n', out)
+      assert.equals("", err)
+      assert.equals(0, H.exchanges(id))
+    end)
+
+    it("--protected uses the token; keys sorted", function()
+      local out, err, code = ducky({ "ping", "--protected" })
+      assert.equals(0, code, err)
+      assert.equals('{\n  "message": "pong",\n  "ready": true\n}\n', out)
+      assert.equals(1, H.exchanges(id))
+    end)
+
+    it("--raw prints the body as sent", function()
+      local out, _, code = ducky({ "--raw", "ping", "--protected" })
+      assert.equals(0, code)
+      assert.equals('{"message": "pong", "ready": true}', out)
+    end)
+
+    it("-i adds the status and the headers, sorted", function()
+      local out, _, code = ducky({ "ping", "-i" })
+      assert.equals(0, code)
+      assert.matches('^HTTP 200\ncontent%-length: 19\ncontent%-type: application/json\n'
+        .. 'x%-request%-id: req%-%d+\n\n{\n  "message": "pong"\n}\n$', out)
+    end)
+
+    it("-v tells the token source, the attempts and the time on stderr", function()
+      local out, err, code = ducky({ "-v", "ping", "--protected" })
+      assert.equals(0, code)
+      assert.equals('{\n  "message": "pong",\n  "ready": true\n}\n', out)
+      assert.matches("^%* token: exchange, %d+ s left, fingerprint %x+\n"
+        .. "%* GET /ping/protected: 200 in [%d.]+ m?s, 1 attempt\n$", err)
+      local _, again = ducky({ "ping", "--protected", "--verbose" })
+      assert.matches("^%* token: file, ", again)
+    end)
+
+    it("20 consecutive processes make one token exchange", function()
+      local cmd = command({ "ping", "--protected" }, base_env)
+      -- keeps this process's environment: a sanitizer runtime the suite may preload
+      local loop = "for i in $(seq 20); do %s >/dev/null || echo FAILED; done 2>&1"
+      local p = assert(io.popen(loop:format(cmd)))
+      local out = p:read("*a")
+      p:close()
+      assert.equals("", out)
+      assert.equals(1, H.exchanges(id))
+    end)
+  end)
+
+  describe("token", function()
+    it("tells the source, seconds left and fingerprint; the token only with --show", function()
+      local out, err, code = ducky({ "token" })
+      assert.equals(0, code, err)
+      local left, fp = out:match("^source: exchange\nseconds_left: (%d+)\nfingerprint: (%x+)\n$")
+      assert.is_string(fp, out)
+      assert.is_true(tonumber(left) > 86000 and tonumber(left) <= 86400)
+      assert.equals(12, #fp)
+      assert.is_nil(out:find("tok_", 1, true))
+
+      out, err, code = ducky({ "token" })
+      assert.equals(0, code, err)
+      assert.matches("^source: file\nseconds_left: %d+\nfingerprint: " .. fp .. "\n$", out)
+
+      out, err, code = ducky({ "token", "--show" })
+      assert.equals(0, code, err)
+      local token = out:match("^(tok_%x+)\n$")
+      assert.is_string(token, out)
+      assert.equals(fp, sh("printf %s " .. token .. " | sha256sum"):sub(1, 12))
+      assert.equals(1, H.exchanges(id))
+    end)
+
+    it("--forget drops the cached token: the next one is a new exchange", function()
+      assert.equals(0, select(3, ducky({ "token" })))
+      local out, err, code = ducky({ "token", "--forget" })
+      assert.equals(0, code, err)
+      assert.equals("token forgotten\n", out)
+      out = ducky({ "token" })
+      assert.matches("^source: exchange\n", out)
+      assert.equals(2, H.exchanges(id))
+    end)
+
+    it("needs credentials (exit 3), and --show or --forget, not both (exit 2)", function()
+      failed(3, "no credentials", ducky({ "token" }, { DUCKY_CLIENT_SECRET = false }))
+      failed(2, "not both", ducky({ "token", "--show", "--forget" }))
+    end)
+  end)
+
+  describe("request", function()
+    local function echo(args, stdin)
+      local out, err, code = ducky(args, nil, stdin)
+      assert.equals(0, code, err)
+      assert.equals("", err)
+      return cjson.decode(out)
+    end
+
+    it("sends the method, path, query, headers and a JSON body as given", function()
+      local body = '{"k": [1, 2.50], "e": []}'
+      local e = echo({ "request", "post", "/echo/x", "-q", "a=1", "-q", "a=2", "-qb=c d",
+        "-H", "X-Spec: yes", "--header=X-Spec: again", "--json", body })
+      assert.equals("POST", e.method)
+      assert.equals("/v3/echo/x", e.path)
+      assert.equals("a=1&a=2&b=c%20d", e.query)
+      assert.equals("yes, again", e.headers["x-spec"])
+      assert.equals("application/json", e.headers["content-type"])
+      assert.equals(body, e.body)
+      assert.equals(id, e.client_id)
+    end)
+
+    it("pretty-prints with sorted keys, numbers and strings as sent, empty arrays as arrays", function()
+      local body = '{"n":1.50,"big":12345678901234567890,"b":[],'
+        .. '"a b":{"z":[1,{"y":null}]},"a":"x\\/y\\u00e9"}'
+      H.fault{ path = "/v3/echo", client_id = id, status = 200, body = body }
+      local out, err, code = ducky({ "get", "/echo" })
+      assert.equals(0, code, err)
+      assert.equals(table.concat({
+        '{',
+        '  "a": "x\\/y\\u00e9",',
+        '  "a b": {',
+        '    "z": [',
+        '      1,',
+        '      {',
+        '        "y": null',
+        '      }',
+        '    ]',
+        '  },',
+        '  "b": [],',
+        '  "big": 12345678901234567890,',
+        '  "n": 1.50',
+        '}', '' }, "\n"), out)
+      H.fault{ path = "/v3/echo", client_id = id, status = 200, body = body }
+      assert.equals(body, (ducky({ "get", "/echo", "--raw" })))
+    end)
+
+    it("get, post, put, patch and delete are shortcuts", function()
+      for _, m in ipairs({ "get", "post", "put", "patch", "delete" }) do
+        local e = echo({ m, "/echo" })
+        assert.equals(m:upper(), e.method)
+        assert.equals("", e.body)
+      end
+    end)
+
+    it("--json @file, --json - and --data with its own content type", function()
+      write(dir .. "/body.json", '{"from": "file"}')
+      assert.equals('{"from": "file"}', echo({ "put", "/echo", "--json", "@" .. dir .. "/body.json" }).body)
+      local e = echo({ "patch", "/echo", "--json", "-" }, '[1, 2]\n')
+      assert.equals("[1, 2]\n", e.body)
+      e = echo({ "post", "/echo", "--data", "-", "-H", "Content-Type: text/plain" }, "plain text")
+      assert.equals("plain text", e.body)
+      assert.equals("text/plain", e.headers["content-type"])
+      e = echo({ "post", "/echo", "--data", "raw" })
+      assert.equals("application/octet-stream", e.headers["content-type"])
+    end)
+
+    it("--no-auth sends no token and needs no secret", function()
+      local e = echo({ "get", "/echo", "-q", "public=1", "--no-auth" })
+      assert.is_nil(e.headers.authorization)
+      local out, err, code = ducky({ "get", "/ping", "--no-auth" }, { DUCKY_CLIENT_SECRET = false })
+      assert.equals(0, code, err)
+      assert.equals('{\n  "message": "pong"\n}\n', out)
+      assert.equals(0, H.exchanges(id))
+    end)
+
+    it("an error status prints the body too and exits 5", function()
+      local out = failed(5, "404", ducky({ "get", "/status/404" }))
+      assert.equals('{\n  "status": 404\n}\n', out)
+    end)
+  end)
+
+  describe("exit codes", function()
+    it("2 for usage errors, never echoing a value", function()
+      failed(2, "command", ducky({}))
+      failed(2, "unknown option %-%-nope", ducky({ "--nope", "ping" }))
+      failed(2, "no command", ducky({ "frobnicate" }))
+      failed(2, "wrong number of arguments", ducky({ "get" }))
+      failed(2, "does not apply", ducky({ "ping", "--show" }))
+      failed(2, "needs a value", ducky({ "get", "/echo", "-q" }))
+      failed(2, "KEY=VALUE", ducky({ "get", "/echo", "-q", "novalue" }))
+      failed(2, "NAME: VALUE", ducky({ "get", "/echo", "-H", "novalue" }))
+      failed(2, "not valid JSON", ducky({ "post", "/echo", "--json", "{nope" }))
+      failed(2, "not both", ducky({ "post", "/echo", "--json", "1", "--data", "x" }))
+      failed(2, "not an HTTP method", ducky({ "request", "GE T", "/echo" }))
+      failed(2, "timeout", ducky({ "--timeout", "soon", "ping" }))
+      failed(2, "one of", ducky({ "--secret-stdin", "post", "/echo", "--json", "-" }, nil, "x"))
+      local _, err = ducky({ "--client-secret=" .. secret, "ping" })
+      failed(2, "secret%-file", "", err, 2)
+    end)
+
+    it("3 for configuration errors", function()
+      failed(3, "no credentials", ducky({ "ping", "--protected" }, { DUCKY_CLIENT_SECRET = false }))
+      failed(3, "DUCKY_RETRIES", ducky({ "ping" }, { DUCKY_RETRIES = "-1" }))
+      failed(3, "cannot read config file", ducky({ "--config", dir .. "/none", "ping" }))
+      failed(3, "base_url", ducky({ "ping" }, { DUCKY_BASE_URL = "ftp://example.invalid/" }))
+    end)
+
+    it("4 for auth errors; the secret is never shown", function()
+      local wrong = "wrong-Sekr1t-" .. id
+      local out, err, code = ducky({ "ping", "--protected" }, { DUCKY_CLIENT_SECRET = wrong })
+      failed(4, "access_denied", out, err, code)
+      assert.equals("", out)
+      assert.is_nil(err:find(wrong, 1, true))
+      out, err, code = ducky({ "-v", "token", "--secret-stdin" }, { DUCKY_CLIENT_SECRET = false }, wrong)
+      failed(4, "access_denied", out, err, code)
+      assert.is_nil(err:find(wrong, 1, true))
+    end)
+
+    it("6 for network, timeout and TLS errors", function()
+      failed(6, "network error", ducky({ "--retries", "0", "ping" },
+        { DUCKY_BASE_URL = "http://127.0.0.1:1/v3" }))
+      H.fault{ path = "/v3/ping/protected", client_id = id, delay = 2 }
+      failed(6, "timeout error", ducky({ "--timeout", "0.5", "ping", "--protected" }))
+      local https = { DUCKY_BASE_URL = H.base_url("https") }
+      failed(6, "tls error", ducky({ "ping" }, https))
+      assert.equals(0, select(3, ducky({ "ping", "--ca-file", H.ca_file() }, https)))
+      assert.equals(0, select(3, ducky({ "ping", "--insecure" }, https)))
+      https.DUCKY_CA_FILE = H.ca_file()
+      assert.equals(0, select(3, ducky({ "ping" }, https)))
+    end)
+
+    it("7 for decode errors", function()
+      H.fault{ path = "/v3/ping/protected", client_id = id, status = 200, body = "{not json" }
+      failed(7, "decode error", ducky({ "ping", "--protected" }))
+    end)
+
+    it("8 for limit errors", function()
+      H.fault{ path = "/v3/ping/protected", client_id = id, huge = 5000 }
+      failed(8, "limit error", ducky({ "--max-body", "1000", "ping", "--protected" }))
+    end)
+  end)
+
+  describe("configuration", function()
+    local function config(text, mode)
+      local path = dir .. "/config/ducky/config"
+      write(path, text, mode or "600")
+      return path
+    end
+
+    local function file_for(audience)
+      return table.concat({
+        "# written by cli_spec",
+        "client_id = " .. id,
+        'client_secret = "' .. secret .. '"',
+        "base_url = " .. H.base_url(),
+        "token_url = " .. H.token_url(),
+        "audience = " .. audience,
+        "", "retries = 0",
+      }, "\n")
+    end
+
+    local only_xdg = {
+      DUCKY_CLIENT_ID = false, DUCKY_CLIENT_SECRET = false, DUCKY_BASE_URL = false,
+      DUCKY_TOKEN_URL = false, DUCKY_AUDIENCE = false,
+    }
+
+    it("reads $XDG_CONFIG_HOME/ducky/config when it is 0600", function()
+      config(file_for(H.audience()))
+      local out, err, code = ducky({ "ping", "--protected" }, only_xdg)
+      assert.equals(0, code, err)
+      assert.matches('"ready": true', out)
+    end)
+
+    it("refuses a config file with any permission for group or others (exit 3)", function()
+      for _, mode in ipairs({ "644", "640", "604", "620", "602", "610", "601" }) do
+        config(file_for(H.audience()), mode)
+        local out, err, code = ducky({ "ping", "--protected" }, only_xdg)
+        failed(3, "config file .* must be yours and private %(%-rw.*%): chmod 600 it", out, err, code)
+      end
+      config(file_for(H.audience()), "400")
+      assert.equals(0, select(3, ducky({ "ping", "--protected" }, only_xdg)))
+      if sh("id -u") == "0\n" then -- root can give it to someone else
+        local path = config(file_for(H.audience()), "600")
+        sh("chown 65534 " .. q(path))
+        failed(3, "owner 65534", ducky({ "ping", "--protected" }, only_xdg))
+      end
+    end)
+
+    it("flags > environment > config file", function()
+      config(file_for("wrong-audience"))
+      local env = { DUCKY_CLIENT_ID = false, DUCKY_CLIENT_SECRET = false, DUCKY_AUDIENCE = false }
+      failed(4, "wrong%-audience", ducky({ "ping", "--protected" }, env))
+      env.DUCKY_AUDIENCE = H.audience()
+      assert.equals(0, select(3, ducky({ "ping", "--protected" }, env)))
+      env.DUCKY_AUDIENCE = "env-audience"
+      failed(4, "env%-audience", ducky({ "ping", "--protected" }, env))
+      assert.equals(0, select(3, ducky({ "ping", "--protected", "--audience", H.audience() }, env)))
+    end)
+
+    it("--config and DUCKY_CONFIG name another file; errors name the line, never its text", function()
+      local path = dir .. "/other"
+      write(path, file_for(H.audience()), "600")
+      assert.equals(0, select(3, ducky({ "--config", path, "ping", "--protected" }, only_xdg)))
+      local env = { DUCKY_CONFIG = path }
+      for k, v in pairs(only_xdg) do env[k] = v end
+      assert.equals(0, select(3, ducky({ "ping", "--protected" }, env)))
+      write(path, "client_secret " .. secret .. "\n", "600")
+      failed(3, ":1: expected key = value", ducky({ "--config", path, "ping" }))
+      write(path, "# comment\nclient_sekret = " .. secret .. "\n", "600")
+      failed(3, ":2: unknown key client_sekret", ducky({ "--config", path, "ping" }))
+    end)
+
+    it("--secret-stdin reads the secret from standard input", function()
+      local env = { DUCKY_CLIENT_SECRET = false }
+      local out, err, code = ducky({ "ping", "--protected", "--secret-stdin" }, env, secret .. "\n")
+      assert.equals(0, code, err)
+      assert.matches('"ready": true', out)
+      failed(3, "empty", ducky({ "ping", "--protected", "--secret-stdin" }, env, ""))
+      -- the flag wins over the environment's secret
+      env.DUCKY_CLIENT_SECRET = "wrong-" .. secret
+      assert.equals(0, select(3, ducky({ "ping", "--protected", "--secret-stdin" }, env, secret)))
+    end)
+
+    it("--secret-file and DUCKY_CLIENT_SECRET_FILE read it from a file", function()
+      local path = dir .. "/secret"
+      write(path, secret .. "\n", "600")
+      local env = { DUCKY_CLIENT_SECRET = false }
+      assert.equals(0, select(3, ducky({ "ping", "--protected", "--secret-file", path }, env)))
+      env.DUCKY_CLIENT_SECRET_FILE = path
+      assert.equals(0, select(3, ducky({ "ping", "--protected" }, env)))
+      failed(3, "cannot read", ducky({ "ping", "--secret-file", dir .. "/none" }, env))
+    end)
+  end)
+
+  describe("help, man page, completion, colour", function()
+    local function options_of(text)
+      local set = {}
+      for o in text:gsub("\\%-", "-"):gmatch("%-%-[%w][%w-]*") do set[o] = true end
+      return set
+    end
+
+    it("--help and help COMMAND print to stdout and exit 0", function()
+      local out, err, code = ducky({ "--help" })
+      assert.equals(0, code, err)
+      assert.matches("^usage: ducky", out)
+      for _, cmd in ipairs({ "ping", "token", "request", "get", "post", "put", "patch", "delete", "help" }) do
+        assert.matches("\n  [^\n]*" .. cmd, out)
+        local text, _, c = ducky({ "help", cmd })
+        assert.equals(0, c)
+        assert.matches("^usage: ducky ", text)
+        assert.equals(text, (ducky({ cmd, "--help" })))
+      end
+      assert.equals(ducky({ "help", "request" }), (ducky({ "help", "delete" })))
+      failed(2, "no command", ducky({ "help", "nope" }))
+      assert.matches("^ducky %d+%.%d+%.%d+ %(Lua", (ducky({ "--version" })))
+    end)
+
+    it("the man page and the completion know every option of --help", function()
+      local help = options_of((ducky({ "--help" })))
+      local man = options_of(assert(read("doc/ducky.1")))
+      local completion = options_of(assert(read("completions/ducky.bash")))
+      local n = 0
+      for o in pairs(help) do
+        n = n + 1
+        assert.is_true(man[o], o .. " missing from doc/ducky.1")
+        assert.is_true(completion[o], o .. " missing from completions/ducky.bash")
+      end
+      assert.is_true(n >= 25)
+    end)
+
+    it("the bash completion completes commands and options", function()
+      local function complete(...)
+        local words = { "ducky", ... }
+        local quoted = {}
+        for i, w in ipairs(words) do quoted[i] = q(w) end
+        local script = ("source completions/ducky.bash; COMP_WORDS=(%s); COMP_CWORD=%d; _ducky; "
+          .. "echo \"${COMPREPLY[*]}\""):format(table.concat(quoted, " "), #words - 1)
+        return sh("bash -c " .. q(script))
+      end
+      local commands = complete("")
+      for _, cmd in ipairs({ "ping", "token", "request", "get", "delete", "help" }) do
+        assert.matches("%f[%w]" .. cmd .. "%f[%W]", commands)
+      end
+      assert.matches("%-%-protected", complete("ping", "--p"))
+      assert.matches("%-%-json", complete("post", "/x", "--j"))
+      assert.matches("PATCH", complete("request", ""))
+    end)
+
+    it("colour on a terminal only, never with NO_COLOR", function()
+      if sh("command -v script") == "" then
+        pending("no script(1) for a terminal")
+        return
+      end
+      local preload = os.getenv("LD_PRELOAD")
+      local env = {}
+      for k, v in pairs(base_env) do env[k] = v end
+      env.LD_PRELOAD = preload ~= "" and preload or nil
+      local function on_tty(extra)
+        for k, v in pairs(extra) do env[k] = v end
+        return sh("script -qec " .. q(command({ "ping" }, env)) .. " /dev/null")
+      end
+      assert.matches("\27%[", on_tty({}))
+      local plain = on_tty({ NO_COLOR = "1" })
+      assert.matches('"message": "pong"', plain)
+      assert.is_nil(plain:find("\27[", 1, true))
+      assert.is_nil((ducky({ "ping" })):find("\27[", 1, true)) -- a pipe
+    end)
+  end)
+end)
