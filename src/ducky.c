@@ -13,6 +13,7 @@
 
 #include "compat.h"
 #include "error.h"
+#include "batch.h"
 #include "http.h"
 #include "store.h"
 #include "token.h"
@@ -65,7 +66,12 @@ typedef struct client {
 	const char *store_problem; /* why the file store could not be set up, said once */
 	const char *store_said;    /* the last store problem reported (a static string) */
 	stats st;
-	ducky_buf url; /* scratch */
+	ducky_buf url;        /* scratch */
+	ducky_http_conf conf; /* for the batch pool's handles (strings owned) */
+	ducky_pool pool;      /* batch: easy handles kept between batches */
+	struct bitem *bitems; /* the last batch's items, freed by the next or close */
+	size_t nbitems;
+	int batch_refreshed; /* this batch refreshed the token after a 401 */
 } client;
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -667,10 +673,9 @@ static int push_error(lua_State *L, client *c, ducky_err *err)
 	return 2;
 }
 
-static int push_http_error(lua_State *L, client *c, ducky_err *err, int replayed,
-                           const char *method, const char *url, int bad_json)
+static int push_http_error(lua_State *L, client *c, const ducky_http *h, ducky_err *err,
+                           int replayed, const char *method, const char *url, int bad_json)
 {
-	const ducky_http *h = &c->http;
 	long s = h->status;
 	err->status = s;
 	err->retryable = s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
@@ -705,6 +710,24 @@ static int push_http_error(lua_State *L, client *c, ducky_err *err, int replayed
 	}
 	lua_pop(L, 1);
 	return 2;
+}
+
+/* An HTTP answer as `res` (1 value) or `nil, err` (2 values). */
+static int push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *err, int attempts,
+                       int replayed, const char *method, const char *url)
+{
+	err->attempts = attempts;
+	if (h->status >= 200 && h->status < 300) {
+		lua_createtable(L, 0, 5);
+		if (!add_response(L, h)) {
+			lua_pushinteger(L, attempts);
+			lua_setfield(L, -2, "attempts");
+			return 1;
+		}
+		lua_pop(L, 1);
+		return push_http_error(L, c, h, err, replayed, method, url, 1);
+	}
+	return push_http_error(L, c, h, err, replayed, method, url, 0);
 }
 
 /* ---- one API call: token, send, 401 replay, result -------------------- */
@@ -795,18 +818,7 @@ static int do_call_busy(lua_State *L, client *c, const call *k)
 		break;
 	}
 	err.attempts = total;
-	long s = c->http.status;
-	if (s >= 200 && s < 300) {
-		lua_createtable(L, 0, 5);
-		if (!add_response(L, &c->http)) {
-			lua_pushinteger(L, total);
-			lua_setfield(L, -2, "attempts");
-			return 1;
-		}
-		lua_pop(L, 1);
-		return push_http_error(L, c, &err, k->auth, k->method, k->url, 1);
-	}
-	return push_http_error(L, c, &err, k->auth, k->method, k->url, 0);
+	return push_answer(L, c, &c->http, &err, total, k->auth, k->method, k->url);
 }
 
 /* ---- URL and request building ----------------------------------------- */
@@ -921,17 +933,6 @@ static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char
 }
 
 /* Builds c->url = base_url + path (+ query). Returns 0, or -1 with err. */
-static int build_url(lua_State *L, client *c, const char *path, size_t plen, int query,
-                     ducky_err *err)
-{
-	if (has_ctl(path, plen) || memchr(path, ' ', plen))
-		luaL_error(L, "path holds a space, CR, LF or NUL");
-	if (ducky_url_join(&c->url, c->base_url, path, plen, err))
-		return -1;
-	if (query)
-		add_query(L, query, &c->url);
-	return 0;
-}
 
 /* ---- methods ---------------------------------------------------------- */
 
@@ -940,7 +941,7 @@ static int simple_get(lua_State *L, const char *path, int auth)
 	client *c = check_client(L);
 	ducky_err err;
 	ducky_err_init(&err);
-	if (build_url(L, c, path, strlen(path), 0, &err))
+	if (ducky_url_join(&c->url, c->base_url, path, strlen(path), &err))
 		return push_error(L, c, &err);
 	call k = {"GET", c->url.data, NULL, NULL, 0, auth, c->retries, c->timeout};
 	return do_call(L, c, &k);
@@ -974,89 +975,287 @@ static double opt_number(lua_State *L, int t, const char *name, double dflt, dou
 	return v;
 }
 
-static int c_request(lua_State *L)
+/* Reads one call's arguments (method at mi, path at pi, options at oi or 0)
+ * into k, its headers into *extra and its URL into *url. Raises for misuse
+ * (messages start with `what`); returns -1 with err for a URL it refuses.
+ * Leaves exactly one value on the stack: the body string (or nil), which must
+ * stay alive while the call runs. */
+static int parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *what, call *k,
+                      char method[32], struct curl_slist **extra, ducky_buf *url, ducky_err *err)
 {
-	client *c = check_client(L);
 	size_t mlen, plen;
-	const char *m = luaL_checklstring(L, 2, &mlen);
-	const char *path = luaL_checklstring(L, 3, &plen);
-	char method[32];
-	ducky_err err;
-	int query = 0;
+	const char *m = luaL_checklstring(L, mi, &mlen);
+	const char *path = luaL_checklstring(L, pi, &plen);
 	const char *ctype = NULL;
+	int top = lua_gettop(L), query = 0;
 
-	luaL_argcheck(L, is_token(m, mlen) && mlen < sizeof method, 2, "not an HTTP method name");
+	if (!is_token(m, mlen) || mlen >= 32)
+		luaL_error(L, "%s: not an HTTP method name", what);
 	for (size_t i = 0; i <= mlen; i++)
 		method[i] = (char)toupper((unsigned char)m[i]);
-	call k = {method, NULL, NULL, NULL, 0, 1, c->retries, c->timeout};
-	curl_slist_free_all(c->extra);
-	c->extra = NULL;
-	if (!lua_isnoneornil(L, 4)) {
-		luaL_checktype(L, 4, LUA_TTABLE);
-		lua_settop(L, 4);
+	*k = (call){method, NULL, NULL, NULL, 0, 1, c->retries, c->timeout};
+	lua_pushnil(L); /* the body, replaced below */
+	if (oi && !lua_isnil(L, oi)) {
+		if (!lua_istable(L, oi))
+			luaL_error(L, "%s: options must be a table", what);
 		lua_pushnil(L);
-		while (lua_next(L, 4)) {
+		while (lua_next(L, oi)) {
 			const char *const *o = request_opts;
 			lua_pop(L, 1);
 			while (*o && (lua_type(L, -1) != LUA_TSTRING ||
 			              strcmp(*o, lua_tostring(L, -1)) != 0))
 				o++;
 			if (!*o)
-				return luaL_error(L, "request: unknown option '%s'",
-				                  lua_type(L, -1) == LUA_TSTRING
-				                      ? lua_tostring(L, -1)
-				                      : luaL_typename(L, -1));
+				luaL_error(L, "%s: unknown option '%s'", what,
+				           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+				                                          : luaL_typename(L, -1));
 		}
-		k.timeout = opt_number(L, 4, "timeout", c->timeout, 0.001, 1e6);
-		k.retries = (int)opt_number(L, 4, "retries", c->retries, 0, 100);
-		lua_getfield(L, 4, "auth");
-		k.auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
-		lua_getfield(L, 4, "query");
+		k->timeout = opt_number(L, oi, "timeout", c->timeout, 0.001, 1e6);
+		k->retries = (int)opt_number(L, oi, "retries", c->retries, 0, 100);
+		lua_getfield(L, oi, "auth");
+		k->auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
+		lua_getfield(L, oi, "query");
 		if (!lua_isnil(L, -1)) {
-			luaL_argcheck(L, lua_istable(L, -1), 4, "query must be a table");
+			if (!lua_istable(L, -1))
+				luaL_error(L, "%s: query must be a table", what);
 			query = lua_gettop(L);
 		}
-		lua_getfield(L, 4, "json");
-		lua_getfield(L, 4, "body");
+		lua_getfield(L, oi, "json");
+		lua_getfield(L, oi, "body");
 		if (!lua_isnil(L, -2)) {
-			luaL_argcheck(L, lua_isnil(L, -1), 4, "json and body exclude each other");
+			if (!lua_isnil(L, -1))
+				luaL_error(L, "%s: json and body exclude each other", what);
 			lua_pop(L, 1);
 			lua_getfield(L, LUA_REGISTRYINDEX, PRIVATE);
 			lua_getfield(L, -1, "encode");
 			lua_remove(L, -2);
 			lua_insert(L, -2);
 			if (lua_pcall(L, 1, 1, 0) != 0)
-				return luaL_error(L, "bad argument #4 to 'request' (json: %s)",
-				                  lua_tostring(L, -1));
-			k.body = lua_tolstring(L, -1, &k.body_len);
+				luaL_error(L, "%s: json: %s", what, lua_tostring(L, -1));
 			ctype = "Content-Type: application/json";
 		} else if (!lua_isnil(L, -1)) {
-			luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 4,
-			              "body must be a string");
-			k.body = lua_tolstring(L, -1, &k.body_len);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				luaL_error(L, "%s: body must be a string", what);
 			ctype = "Content-Type: application/octet-stream";
 		}
-		lua_getfield(L, 4, "headers");
+		lua_replace(L, top + 1); /* the body (or nil) */
+		lua_getfield(L, oi, "headers");
 		if (!lua_isnil(L, -1)) {
-			luaL_argcheck(L, lua_istable(L, -1), 4, "headers must be a table");
-			add_headers(L, lua_gettop(L), &c->extra, "request");
+			if (!lua_istable(L, -1))
+				luaL_error(L, "%s: headers must be a table", what);
+			add_headers(L, lua_gettop(L), extra, what);
 		}
-		for (struct curl_slist *p = c->extra; p && ctype; p = p->next)
+		lua_pop(L, 1);
+		for (struct curl_slist *p = *extra; p && ctype; p = p->next)
 			if (strncasecmp(p->data, "content-type:", 13) == 0)
 				ctype = NULL; /* the caller's own wins */
 		if (ctype) {
-			struct curl_slist *n = curl_slist_append(c->extra, ctype);
+			struct curl_slist *n = curl_slist_append(*extra, ctype);
 			if (!n)
-				return luaL_error(L, "out of memory");
-			c->extra = n;
+				luaL_error(L, "out of memory");
+			*extra = n;
 		}
 	}
+	if (lua_type(L, top + 1) == LUA_TSTRING)
+		k->body = lua_tolstring(L, top + 1, &k->body_len);
+	if (has_ctl(path, plen) || memchr(path, ' ', plen))
+		luaL_error(L, "%s: path holds a space, CR, LF or NUL", what);
+	int rc = ducky_url_join(url, c->base_url, path, plen, err);
+	if (rc == 0 && query)
+		add_query(L, query, url);
+	lua_settop(L, top + 1);
+	k->url = url->data;
+	k->extra = *extra;
+	return rc;
+}
+
+static int c_request(lua_State *L)
+{
+	client *c = check_client(L);
+	char method[32];
+	ducky_err err;
+	call k;
+
+	lua_settop(L, 4);
+	curl_slist_free_all(c->extra);
+	c->extra = NULL;
 	ducky_err_init(&err);
-	if (build_url(L, c, path, plen, query, &err))
+	if (parse_call(L, c, 2, 3, 4, "request", &k, method, &c->extra, &c->url, &err))
 		return push_error(L, c, &err);
-	k.url = c->url.data;
-	k.extra = c->extra;
 	return do_call(L, c, &k);
+}
+
+/* ---- batch ----------------------------------------------------------- */
+
+typedef struct bitem {
+	ducky_batch_item it; /* first: batch.c hands it back */
+	char method[32];
+	ducky_buf url;
+	struct curl_slist *extra;
+} bitem;
+
+static void free_bitems(client *c)
+{
+	for (size_t i = 0; i < c->nbitems; i++) {
+		ducky_batch_item_free(&c->bitems[i].it);
+		ducky_buf_free(&c->bitems[i].url);
+		curl_slist_free_all(c->bitems[i].extra);
+	}
+	free(c->bitems);
+	c->bitems = NULL;
+	c->nbitems = 0;
+}
+
+/* Each attempt gets its own header list: a token refresh mid-batch must not
+ * free a list a transfer in flight still points to. */
+static int batch_prepare(void *ud, ducky_batch_item *it)
+{
+	client *c = ud;
+	struct curl_slist *base = c->api_headers;
+	curl_slist_free_all(it->headers);
+	it->headers = NULL;
+	if (it->auth) {
+		if (!(base = auth_headers(c, &it->err)))
+			return -1;
+		it->token_gen = c->tok.gen;
+	}
+	if (!(it->headers = merge_headers(((bitem *)it)->extra, base)) && base)
+		return ducky_fail(&it->err, DUCKY_E_LIMIT, "out of memory");
+	it->req.headers = it->headers;
+	return 0;
+}
+
+/* A 401 in the batch: the first refreshes the token once; items that sent an
+ * older token are replayed with the new one; a 401 on the new one is final. */
+static int batch_refresh(void *ud, ducky_batch_item *it)
+{
+	client *c = ud;
+	if (it->token_gen == c->tok.gen) {
+		ducky_token_ops ops = token_ops(c);
+		if (c->batch_refreshed)
+			return -1;
+		c->batch_refreshed = 1;
+		ducky_token_invalidate(c->key, c->tok.token, &ops);
+		if (get_token(c, &it->err))
+			return -1;
+	}
+	c->st.replays_401++;
+	emit(c, "replay_401", NULL, NULL, -1, 0, -1);
+	return 0;
+}
+
+static int c_batch(lua_State *L)
+{
+	client *c = check_client(L);
+	ducky_batch_item **order;
+	ducky_err err;
+	int any_auth = 0;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 3);
+	if (!lua_isnil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		lua_pushnil(L);
+		while (lua_next(L, 3)) {
+			lua_pop(L, 1);
+			if (lua_type(L, -1) != LUA_TSTRING ||
+			    (strcmp(lua_tostring(L, -1), "concurrency") != 0 &&
+			     strcmp(lua_tostring(L, -1), "timeout") != 0))
+				return luaL_error(L, "batch: unknown option '%s'",
+				                  lua_type(L, -1) == LUA_TSTRING
+				                      ? lua_tostring(L, -1)
+				                      : luaL_typename(L, -1));
+		}
+	}
+	size_t n = ducky_rawlen(L, 2);
+	size_t concurrency =
+	    (size_t)(lua_isnil(L, 3) ? 8 : opt_number(L, 3, "concurrency", 8, 1, 1000));
+	double timeout =
+	    lua_isnil(L, 3) ? c->timeout : opt_number(L, 3, "timeout", c->timeout, 0.001, 1e6);
+	double start = ducky_now(), deadline = start + timeout;
+
+	free_bitems(c);
+	if (n && !(c->bitems = calloc(n, sizeof *c->bitems)))
+		return luaL_error(L, "out of memory");
+	c->nbitems = n;
+	order = lua_newuserdata(L, n ? n * sizeof *order : 1); /* 4 */
+	lua_createtable(L, (int)n, 0);                         /* 5: the bodies, kept alive */
+	for (size_t i = 0; i < n; i++) {
+		bitem *b = &c->bitems[i];
+		call k;
+		char what[48];
+		snprintf(what, sizeof what, "batch item %zu", i + 1);
+		order[i] = &b->it;
+		ducky_err_init(&b->it.err);
+		lua_rawgeti(L, 2, (int)i + 1);
+		if (!lua_istable(L, -1))
+			return luaL_error(L, "%s: not a { method, path, opts } table", what);
+		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -2, 2);
+		lua_rawgeti(L, -3, 3);
+		int top = lua_gettop(L);
+		int rc = parse_call(L, c, top - 2, top - 1, top, what, &k, b->method, &b->extra,
+		                    &b->url, &b->it.err);
+		lua_rawseti(L, 5, (int)i + 1);
+		lua_settop(L, 5);
+		b->it.req =
+		    (ducky_req){b->method,
+		                b->url.data,
+		                NULL,
+		                k.body,
+		                k.body_len,
+		                strcmp(b->method, "POST") != 0 && strcmp(b->method, "PATCH") != 0,
+		                start + k.timeout < deadline ? start + k.timeout : deadline,
+		                c->connect_timeout,
+		                k.retries,
+		                c->max_retry_after};
+		b->it.auth = k.auth;
+		b->it.done = rc != 0;
+		any_auth |= k.auth && !rc;
+	}
+	ducky_err_init(&err);
+	if (n && ducky_pool_open(&c->pool, concurrency, &c->conf, &err))
+		return push_error(L, c, &err);
+
+	/* one token for the whole batch, fetched before it starts */
+	c->busy = 1;
+	c->deadline = deadline;
+	c->call_retries = c->retries;
+	c->batch_refreshed = 0;
+	if (any_auth && get_token(c, &err) != 0)
+		for (size_t i = 0; i < n; i++)
+			if (!order[i]->done && order[i]->auth) {
+				ducky_err_copy(&order[i]->err, &err);
+				order[i]->done = 1;
+			}
+	ducky_err_clear(&err);
+	size_t todo = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!order[i]->done)
+			order[todo++] = order[i];
+	ducky_batch_ops ops = {c, batch_prepare, batch_refresh, on_retry};
+	ducky_batch_run(&c->pool, order, todo, concurrency, &ops);
+	c->busy = 0;
+
+	c->st.requests += (lua_Integer)n;
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		ducky_batch_item *it = &c->bitems[i].it;
+		lua_createtable(L, 0, 1);
+		if (it->err.kind != DUCKY_OK) {
+			push_error(L, c, &it->err);
+			lua_setfield(L, -3, "err");
+			lua_pop(L, 1);
+		} else if (push_answer(L, c, &it->res, &it->err, it->attempts, it->replayed,
+		                       it->req.method, it->req.url) == 1) {
+			lua_setfield(L, -2, "res");
+		} else {
+			lua_setfield(L, -3, "err");
+			lua_pop(L, 1);
+		}
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	return 1;
 }
 
 static int c_token(lua_State *L)
@@ -1150,6 +1349,12 @@ static int c_close(lua_State *L)
 	free_str(&c->client_id);
 	free_str(&c->key);
 	ducky_store_close(&c->files);
+	free_bitems(c);
+	ducky_pool_close(&c->pool);
+	free_str((char **)&c->conf.ca_file);
+	free_str((char **)&c->conf.ca_path);
+	free_str((char **)&c->conf.proxy);
+	free_str((char **)&c->conf.user_agent);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_log);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_store);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
@@ -1477,6 +1682,11 @@ static int l_client(lua_State *L)
 	                        insecure,
 	                        (size_t)max_body,
 	                        curl_versions[v]};
+	c->conf = conf; /* kept for the batch pool's handles */
+	c->conf.ca_file = dup_or_raise(L, conf.ca_file);
+	c->conf.ca_path = dup_or_raise(L, conf.ca_path);
+	c->conf.proxy = dup_or_raise(L, conf.proxy);
+	c->conf.user_agent = dup_or_raise(L, conf.user_agent);
 	ducky_err_init(&err);
 	if (ducky_http_open(&c->http, &conf, &err)) {
 		lua_pushstring(L, err.message ? err.message : "out of memory");
@@ -1492,6 +1702,7 @@ static const luaL_Reg client_methods[] = {
     {"ping", c_ping},
     {"ping_protected", c_ping_protected},
     {"request", c_request},
+    {"batch", c_batch},
     {"token", c_token},
     {"invalidate", c_invalidate},
     {"stats", c_stats},

@@ -28,6 +28,8 @@ echo "== lua5.4 examples/ping.lua"
 $RUN lua5.4 examples/ping.lua
 echo "== lua5.4 examples/request.lua POST /echo"
 $RUN lua5.4 examples/request.lua POST /echo
+echo "== lua5.4 examples/batch.lua"
+$RUN lua5.4 examples/batch.lua
 echo "== lua5.4 examples/request.lua GET /status/404 (an error, as a value)"
 rc=0
 $RUN lua5.4 examples/request.lua GET /status/404 || rc=$?
