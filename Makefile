@@ -25,7 +25,7 @@ MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null || \
 		echo $(PREFIX)/share/bash-completion/completions)
 
-.PHONY: all test test-lua demo valgrind asan tsan bench-cache install rock clean deps check-format lint
+.PHONY: all test test-lua demo valgrind asan tsan bench-cache bench fuzz soak install rock clean deps check-format lint
 all: $(BUILD)/ducky.so
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
@@ -81,6 +81,18 @@ tsan:
 bench-cache: deps all
 	lua5.4 bench/token_cache.lua 1000
 
+# Throughput, instructions, memory and start-up against peers (bench/README.md).
+bench: deps all
+	$(MAKE) -C bench bench
+
+# libFuzzer targets over the C that reads network data: 60 s each (FUZZ_SECONDS).
+fuzz:
+	$(MAKE) -C fuzz run
+
+# 200,000 requests with faults, RSS flat; `bench/soak.sh valgrind` for leaks.
+soak: deps all
+	bench/soak.sh
+
 demo: deps all
 	tools/demo.sh $(BUILD)
 
@@ -101,8 +113,9 @@ install: all
 	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
 
 lint:
-	luacheck lua spec examples tools bench bin/ducky
-	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c
+	luacheck lua spec examples tools bench fuzz bin/ducky
+	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
+		bench/*.c fuzz/*.c
 
 # luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.
 rock:

@@ -57,6 +57,7 @@ typedef struct client {
 	double deadline; /* of the call under way */
 	int call_retries;
 	int ref_log, ref_store, ref_limits;
+	int ref_decode;       /* cjson.decode, reached without a table lookup */
 	char fp[13];          /* the current token's fingerprint: 12 hex digits of its SHA-256 */
 	unsigned long fp_gen; /* the token generation fp belongs to */
 	const char *source;   /* where the current token came from */
@@ -213,12 +214,10 @@ static void on_retry(void *ud, const ducky_retry_event *ev)
 
 /* ---- JSON through lua-cjson ------------------------------------------- */
 
-/* Pushes decode(s) or, on failure, nothing; returns 1 on success. */
-static int json_decode(lua_State *L, const char *s, size_t n)
+/* Pushes cjson.decode(s) or, on failure, nothing; returns 1 on success. */
+static int json_decode(lua_State *L, const client *c, const char *s, size_t n)
 {
-	lua_getfield(L, LUA_REGISTRYINDEX, PRIVATE);
-	lua_getfield(L, -1, "decode");
-	lua_remove(L, -2);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_decode);
 	lua_pushlstring(L, s, n);
 	if (lua_pcall(L, 1, 1, 0) != 0) {
 		lua_pop(L, 1);
@@ -257,7 +256,7 @@ static const char *string_field(lua_State *L, int t, const char *name)
 static void keep_rate_limits(lua_State *L, client *c)
 {
 	const ducky_http *h = &c->http;
-	const char *p = h->head.data, *end = p + h->head.len;
+	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
 	while (p && p < end) {
 		const char *value = p + strlen(p) + 1;
 		if (strncmp(p, "x-ratelimit-", 12) == 0 ||
@@ -292,7 +291,8 @@ static int read_token_answer(lua_State *L)
 	exchange_ctx *x = lua_touserdata(L, 1);
 	client *c = x->c;
 	long status = c->http.status;
-	int decoded = json_decode(L, c->http.body.data ? c->http.body.data : "", c->http.body.len);
+	int decoded =
+	    json_decode(L, c, c->http.body.data ? c->http.body.data : "", c->http.body.len);
 	int t = lua_gettop(L);
 
 	keep_rate_limits(L, c);
@@ -627,26 +627,30 @@ static struct curl_slist *auth_headers(client *c, ducky_err *err)
 
 static void push_headers(lua_State *L, const ducky_http *h)
 {
-	const char *p = h->head.data, *end = p + h->head.len;
+	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
 	lua_createtable(L, 0, (int)h->nheaders);
 	while (p && p < end) {
-		const char *value = p + strlen(p) + 1;
-		lua_getfield(L, -1, p);
-		if (lua_isstring(L, -1)) {
+		size_t nlen = strlen(p);
+		const char *value = p + nlen + 1;
+		size_t vlen = strlen(value);
+		lua_pushlstring(L, p, nlen); /* the name, pushed once for the lookup and the set */
+		lua_pushvalue(L, -1);
+		lua_rawget(L, -3);
+		if (lua_isstring(L, -1)) { /* repeated: joined with ", " */
 			lua_pushliteral(L, ", ");
-			lua_pushstring(L, value);
+			lua_pushlstring(L, value, vlen);
 			lua_concat(L, 3);
 		} else {
 			lua_pop(L, 1);
-			lua_pushstring(L, value);
+			lua_pushlstring(L, value, vlen);
 		}
-		lua_setfield(L, -2, p);
-		p = value + strlen(value) + 1;
+		lua_rawset(L, -3);
+		p = value + vlen + 1;
 	}
 }
 
 /* Sets headers, body, json (when decodable) on the table on top. 1 if JSON failed. */
-static int add_response(lua_State *L, const ducky_http *h)
+static int add_response(lua_State *L, const client *c, const ducky_http *h)
 {
 	int bad_json = 0;
 	lua_pushinteger(L, (lua_Integer)h->status);
@@ -656,7 +660,7 @@ static int add_response(lua_State *L, const ducky_http *h)
 	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
 	lua_setfield(L, -2, "body");
 	if (h->body.len && is_json_type(ducky_http_header(h, "content-type"))) {
-		if (json_decode(L, h->body.data, h->body.len))
+		if (json_decode(L, c, h->body.data, h->body.len))
 			lua_setfield(L, -2, "json");
 		else
 			bad_json = 1;
@@ -689,7 +693,7 @@ static int push_http_error(lua_State *L, client *c, const ducky_http *h, ducky_e
 	else
 		ducky_fail(err, DUCKY_E_HTTP, "%s %.300s answered %ld", method, url, s);
 	push_error(L, c, err);
-	add_response(L, h);
+	add_response(L, c, h);
 	const char *rid = ducky_http_header(h, "x-request-id");
 	if (rid) {
 		lua_pushstring(L, rid);
@@ -719,7 +723,7 @@ static int push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *
 	err->attempts = attempts;
 	if (h->status >= 200 && h->status < 300) {
 		lua_createtable(L, 0, 5);
-		if (!add_response(L, h)) {
+		if (!add_response(L, c, h)) {
 			lua_pushinteger(L, attempts);
 			lua_setfield(L, -2, "attempts");
 			return 1;
@@ -1354,11 +1358,11 @@ static int c_close(lua_State *L)
 	free_str((char **)&c->conf.ca_file);
 	free_str((char **)&c->conf.ca_path);
 	free_str((char **)&c->conf.proxy);
-	free_str((char **)&c->conf.user_agent);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_log);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_store);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
-	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
+	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_decode);
+	c->ref_log = c->ref_store = c->ref_limits = c->ref_decode = LUA_NOREF;
 	return 0;
 }
 
@@ -1451,7 +1455,7 @@ static char *dup_or_raise(lua_State *L, const char *s)
 
 /* Token request body and headers; they hold the secret, so they live in C only. */
 static void build_token_request(lua_State *L, client *c, int auth, const char *id,
-                                const char *secret, const char *audience)
+                                const char *secret, const char *audience, const char *ua_line)
 {
 	ducky_buf *b = &c->token_body;
 	ducky_buf basic = {0};
@@ -1516,8 +1520,9 @@ static void build_token_request(lua_State *L, client *c, int auth, const char *i
 		ducky_buf_free(&raw);
 	}
 	struct curl_slist *l = NULL, *n;
-	const char *lines[] = {ctype, "Accept: application/json",
-	                       "Expect:", auth == AUTH_BASIC ? basic.data : NULL};
+	const char *lines[] = {
+	    ctype,   "Accept: application/json",       "Expect:",
+	    ua_line, "Accept-Encoding: gzip, deflate", auth == AUTH_BASIC ? basic.data : NULL};
 	for (size_t i = 0; i < sizeof lines / sizeof *lines && !bad; i++)
 		if (lines[i]) {
 			if ((n = curl_slist_append(l, lines[i])) == NULL)
@@ -1575,7 +1580,7 @@ static int l_client(lua_State *L)
 	c = ducky_newuserdata(L, sizeof *c);
 	memset(c, 0, sizeof *c);
 	c->closed = 1;
-	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
+	c->ref_log = c->ref_store = c->ref_limits = c->ref_decode = LUA_NOREF;
 	c->files.dirfd = c->files.lockfd = -1; /* no descriptor is ours yet, not even 0 */
 	luaL_getmetatable(L, CLIENT_MT);
 	lua_setmetatable(L, -2);
@@ -1611,6 +1616,15 @@ static int l_client(lua_State *L)
 		c->secret_len = strlen(secret);
 	}
 
+	/* User-Agent, Accept and Accept-Encoding go in the header lists we build
+	 * once, not through libcurl options it would format on every request */
+	snprintf(ua, sizeof ua, "ducky-lua/%s libcurl/%s", DUCKY_VERSION,
+	         curl_version_info(CURLVERSION_NOW)->version);
+	const char *agent = opt_string(L, "user_agent", NULL, ua);
+	if (has_ctl(agent, strlen(agent)))
+		return luaL_error(L, "ducky.client: user_agent holds CR, LF or NUL");
+	const char *ua_line = lua_pushfstring(L, "User-Agent: %s", agent); /* kept on the stack */
+
 	c->timeout = opt_number(L, 1, "timeout", 30, 0.001, 1e6);
 	c->connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6);
 	c->retries = (int)opt_number(L, 1, "retries", 2, 0, 100);
@@ -1620,17 +1634,26 @@ static int l_client(lua_State *L)
 	c->max_retry_after = opt_number(L, 1, "max_retry_after", 30, 0, 1e6);
 	double max_body = opt_number(L, 1, "max_body", 64.0 * 1024 * 1024, 1, 1e15);
 
-	build_token_request(L, c, auth, id ? id : "", secret ? secret : "", aud);
+	build_token_request(L, c, auth, id ? id : "", secret ? secret : "", aud, ua_line);
 	make_key(L, c, auth);
 
 	lua_getfield(L, 1, "headers");
 	if (lua_istable(L, -1))
 		add_headers(L, lua_gettop(L), &c->api_headers, "ducky.client");
 	lua_pop(L, 1);
-	struct curl_slist *n = curl_slist_append(c->api_headers, "Expect:");
-	if (!n)
-		return luaL_error(L, "out of memory");
-	c->api_headers = n;
+	const char *defaults[] = {"Expect:", ua_line, "Accept: */*",
+	                          "Accept-Encoding: gzip, deflate"};
+	for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+		size_t nl = strcspn(defaults[i], ":");
+		int given = 0; /* the user's own header of that name wins */
+		for (struct curl_slist *p = c->api_headers; p && !given; p = p->next)
+			given = strncasecmp(p->data, defaults[i], nl) == 0 && p->data[nl] == ':';
+		struct curl_slist *n =
+		    given ? c->api_headers : curl_slist_append(c->api_headers, defaults[i]);
+		if (!n)
+			return luaL_error(L, "out of memory");
+		c->api_headers = n;
+	}
 
 	lua_getfield(L, 1, "token_cache");
 	if (lua_istable(L, -1)) {
@@ -1657,9 +1680,11 @@ static int l_client(lua_State *L)
 		lua_pop(L, 1);
 	}
 	c->ref_log = ref_option(L, "log");
+	lua_getfield(L, LUA_REGISTRYINDEX, PRIVATE);
+	lua_getfield(L, -1, "decode");
+	c->ref_decode = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pop(L, 1);
 
-	snprintf(ua, sizeof ua, "ducky-lua/%s libcurl/%s", DUCKY_VERSION,
-	         curl_version_info(CURLVERSION_NOW)->version);
 	lua_getfield(L, 1, "insecure");
 	int insecure = lua_toboolean(L, -1);
 	lua_pop(L, 1);
@@ -1678,7 +1703,6 @@ static int l_client(lua_State *L)
 	ducky_http_conf conf = {opt_string(L, "ca_file", NULL, NULL),
 	                        opt_string(L, "ca_path", NULL, NULL),
 	                        opt_string(L, "proxy", NULL, NULL),
-	                        opt_string(L, "user_agent", NULL, ua),
 	                        insecure,
 	                        (size_t)max_body,
 	                        curl_versions[v]};
@@ -1686,27 +1710,23 @@ static int l_client(lua_State *L)
 	c->conf.ca_file = dup_or_raise(L, conf.ca_file);
 	c->conf.ca_path = dup_or_raise(L, conf.ca_path);
 	c->conf.proxy = dup_or_raise(L, conf.proxy);
-	c->conf.user_agent = dup_or_raise(L, conf.user_agent);
 	ducky_err_init(&err);
 	if (ducky_http_open(&c->http, &conf, &err)) {
 		lua_pushstring(L, err.message ? err.message : "out of memory");
 		ducky_err_clear(&err);
 		return lua_error(L);
 	}
+	lua_pushvalue(L, 2); /* the client */
 	return 1;
 }
 
 /* ---- the module ------------------------------------------------------- */
 
 static const luaL_Reg client_methods[] = {
-    {"ping", c_ping},
-    {"ping_protected", c_ping_protected},
-    {"request", c_request},
-    {"batch", c_batch},
-    {"token", c_token},
-    {"invalidate", c_invalidate},
-    {"stats", c_stats},
-    {"close", c_close},
+    {"ping", c_ping},       {"ping_protected", c_ping_protected},
+    {"request", c_request}, {"batch", c_batch},
+    {"token", c_token},     {"invalidate", c_invalidate},
+    {"stats", c_stats},     {"close", c_close},
     {NULL, NULL},
 };
 

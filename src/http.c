@@ -162,7 +162,7 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 
 const char *ducky_http_header(const ducky_http *h, const char *name)
 {
-	const char *p = h->head.data, *end = p + h->head.len;
+	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
 	while (p && p < end) {
 		const char *value = p + strlen(p) + 1;
 		if (strcmp(p, name) == 0)
@@ -192,6 +192,9 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	if (!(h->easy = e = curl_easy_init()))
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
 	h->max_body = conf->max_body;
+	h->last_method[0] = '\0';
+	h->last_url = NULL;
+	h->last_headers = NULL;
 	h->rng = (unsigned)((uintptr_t)h ^ (uintptr_t)(ducky_now() * 1e9)) | 1u;
 	h->errbuf[0] = '\0';
 	if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
@@ -200,10 +203,11 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, h) ||
 	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, ducky_http_on_header) ||
 	    curl_easy_setopt(e, CURLOPT_HEADERDATA, h) ||
-	    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") ||
+	    /* decoding on; the header itself comes from the caller's list (cheaper than
+	     * libcurl formatting it on every request) */
+	    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate") ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
-	    curl_easy_setopt(e, CURLOPT_USERAGENT, conf->user_agent) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
 	    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) ||
 	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
@@ -220,6 +224,8 @@ void ducky_http_close(ducky_http *h)
 	if (h->easy)
 		curl_easy_cleanup(h->easy);
 	h->easy = NULL;
+	free(h->last_url);
+	h->last_url = NULL;
 	ducky_buf_free(&h->body);
 	ducky_buf_free(&h->head);
 }
@@ -240,23 +246,37 @@ void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 	h->errbuf[0] = '\0';
 	if (connect_ms <= 0 || connect_ms > total_ms)
 		connect_ms = total_ms;
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	/* the rest only when it differs from the last request on this handle */
+	if (!h->last_url || strcmp(h->last_url, req->url) != 0) {
+		free(h->last_url);
+		h->last_url = ducky_strdup(req->url); /* NULL: set it again next time */
+		curl_easy_setopt(e, CURLOPT_URL, req->url);
+	}
+	if (req->headers != h->last_headers) {
+		h->last_headers = req->headers;
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	}
 	if (has_body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-	} else {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
-	curl_easy_setopt(e, CURLOPT_NOBODY, strcmp(req->method, "HEAD") == 0 ? 1L : 0L);
-	int plain =
-	    strcmp(req->method, has_body ? "POST" : "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
-	/* libcurl silently sends a request again when a reused connection closes
-	 * before any answer; that must not happen to a request that is not idempotent */
-	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, req->idempotent ? 0L : 1L);
+	if (has_body || h->last_had_body || strcmp(h->last_method, req->method) != 0 ||
+	    h->last_idempotent != req->idempotent) {
+		if (!has_body)
+			curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(e, CURLOPT_NOBODY, strcmp(req->method, "HEAD") == 0 ? 1L : 0L);
+		int plain = strcmp(req->method, has_body ? "POST" : "GET") == 0 ||
+		            strcmp(req->method, "HEAD") == 0;
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
+		/* libcurl silently sends a request again when a reused connection closes
+		 * before any answer; that must not happen to a request that is not idempotent */
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, req->idempotent ? 0L : 1L);
+		snprintf(h->last_method, sizeof h->last_method, "%s", req->method);
+		h->last_had_body = has_body;
+		h->last_idempotent = req->idempotent;
+	}
 }
 
 static ducky_kind kind_of(const ducky_http *h, CURLcode rc)

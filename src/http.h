@@ -18,7 +18,7 @@ int ducky_buf_adds(ducky_buf *b, const char *s);
 void ducky_buf_free(ducky_buf *b); /* wipes before freeing */
 
 typedef struct ducky_http_conf {
-	const char *ca_file, *ca_path, *proxy, *user_agent;
+	const char *ca_file, *ca_path, *proxy;
 	int insecure;
 	size_t max_body;
 	long http_version; /* CURL_HTTP_VERSION_… */
@@ -33,6 +33,11 @@ typedef struct ducky_http {
 	size_t nheaders;
 	int too_big, no_memory;
 	unsigned rng;
+	/* what the handle was last set up with, to skip setopts that change nothing */
+	char *last_url;
+	const struct curl_slist *last_headers;
+	char last_method[32];
+	int last_had_body, last_idempotent;
 	char errbuf[CURL_ERROR_SIZE]; /* libcurl's own message buffer */
 } ducky_http;
 

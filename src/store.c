@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,7 +205,7 @@ static int number(const char *v, size_t len, double *out)
 		return 0;
 	errno = 0;
 	*out = strtod(v, &end);
-	return errno == 0 && end == v + len;
+	return errno == 0 && end == v + len && isfinite(*out);
 }
 
 int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const char **reason)
