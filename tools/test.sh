@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the busted suite against the module in build dir $1 (further arguments go
-# to busted) and prints "N passed, N failed" from busted's JSON output.
+# to busted) and prints "N passed, N failed" from busted's TAP output.
 # $DUCKY_PRELOAD, if set, is preloaded into the Lua interpreter only (sanitizer runtimes).
 set -eu
 build=${1:-build}
@@ -11,6 +11,6 @@ trap 'rm -rf "$out" "$cache"' EXIT
 export XDG_CACHE_HOME="$cache"
 status=0
 DUCKY_BUILD="$build" LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
-	${DUCKY_LUA:-lua5.4} /usr/bin/busted --output=json "$@" >"$out" || status=$?
+	${DUCKY_LUA:-lua5.4} /usr/bin/busted --output=TAP "$@" >"$out" || status=$?
 lua5.4 tools/summary.lua "$out" ${DUCKY_COUNTS:+"$DUCKY_COUNTS"} || status=1
 exit $status
