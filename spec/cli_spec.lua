@@ -16,14 +16,6 @@ local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SEC
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function write(path, s, mode)
   local f = assert(io.open(path, "wb"))
   f:write(s)
@@ -73,7 +65,7 @@ describe("ducky (the command line)", function()
     p:close()
     local code = tonumber(out:match("__exit=(%d+)\n?$"))
     out = out:gsub("__exit=%d+\n?$", "")
-    local err = read(errfile) or ""
+    local err = H.read_file(errfile) or ""
     -- never the secret, whatever happened
     assert.is_nil(out:find(secret, 1, true), "the secret on stdout")
     assert.is_nil(err:find(secret, 1, true), "the secret on stderr")
@@ -452,8 +444,8 @@ describe("ducky (the command line)", function()
 
     it("the man page and the completion know every option of --help", function()
       local help = options_of((ducky({ "--help" })))
-      local man = options_of(assert(read("doc/ducky.1")))
-      local completion = options_of(assert(read("completions/ducky.bash")))
+      local man = options_of(assert(H.read_file("doc/ducky.1")))
+      local completion = options_of(assert(H.read_file("completions/ducky.bash")))
       local n = 0
       for o in pairs(help) do
         n = n + 1

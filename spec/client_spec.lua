@@ -14,18 +14,12 @@ end
 
 local function new(overrides) return ducky.client(H.opts(overrides)) end
 
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
 -- Runs `script` in a child Lua (the one under test) with the given environment (a table name -> value;
 -- the DUCKY_* variables of this process are removed first). Returns ok, output.
 local function run_child(env, script)
   local dir = H.tmpdir()
   local file = dir .. "/child.lua"
-  write_file(file, script)
+  H.write_file(file, script)
   local parts = { "env" }
   for _, name in ipairs({ "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET", "DUCKY_BASE_URL",
                           "DUCKY_TOKEN_URL", "DUCKY_AUDIENCE" }) do

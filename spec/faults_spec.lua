@@ -2,20 +2,13 @@
 -- `it` per row, each asserting the exact outcome against the local stand-in —
 -- status or err.kind, attempts, retries, and the token exchanges the stand-in
 -- counted for the row's fresh client id.
+local H = require("spec.helpers")
 local M = require("spec.support.fault_matrix")
 local ducky = require("ducky")
 
 -- what the rows promise, in one readable list (name -> outcome)
 local MATRIX = {}
 for i, row in ipairs(M.rows) do MATRIX[i] = { name = row.name, where = row.where, outcome = row.outcome } end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 describe("fault matrix", function()
   it("has unique row names and an outcome for every row", function()
@@ -30,7 +23,7 @@ describe("fault matrix", function()
   end)
 
   it("doc/fault-matrix.md is the same matrix", function()
-    assert.equals(M.markdown(), read_file("doc/fault-matrix.md"))
+    assert.equals(M.markdown(), H.read_file("doc/fault-matrix.md"))
   end)
 
   for _, row in ipairs(M.rows) do

@@ -18,14 +18,6 @@ local function sh(cmd)
   return run("unset LD_PRELOAD; " .. cmd)
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 -- Runs file_worker.lua in a child process; returns ok, events, output.
 local function worker(id, env, cache, calls)
   local cmd = ("%s LUA_CPATH='./%s/?.so;;' %s spec/support/file_worker.lua %q %q %q %q %q %s %d")
@@ -69,7 +61,7 @@ describe("file token cache", function()
     assert.equals("drwx------", sh("stat -c %A " .. home .. "/ducky"):match("%S+"))
     local file = token_file(home)
     assert.equals("-rw-------", sh("stat -c %A " .. file):match("%S+"))
-    local text = read(file)
+    local text = H.read_file(file)
     assert.matches("^ducky%-token%-v1\n", text)
     assert.matches("\ntoken tok_%x+\n", text)
     assert.matches("\nexpires_at [%d.]+\n", text)
@@ -112,7 +104,7 @@ describe("file token cache", function()
       sh("sleep 0.05")
     end
     sh("sleep 0.2")
-    sh("kill -9 " .. read(pidfile))
+    sh("kill -9 " .. H.read_file(pidfile))
     H.reset() -- the stand-in forgets the delay fault
     local ok, events, out = worker(id, env)
     assert.is_truthy(ok, out)
@@ -123,7 +115,7 @@ describe("file token cache", function()
     local id = H.new_id("file-exp")
     assert.is_truthy(worker(id, env))
     local file = token_file(home)
-    local text = read(file):gsub("expires_at [%d.]+", "expires_at 1000.000")
+    local text = H.read_file(file):gsub("expires_at [%d.]+", "expires_at 1000.000")
     local f = assert(io.open(file, "wb"))
     f:write(text)
     f:close()
@@ -145,7 +137,7 @@ describe("file token cache", function()
     { "a hard-linked file", function(file) sh(("ln %s %s.twin"):format(file, file)) end, "hard links" },
     { "garbage", function(file) sh("head -c 300 /dev/urandom > " .. file) end, "garbage" },
     { "a truncated write", function(file)
-        local text = read(file)
+        local text = H.read_file(file)
         local f = assert(io.open(file, "wb"))
         f:write(text:sub(1, #text - 10))
         f:close()
@@ -197,8 +189,8 @@ describe("file token cache", function()
     for _ = 1, 3 do assert.is_truthy(worker(id, env, path)) end
     assert.equals(1, H.exchanges(id))
     assert.equals("-rw-------", sh("stat -c %A " .. path):match("%S+"))
-    assert.matches("\ntoken tok_", read(path))
-    assert.is_nil(read(path):find(H.secret(id), 1, true))
+    assert.matches("\ntoken tok_", H.read_file(path))
+    assert.is_nil(H.read_file(path):find(H.secret(id), 1, true))
   end)
 
   it("one named file holding another credential's token is not used", function()

@@ -42,16 +42,10 @@ local function echo_check(res, err, tag)
   assert.equals(tag, res.json.args.tag[1])
 end
 
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
 -- runs a Lua script in a child process (a crash there fails the test, not the suite)
 local function run_child(script)
   local dir = H.tmpdir()
-  write_file(dir .. "/child.lua", script)
+  H.write_file(dir .. "/child.lua", script)
   local p = assert(io.popen(string.format(
     "DUCKY_STANDIN_DIR='%s' LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " %s/child.lua 2>&1; echo \"exit=$?\"",
     H.standin().dir, BUILD, dir)))

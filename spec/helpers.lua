@@ -24,12 +24,36 @@ local tointeger = math.tointeger or function(v)
   return nil
 end
 
-local function read_file(path)
+-- The whole content of a file, or nil.
+function H.read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local s = f:read("*a")
   f:close()
   return s
+end
+local read_file = H.read_file
+
+function H.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- A TCP port on 127.0.0.1 that nothing listens on (free to take).
+function H.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+-- A client made from H.opts(overrides), and the list its `log` fills.
+function H.client_with_log(overrides)
+  local events = {}
+  local o = H.opts(overrides)
+  o.log = function(ev) events[#events + 1] = ev end
+  return require("ducky").client(o), events, o
 end
 
 local function my_pid()

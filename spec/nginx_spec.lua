@@ -15,20 +15,6 @@ local function exists(path)
   return f ~= nil
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
 local function replace(s, old, new)
   local i, j = s:find(old, 1, true)
   assert(i, "examples/nginx/nginx.conf no longer holds: " .. old)
@@ -38,8 +24,8 @@ end
 -- Starts nginx from the example config; returns a handle with url() and stop().
 local function start_nginx(id, workers)
   local prefix = H.tmpdir()
-  local port = free_port()
-  local conf = read(ROOT .. "/examples/nginx/nginx.conf")
+  local port = H.free_port()
+  local conf = H.read_file(ROOT .. "/examples/nginx/nginx.conf")
   conf = replace(conf, "listen 127.0.0.1:8080 reuseport;", ("listen 127.0.0.1:%d reuseport;"):format(port))
   conf = replace(conf, 'lua_package_path "/usr/share/lua/5.1/?.lua;;";',
     ('lua_package_path "%s/lua/?.lua;;";'):format(ROOT))
@@ -58,7 +44,7 @@ local function start_nginx(id, workers)
     .. " (while kill -0 %d 2>/dev/null && kill -0 $n 2>/dev/null; do sleep 0.5; done; kill $n 2>/dev/null) &"
     .. " echo $n")
     :format(prefix, id, H.secret(id), H.base_url(), H.token_url(), H.audience(), H.CLEAN_ENV,
-      prefix, prefix, prefix, tonumber(read("/proc/self/stat"):match("^(%d+)")))
+      prefix, prefix, prefix, tonumber(H.read_file("/proc/self/stat"):match("^(%d+)")))
   local pid = tonumber(io.popen(cmd):read("*l"))
   local handle = {
     url = function(path) return ("http://127.0.0.1:%d%s"):format(port, path) end,
@@ -76,7 +62,7 @@ local function start_nginx(id, workers)
     socket.sleep(0.05)
   end
   handle.stop()
-  error("nginx did not start: " .. (read(prefix .. "/out.log") or ""))
+  error("nginx did not start: " .. (H.read_file(prefix .. "/out.log") or ""))
 end
 
 local runnable = exists(MODULE) and exists(LUA_MODULE) and os.execute("command -v nginx >/dev/null")

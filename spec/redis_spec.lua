@@ -11,28 +11,7 @@ local redis_store = require("ducky.redis_store")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local LUA_PID = tonumber(read_file("/proc/self/stat"):match("^(%d+)"))
-
-local function free_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
+local LUA_PID = tonumber(H.read_file("/proc/self/stat"):match("^(%d+)"))
 
 -- lua-redis for the spec's own inspection (see the note in redis_store.lua)
 local function raw_client(port)
@@ -54,14 +33,14 @@ local function answers_ping(port)
 end
 
 local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
+  local stat = H.read_file("/proc/" .. pid .. "/stat")
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- Starts redis-server on port in the background; it dies with this Lua process.
 local function start_redis(port)
   local dir = H.tmpdir()
-  write_file(dir .. "/run.sh", ([[
+  H.write_file(dir .. "/run.sh", ([[
 redis-server --port %d --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir %s >%s/log 2>&1 &
 r=$!
 echo $r >%s/pid
@@ -74,11 +53,12 @@ rm -rf %s
   os.execute(("%ssh %s/run.sh >/dev/null 2>&1 </dev/null &"):format(H.CLEAN_ENV, dir))
   local deadline = socket.gettime() + 10
   while socket.gettime() < deadline do
-    local pid = tonumber(read_file(dir .. "/pid") or "")
+    local pid = tonumber(H.read_file(dir .. "/pid") or "")
     if pid and answers_ping(port) then return pid end
     socket.sleep(0.02)
   end
-  error("redis-server did not start on port " .. port .. "; log:\n" .. (read_file(dir .. "/log") or "(none)"))
+  error("redis-server did not start on port " .. port .. "; log:\n"
+    .. (H.read_file(dir .. "/log") or "(none)"))
 end
 
 local function stop_redis(pid, port)
@@ -149,7 +129,7 @@ describe("redis_store", function()
   local port, pid
 
   setup(function()
-    port = free_port()
+    port = H.free_port()
     pid = start_redis(port)
   end)
 
@@ -309,7 +289,7 @@ describe("redis_store", function()
 
   it("no Redis at all: requests succeed, store_error events are logged", function()
     local id, events = H.new_id("redis-down"), {}
-    local c = client_with(redis_store.new{ port = free_port(), timeout = 1 }, id, events)
+    local c = client_with(redis_store.new{ port = H.free_port(), timeout = 1 }, id, events)
     assert(c:ping_protected())
     assert(c:ping_protected())
     assert.equals(1, H.exchanges(id))

@@ -4,13 +4,6 @@ local H = require("spec.helpers")
 local ducky = require("ducky")
 local socket = require("socket")
 
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 local function check_error(err, kind)
   assert.is_true(ducky.is_error(err), "not a ducky.error: " .. tostring(err))
   assert.equals(kind, err.kind, tostring(err))
@@ -316,7 +309,7 @@ describe("response", function()
     end)
 
     it("a refused connection is a network error", function()
-      local d = ducky.client(H.opts{ base_url = "http://127.0.0.1:" .. closed_port() .. "/v3" })
+      local d = ducky.client(H.opts{ base_url = "http://127.0.0.1:" .. H.free_port() .. "/v3" })
       local res, err = d:ping()
       assert.is_nil(res)
       local line = check_error(err, "network")
@@ -328,7 +321,7 @@ describe("response", function()
     end)
 
     it("a refused token endpoint is a network error too", function()
-      local d = ducky.client(H.opts{ token_url = "http://127.0.0.1:" .. closed_port() .. "/oauth/token" })
+      local d = ducky.client(H.opts{ token_url = "http://127.0.0.1:" .. H.free_port() .. "/oauth/token" })
       local res, err = d:ping_protected()
       assert.is_nil(res)
       check_error(err, "network")

@@ -6,13 +6,6 @@ local socket = require("socket")
 local PING = "/v3/ping"
 local ECHO = "/v3/echo"
 
-local function client_with_log(overrides)
-  local events = {}
-  local o = H.opts(overrides)
-  o.log = function(ev) events[#events + 1] = ev end
-  return ducky.client(o), events, o
-end
-
 local function retry_events(events)
   local out = {}
   for _, ev in ipairs(events) do
@@ -31,19 +24,11 @@ local function assert_error(res, err, kind)
   assert.equals(kind, err.kind, tostring(err))
 end
 
--- a TCP port on 127.0.0.1 that nothing listens on
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
 describe("retries", function()
   before_each(function() H.reset() end)
 
   it("503 then success: attempts 2, one retry event, stats().retries", function()
-    local c, events = client_with_log { retries = 2 }
+    local c, events = H.client_with_log { retries = 2 }
     H.fault { path = PING, status = 503, times = 1 }
     local res, err = c:ping()
     assert.is_nil(err, err and tostring(err))
@@ -61,7 +46,7 @@ describe("retries", function()
 
   for _, ra in ipairs { "0", "1" } do
     it("honours Retry-After: " .. ra .. " (seconds)", function()
-      local c, events = client_with_log { retries = 1 }
+      local c, events = H.client_with_log { retries = 1 }
       H.fault { path = PING, status = 503, headers = { ["Retry-After"] = ra } }
       local t0 = socket.gettime()
       local res = assert(c:ping())
@@ -76,7 +61,7 @@ describe("retries", function()
   end
 
   it("honours Retry-After as an HTTP date", function()
-    local c, events = client_with_log { retries = 1 }
+    local c, events = H.client_with_log { retries = 1 }
     local at = os.time() + 2
     H.fault { path = PING, status = 503,
       headers = { ["Retry-After"] = os.date("!%a, %d %b %Y %H:%M:%S GMT", at) } }
@@ -93,7 +78,7 @@ describe("retries", function()
   end)
 
   it("an HTTP date in the past means retry now", function()
-    local c, events = client_with_log { retries = 1 }
+    local c, events = H.client_with_log { retries = 1 }
     H.fault { path = PING, status = 503,
       headers = { ["Retry-After"] = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() - 3600) } }
     local res = assert(c:ping())
@@ -102,7 +87,7 @@ describe("retries", function()
   end)
 
   it("Retry-After beyond max_retry_after ends the retries with retry_after set", function()
-    local c, events = client_with_log { retries = 3 }
+    local c, events = H.client_with_log { retries = 3 }
     H.fault { path = PING, status = 503, times = 4, headers = { ["Retry-After"] = "100" } }
     local t0 = socket.gettime()
     local res, err = c:ping()
@@ -128,7 +113,7 @@ describe("retries", function()
 
   for _, status in ipairs { 408, 429, 500, 502, 503, 504 } do
     it(status .. " is retried", function()
-      local c, events = client_with_log { retries = 2 }
+      local c, events = H.client_with_log { retries = 2 }
       H.fault { path = PING, status = status, headers = { ["Retry-After"] = "0" } }
       local res, err = c:ping()
       assert.is_nil(err, err and tostring(err))
@@ -140,7 +125,7 @@ describe("retries", function()
 
   for _, status in ipairs { 400, 401, 403, 404, 409, 501 } do
     it(status .. " is not retried", function()
-      local c, events = client_with_log { retries = 2 }
+      local c, events = H.client_with_log { retries = 2 }
       H.fault { path = PING, status = status, times = 3, headers = { ["Retry-After"] = "0" } }
       local res, err = c:ping()
       assert_error(res, err, status == 401 and "auth" or "http")
@@ -162,7 +147,7 @@ describe("retries", function()
 
   for _, method in ipairs { "POST", "PATCH" } do
     it(method .. " is not retried on 503", function()
-      local c, events = client_with_log { retries = 2 }
+      local c, events = H.client_with_log { retries = 2 }
       H.fault { path = ECHO, status = 503, times = 3, headers = { ["Retry-After"] = "0" } }
       local res, err = c:request(method, "/echo", { auth = false, json = { a = 1 } })
       assert_error(res, err, "http")
@@ -173,8 +158,8 @@ describe("retries", function()
     end)
 
     it(method .. " is retried when the connection is refused", function()
-      local base = ("http://127.0.0.1:%d/v3"):format(closed_port())
-      local c, events = client_with_log { retries = 2, base_url = base }
+      local base = ("http://127.0.0.1:%d/v3"):format(H.free_port())
+      local c, events = H.client_with_log { retries = 2, base_url = base }
       local res, err = c:request(method, "/echo", { auth = false, json = { a = 1 } })
       assert_error(res, err, "network")
       assert.equals(3, err.attempts)
@@ -224,7 +209,7 @@ describe("retries", function()
   end)
 
   it("all retries stay inside the timeout", function()
-    local c, events = client_with_log { retries = 5, timeout = 1.5 }
+    local c, events = H.client_with_log { retries = 5, timeout = 1.5 }
     H.fault { path = PING, status = 503, times = 6, headers = { ["Retry-After"] = "1" } }
     local t0 = socket.gettime()
     local res, err = c:ping()
@@ -239,7 +224,7 @@ describe("retries", function()
   end)
 
   it("a dropped connection on GET is retried", function()
-    local c, events = client_with_log { retries = 2 }
+    local c, events = H.client_with_log { retries = 2 }
     H.fault { path = PING, drop = "before_headers" }
     local res, err = c:ping()
     assert.is_nil(err, err and tostring(err))
@@ -290,7 +275,7 @@ describe("retries", function()
   end)
 
   it("retries of an authenticated call count with its token exchange", function()
-    local c, _, o = client_with_log { retries = 2 }
+    local c, _, o = H.client_with_log { retries = 2 }
     H.fault { path = "/v3/ping/protected", client_id = o.client_id, status = 503,
       times = 2, headers = { ["Retry-After"] = "0" } }
     local res = assert(c:ping_protected())

@@ -8,14 +8,6 @@ local mime = require("mime")
 local TOKEN_PATH = "/oauth/token"
 local PING_PATH = "/v3/ping/protected"
 
--- a client plus the events its `log` received
-local function client_with_log(overrides)
-  local events = {}
-  local o = H.opts(overrides)
-  o.log = function(ev) events[#events + 1] = ev end
-  return ducky.client(o), events, o
-end
-
 local function find_events(events, name)
   local out = {}
   for _, ev in ipairs(events) do
@@ -51,7 +43,7 @@ describe("token cache", function()
   before_each(function() H.reset() end)
 
   it("50 protected pings make exactly one token exchange", function()
-    local c, events = client_with_log()
+    local c, events = H.client_with_log()
     for i = 1, 50 do
       local res, err = c:ping_protected()
       assert.is_nil(err, err and tostring(err))
@@ -142,7 +134,7 @@ describe("token cache", function()
   end)
 
   it("invalidate() makes the next call exchange again", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     assert(c:ping_protected())
     c:invalidate()
     local res = assert(c:ping_protected())
@@ -354,7 +346,7 @@ describe("token endpoint errors", function()
 
   for _, status in ipairs { 429, 503 } do
     it(status .. " is retried, then an http error with the status", function()
-      local c, events, o = client_with_log { retries = 2 }
+      local c, events, o = H.client_with_log { retries = 2 }
       H.fault { path = TOKEN_PATH, client_id = o.client_id, status = status, times = 3,
         headers = { ["Retry-After"] = "0" },
         body = { error = "too_many_requests", error_description = "slow down" } }
@@ -373,7 +365,7 @@ describe("token endpoint errors", function()
     end)
 
     it(status .. " once, then the retry gets a token", function()
-      local c, events, o = client_with_log { retries = 2 }
+      local c, events, o = H.client_with_log { retries = 2 }
       H.fault { path = TOKEN_PATH, client_id = o.client_id, status = status,
         headers = { ["Retry-After"] = "0" } }
       local res, err = c:ping_protected()
@@ -394,7 +386,7 @@ describe("401 from the API (rule 5)", function()
   before_each(function() H.reset() end)
 
   it("drops the token, exchanges once, replays and succeeds", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     assert(c:ping_protected())
     local old = c:token()
     H.fault { path = PING_PATH, client_id = o.client_id, status = 401, times = 1,
@@ -410,7 +402,7 @@ describe("401 from the API (rule 5)", function()
   end)
 
   it("a replay after a real revocation works too", function()
-    local c, _, o = client_with_log()
+    local c, _, o = H.client_with_log()
     assert(c:ping_protected())
     assert.equals(1, H.revoke(o.client_id).revoked)
     local res = assert(c:ping_protected())
@@ -420,7 +412,7 @@ describe("401 from the API (rule 5)", function()
   end)
 
   it("two 401s -> auth error with status 401", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     assert(c:ping_protected())
     H.fault { path = PING_PATH, client_id = o.client_id, status = 401, times = 2,
       body = { error = "invalid_token", error_description = "nope" } }
@@ -434,7 +426,7 @@ describe("401 from the API (rule 5)", function()
   end)
 
   it("403 never triggers an exchange", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     assert(c:ping_protected())
     H.fault { path = PING_PATH, client_id = o.client_id, status = 403,
       body = { error = "forbidden" } }
@@ -492,7 +484,7 @@ describe("refresh margin (rule 2)", function()
   before_each(function() H.reset() end)
 
   it("is capped at half a token's life", function()
-    local c, events, o = client_with_log { refresh_margin = 60 }
+    local c, events, o = H.client_with_log { refresh_margin = 60 }
     H.config(o.client_id, 4)
     assert(c:ping_protected())
     local tok, left = c:token()
@@ -516,7 +508,7 @@ describe("serve-stale (rule 6)", function()
   before_each(function() H.reset() end)
 
   it("keeps the still-valid token when a refresh inside the margin fails (503)", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     H.config(o.client_id, 4)
     assert(c:ping_protected())
     local tok = c:token()
@@ -540,7 +532,7 @@ describe("serve-stale (rule 6)", function()
   end)
 
   it("keeps the still-valid token when the credential is refused meanwhile", function()
-    local c, events, o = client_with_log()
+    local c, events, o = H.client_with_log()
     H.config(o.client_id, 4)
     assert(c:ping_protected())
     socket.sleep(2.2)
@@ -632,7 +624,7 @@ describe("custom token store", function()
       load = function() return nil end,
       store = function(key, entry) calls[#calls + 1] = { key = key, entry = entry } end,
     }
-    local c, _, o = client_with_log { token_cache = store }
+    local c, _, o = H.client_with_log { token_cache = store }
     H.config(o.client_id, 600)
     local t0 = os.time()
     assert(c:ping_protected())
@@ -719,7 +711,7 @@ describe("custom token store", function()
   end)
 
   it("errors raised in load and store are logged as store_error; the request succeeds", function()
-    local c, events, o = client_with_log { token_cache = {
+    local c, events, o = H.client_with_log { token_cache = {
       load = function() error("load exploded") end,
       store = function() error("store exploded") end,
     } }
