@@ -13,7 +13,8 @@ ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(PKG_
 # -z nodelete: the token cache outlives a lua_State's close (one cache per process).
 LDFLAGS_SO  = -shared -Wl,-z,nodelete $(PKG_LIBS) -lpthread -lm
 BUILD      ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
-SRCS        = src/batch.c src/ducky.c src/error.c src/http.c src/store.c src/token.c
+SRCS        = src/batch.c src/client_batch.c src/client_token.c src/ducky.c src/error.c \
+              src/http.c src/store.c src/token.c
 OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
 VERSION     = 0.1.0
 

@@ -1,7 +1,8 @@
 #define _GNU_SOURCE /* memmem */
-/* luaopen_ducky: the module table, the client object and its arguments.
- * The only file that knows Lua's stack for the client; http.c and token.c
- * below it are plain C. */
+/* luaopen_ducky: the module table, the client object, its options and methods,
+ * request building and answers. With client_token.c and client_batch.c the only
+ * code that knows Lua's stack for the client; http.c, token.c, store.c and
+ * batch.c below it are plain C. */
 #include <ctype.h>
 #include <float.h>
 #include <stdlib.h>
@@ -11,86 +12,32 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
-#include "compat.h"
-#include "error.h"
-#include "batch.h"
-#include "http.h"
-#include "store.h"
-#include "token.h"
+#include "client.h"
 
 #define DUCKY_VERSION     "0.1.0"
-#define CLIENT_MT         "ducky.client"
 #define DEFAULT_BASE_URL  "https://api.ducky.eco/v3"
 #define DEFAULT_TOKEN_URL "https://ducky-prod.eu.auth0.com/oauth/token"
 #define DEFAULT_AUDIENCE  "ducky-api-prod"
 
-/* A registry table holding cjson's encode and decode, reachable from callbacks too. */
-#define PRIVATE "ducky.private"
-
 enum { AUTH_JSON, AUTH_FORM, AUTH_BASIC };
 static const char *const auth_names[] = {"json", "form", "basic", NULL};
 
-typedef struct stats {
-	lua_Integer requests, token_fetches, token_cache_hits, token_store_hits, retries,
-	    replays_401, stale_tokens, errors;
-} stats;
-
-typedef struct client {
-	int closed;
-	int busy;     /* inside a call: the log and store callbacks must not reenter it */
-	lua_State *L; /* the state of the call under way, for callbacks */
-	ducky_http http;
-	char *base_url, *token_url, *client_id, *key;
-	int has_credentials;
-	ducky_buf token_body; /* holds the secret: wiped on close */
-	char *secret;         /* to mask it in server text; wiped on close */
-	size_t secret_len;
-	struct curl_slist *token_headers; /* may hold the secret (Basic): wiped on close */
-	struct curl_slist *api_headers;   /* the user's headers */
-	struct curl_slist *auth_headers;  /* api_headers + the bearer token */
-	struct curl_slist *extra;         /* the call's own headers; freed by the next call
-	                                     or close, so a raise mid-build leaks nothing */
-	unsigned long auth_gen;
-	ducky_tokref tok;
-	double timeout, connect_timeout, refresh_margin, auth_backoff, max_retry_after;
-	int retries, max_per_hour;
-	double deadline; /* of the call under way */
-	int call_retries;
-	int ref_log, ref_store, ref_limits;
-	int ref_decode;       /* cjson.decode, reached without a table lookup */
-	char fp[13];          /* the current token's fingerprint: 12 hex digits of its SHA-256 */
-	unsigned long fp_gen; /* the token generation fp belongs to */
-	const char *source;   /* where the current token came from */
-	enum { STORE_MEMORY, STORE_FILE, STORE_LUA } store_kind;
-	int store_locks; /* the user's store has lock and unlock */
-	ducky_file_store files;
-	const char *store_problem; /* why the file store could not be set up, said once */
-	const char *store_said;    /* the last store problem reported (a static string) */
-	stats st;
-	ducky_buf url;        /* scratch */
-	ducky_http_conf conf; /* for the batch pool's handles (strings owned) */
-	ducky_pool pool;      /* batch: easy handles kept between batches */
-	struct bitem *bitems; /* the last batch's items, freed by the next or close */
-	size_t nbitems;
-	int batch_refreshed; /* this batch refreshed the token after a 401 */
-} client;
-
 /* ---- small helpers ---------------------------------------------------- */
 
-static void wipe_slist(struct curl_slist *l)
+void cl_wipe_slist(struct curl_slist *l)
 {
 	for (struct curl_slist *p = l; p; p = p->next)
 		memset(p->data, 0, strlen(p->data));
 	curl_slist_free_all(l);
 }
 
-static void free_str(char **p)
+void cl_free_str(char **p)
 {
 	free(*p);
 	*p = NULL;
 }
 
-static client *check_client(lua_State *L)
+client *cl_check(lua_State *L)
 {
 	client *c = luaL_checkudata(L, 1, CLIENT_MT);
 	if (c->closed)
@@ -147,14 +94,6 @@ static int add_json_string(ducky_buf *b, const char *s, size_t n)
 
 /* ---- log events, always called protected and outside libcurl --------- */
 
-typedef struct event {
-	client *c;
-	const char *event, *source, *reason;
-	double seconds_left, wait; /* < 0: not part of the event */
-	int attempt;
-	const char *fingerprint;
-} event;
-
 static int call_log(lua_State *L)
 {
 	event *ev = lua_touserdata(L, 1);
@@ -190,7 +129,7 @@ static int call_log(lua_State *L)
 	return 0;
 }
 
-static void send_event(client *c, event *ev)
+void cl_send_event(client *c, event *ev)
 {
 	if (c->ref_log == LUA_NOREF)
 		return;
@@ -198,24 +137,24 @@ static void send_event(client *c, event *ev)
 		lua_pop(c->L, 1); /* an error inside the user's log function is ignored */
 }
 
-static void emit(client *c, const char *name, const char *source, const char *reason,
-                 double seconds_left, int attempt, double wait)
+void cl_emit(client *c, const char *name, const char *source, const char *reason,
+             double seconds_left, int attempt, double wait)
 {
 	event ev = {c, name, source, reason, seconds_left, wait, attempt, NULL};
-	send_event(c, &ev);
+	cl_send_event(c, &ev);
 }
 
-static void on_retry(void *ud, const ducky_retry_event *ev)
+void cl_on_retry(void *ud, const ducky_retry_event *ev)
 {
 	client *c = ud;
 	c->st.retries++;
-	emit(c, "retry", NULL, ev->reason, -1, ev->attempt, ev->wait);
+	cl_emit(c, "retry", NULL, ev->reason, -1, ev->attempt, ev->wait);
 }
 
 /* ---- JSON through lua-cjson ------------------------------------------- */
 
 /* Pushes cjson.decode(s) or, on failure, nothing; returns 1 on success. */
-static int json_decode(lua_State *L, const client *c, const char *s, size_t n)
+int cl_json_decode(lua_State *L, const client *c, const char *s, size_t n)
 {
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_decode);
 	lua_pushlstring(L, s, n);
@@ -237,370 +176,12 @@ static int is_json_type(const char *ct)
 	       (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-/* ---- the token exchange (called by token.c, unlocked) ------------------ */
-
-typedef struct exchange_ctx {
-	client *c;
-	ducky_fresh *out;
-	ducky_err *err;
-} exchange_ctx;
-
-static const char *string_field(lua_State *L, int t, const char *name)
-{
-	lua_getfield(L, t, name);
-	const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-	lua_pop(L, 1); /* the table keeps the string alive */
-	return s;
-}
-
-static void keep_rate_limits(lua_State *L, client *c)
-{
-	const ducky_http *h = &c->http;
-	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
-	while (p && p < end) {
-		const char *value = p + strlen(p) + 1;
-		if (strncmp(p, "x-ratelimit-", 12) == 0 ||
-		    strcmp(p, "auth0-client-quota-limit") == 0) {
-			if (c->ref_limits == LUA_NOREF) {
-				lua_newtable(L);
-				c->ref_limits = luaL_ref(L, LUA_REGISTRYINDEX);
-			}
-			lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
-			lua_pushstring(L, value);
-			lua_setfield(L, -2, p);
-			lua_pop(L, 1);
-		}
-		p = value + strlen(value) + 1;
-	}
-}
-
-/* A malloc'd copy of server text with every occurrence of the secret masked:
- * a token endpoint that quotes the secret back must not put it in an error. */
-static char *scrub(const client *c, const char *text)
-{
-	char *out = ducky_strdup(text), *p;
-	if (out && c->secret_len)
-		while ((p = memmem(out, strlen(out), c->secret, c->secret_len)) != NULL)
-			memset(p, '*', c->secret_len);
-	return out;
-}
-
-/* Reads the token endpoint's answer (protected: may raise on memory). */
-static int read_token_answer(lua_State *L)
-{
-	exchange_ctx *x = lua_touserdata(L, 1);
-	client *c = x->c;
-	long status = c->http.status;
-	int decoded =
-	    json_decode(L, c, c->http.body.data ? c->http.body.data : "", c->http.body.len);
-	int t = lua_gettop(L);
-
-	keep_rate_limits(L, c);
-	if (status >= 200 && status < 300) {
-		if (!decoded || lua_type(L, t) != LUA_TTABLE) {
-			ducky_fail(x->err, DUCKY_E_DECODE,
-			           "token endpoint answered %ld with a body "
-			           "that is not a JSON object",
-			           status);
-			return 0;
-		}
-		size_t len = 0;
-		lua_getfield(L, t, "access_token");
-		const char *tok =
-		    lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-		lua_getfield(L, t, "expires_in");
-		double expires_in = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-		if (ducky_token_validate(tok, len, string_field(L, t, "token_type"), expires_in,
-		                         x->err))
-			return 0;
-		if (!(x->out->token = ducky_strndup(tok, len))) {
-			ducky_fail(x->err, DUCKY_E_LIMIT, "out of memory");
-			return 0;
-		}
-		x->out->lifetime = ducky_token_lifetime(expires_in);
-		x->out->expires_at = ducky_wall() + x->out->lifetime;
-		return 0;
-	}
-	const char *code = decoded && lua_istable(L, t) ? string_field(L, t, "error") : NULL;
-	const char *desc =
-	    decoded && lua_istable(L, t) ? string_field(L, t, "error_description") : NULL;
-	x->err->status = status;
-	x->err->code = scrub(c, code);
-	x->err->description = scrub(c, desc);
-	x->err->retry_after =
-	    ducky_retry_after(ducky_http_header(&c->http, "retry-after"), ducky_wall());
-	x->err->retryable = status == 429 || status >= 500;
-	code = x->err->code;
-	desc = x->err->description;
-	ducky_fail(x->err,
-	           status == 400 || status == 401 || status == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
-	           "token endpoint answered %ld%s%.100s%s%.300s", status, code ? " " : "",
-	           code ? code : "", desc ? ": " : "", desc ? desc : "");
-	return 0;
-}
-
-static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
-{
-	client *c = ud;
-	exchange_ctx x = {c, out, err};
-	int attempts = 0;
-	ducky_req req = {
-	    "POST", c->token_url, c->token_headers,   c->token_body.data, c->token_body.len,
-	    1,      c->deadline,  c->connect_timeout, c->call_retries,    c->max_retry_after};
-
-	if (!c->has_credentials)
-		return ducky_fail(err, DUCKY_E_CONFIG,
-		                  "no credentials: set client_id and client_secret "
-		                  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
-	c->st.token_fetches++;
-	int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, err);
-	err->attempts = attempts;
-	if (rc)
-		return rc;
-	if (ducky_cpcall(c->L, read_token_answer, &x) != 0) {
-		if (err->kind == DUCKY_OK)
-			ducky_fail(err, DUCKY_E_DECODE, "reading the token answer: %s",
-			           lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
-		lua_pop(c->L, 1);
-	}
-	return err->kind == DUCKY_OK ? 0 : -1;
-}
-
-/* ---- shared stores: the file store, or the user's { load, store, lock, unlock } -- */
-
-static void store_failed(client *c, const char *reason)
-{
-	if (reason)
-		emit(c, "store_error", c->store_kind == STORE_FILE ? "file" : "store", reason, -1,
-		     0, -1);
-}
-
-/* File store problems are static strings: each is reported once in a row, not
- * on every step that meets it again. */
-static void file_failed(client *c, const char *reason)
-{
-	if (reason && reason != c->store_said)
-		store_failed(c, c->store_said = reason);
-}
-
-static int file_load(void *ud, const char *key, ducky_fresh *out)
-{
-	client *c = ud;
-	const char *reason;
-	int found = ducky_store_load(&c->files, key, out, &reason);
-	file_failed(c, reason);
-	return found;
-}
-
-static void file_store(void *ud, const char *key, const ducky_fresh *tok)
-{
-	client *c = ud;
-	const char *reason;
-	ducky_store_save(&c->files, key, tok, &reason);
-	file_failed(c, reason);
-}
-
-static void file_drop(void *ud, const char *key, const char *only_token)
-{
-	client *c = ud;
-	const char *reason;
-	ducky_store_drop(&c->files, key, only_token, &reason);
-	file_failed(c, reason);
-}
-
-static int file_lock(void *ud, const char *key, double deadline)
-{
-	client *c = ud;
-	const char *reason;
-	int locked = ducky_store_lock(&c->files, key, deadline, &reason);
-	file_failed(c, reason);
-	return locked;
-}
-
-static void file_unlock(void *ud, const char *key)
-{
-	(void)key;
-	ducky_store_unlock(&((client *)ud)->files);
-}
-
-/* A call into the user's store table, run protected: fn(key [, arg]). */
-typedef struct store_call {
-	client *c;
-	const char *fn, *key;
-	ducky_fresh *fresh;       /* load: filled from the entry */
-	const ducky_fresh *entry; /* store: the entry to pass */
-	double timeout;           /* lock: seconds */
-	int result;
-} store_call;
-
-static int call_store(lua_State *L)
-{
-	store_call *s = lua_touserdata(L, 1);
-	int nargs = 1;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, s->c->ref_store);
-	lua_getfield(L, -1, s->fn);
-	if (lua_isnil(L, -1))
-		return 0; /* lock and unlock are optional */
-	lua_pushstring(L, s->key);
-	if (s->entry) {
-		lua_createtable(L, 0, 4);
-		lua_pushstring(L, s->entry->token);
-		lua_setfield(L, -2, "access_token");
-		lua_pushliteral(L, "Bearer");
-		lua_setfield(L, -2, "token_type");
-		lua_pushnumber(L, s->entry->expires_at);
-		lua_setfield(L, -2, "expires_at");
-		lua_pushnumber(L, s->entry->lifetime);
-		lua_setfield(L, -2, "expires_in");
-		nargs++;
-	} else if (strcmp(s->fn, "store") == 0) {
-		lua_pushnil(L);
-		nargs++;
-	} else if (strcmp(s->fn, "lock") == 0) {
-		lua_pushnumber(L, s->timeout);
-		nargs++;
-	}
-	lua_call(L, nargs, 1);
-	s->result = lua_toboolean(L, -1);
-	if (s->fresh && lua_istable(L, -1)) {
-		size_t len;
-		lua_getfield(L, -1, "access_token");
-		lua_getfield(L, -2, "expires_at");
-		lua_getfield(L, -3, "expires_in");
-		const char *tok =
-		    lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &len) : NULL;
-		ducky_err ignored;
-		ducky_err_init(&ignored);
-		s->result = 0;
-		if (tok && lua_type(L, -2) == LUA_TNUMBER &&
-		    ducky_token_validate(tok, len, "Bearer", 1, &ignored) == 0 &&
-		    (s->fresh->token = ducky_strndup(tok, len))) {
-			s->fresh->expires_at = lua_tonumber(L, -2);
-			s->fresh->lifetime =
-			    lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-			s->result = 1;
-		}
-		ducky_err_clear(&ignored);
-	}
-	return 0;
-}
-
-static int user_store_call(client *c, store_call *s)
-{
-	s->c = c;
-	if (ducky_cpcall(c->L, call_store, s) != 0) {
-		lua_pushfstring(c->L, "token_cache.%s: %s", s->fn,
-		                lua_isstring(c->L, -1) ? lua_tostring(c->L, -1) : "error");
-		store_failed(c, lua_tostring(c->L, -1));
-		lua_pop(c->L, 2);
-		if (s->fresh) {
-			free(s->fresh->token);
-			s->fresh->token = NULL;
-		}
-		return 0;
-	}
-	return s->result;
-}
-
-static int user_load(void *ud, const char *key, ducky_fresh *out)
-{
-	store_call s = {NULL, "load", key, out, NULL, 0, 0};
-	return user_store_call(ud, &s);
-}
-
-static void user_save(void *ud, const char *key, const ducky_fresh *tok)
-{
-	store_call s = {NULL, "store", key, NULL, tok, 0, 0};
-	user_store_call(ud, &s);
-}
-
-static void user_drop(void *ud, const char *key, const char *only_token)
-{
-	ducky_fresh cur = {NULL, 0, 0};
-	store_call s = {NULL, "store", key, NULL, NULL, 0, 0};
-	if (!only_token || (user_load(ud, key, &cur) && strcmp(cur.token, only_token) == 0))
-		user_store_call(ud, &s);
-	free(cur.token);
-}
-
-static int user_lock(void *ud, const char *key, double deadline)
-{
-	double left = deadline - ducky_now();
-	store_call s = {NULL, "lock", key, NULL, NULL, left > 0 ? left : 0, 0};
-	return user_store_call(ud, &s);
-}
-
-static void user_unlock(void *ud, const char *key)
-{
-	store_call s = {NULL, "unlock", key, NULL, NULL, 0, 0};
-	user_store_call(ud, &s);
-}
-
-static ducky_token_ops token_ops(client *c)
-{
-	ducky_token_ops ops = {c, exchange, NULL, NULL, NULL, NULL, NULL};
-	if (c->store_problem) { /* the file store is off; say why once */
-		file_failed(c, c->store_problem);
-		c->store_problem = NULL;
-	}
-	if (c->store_kind == STORE_FILE) {
-		ops.load = file_load;
-		ops.store = file_store;
-		ops.drop = file_drop;
-		ops.lock = file_lock;
-		ops.unlock = file_unlock;
-	} else if (c->store_kind == STORE_LUA) {
-		ops.load = user_load;
-		ops.store = user_save;
-		ops.drop = user_drop;
-		ops.lock = c->store_locks ? user_lock : NULL;
-		ops.unlock = c->store_locks ? user_unlock : NULL;
-	}
-	return ops;
-}
-
-static const char *const source_names[] = {"memory", "exchange", "store", "file"};
-
-/* Makes c->tok usable; emits the token event. */
-static int get_token(client *c, ducky_err *err)
-{
-	ducky_token_conf conf = {c->refresh_margin, c->auth_backoff, c->max_per_hour, c->deadline};
-	ducky_token_ops ops = token_ops(c);
-	ducky_token_info info;
-	if (ducky_token_get(c->key, &conf, &ops, &c->tok, &info, err))
-		return -1;
-	if (info.source == DUCKY_SRC_MEMORY)
-		c->st.token_cache_hits++;
-	else if (info.source == DUCKY_SRC_STORE)
-		c->st.token_store_hits++;
-	if (c->fp_gen != c->tok.gen) { /* a short fingerprint: events never show a token */
-		unsigned char md[EVP_MAX_MD_SIZE];
-		unsigned int n = 0;
-		c->fp[0] = '\0';
-		if (EVP_Digest(c->tok.token, c->tok.len, md, &n, EVP_sha256(), NULL) && n >= 6)
-			for (unsigned i = 0; i < 6; i++)
-				snprintf(c->fp + 2 * i, 3, "%02x", md[i]);
-		c->fp_gen = c->tok.gen;
-	}
-	c->source = source_names[info.source == DUCKY_SRC_STORE && c->store_kind == STORE_FILE
-	                             ? 3
-	                             : info.source];
-	event ev = {c, "token", c->source, NULL, info.seconds_left, -1, 0, c->fp};
-	if (info.stale) {
-		event stale = {c, "stale_token", NULL, info.stale, info.seconds_left, -1, 0, c->fp};
-		c->st.stale_tokens++;
-		send_event(c, &stale);
-	}
-	send_event(c, &ev);
-	return 0;
-}
-
 /* The API headers plus "Authorization: Bearer …", rebuilt only when the token changes. */
-static struct curl_slist *auth_headers(client *c, ducky_err *err)
+struct curl_slist *cl_auth_headers(client *c, ducky_err *err)
 {
 	if (c->auth_headers && c->auth_gen == c->tok.gen)
 		return c->auth_headers;
-	wipe_slist(c->auth_headers);
+	cl_wipe_slist(c->auth_headers);
 	c->auth_headers = NULL;
 	ducky_buf line = {0};
 	struct curl_slist *l = NULL, *n;
@@ -615,7 +196,7 @@ static struct curl_slist *auth_headers(client *c, ducky_err *err)
 			l = n;
 	ducky_buf_free(&line);
 	if (bad) {
-		wipe_slist(l);
+		cl_wipe_slist(l);
 		ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 		return NULL;
 	}
@@ -660,7 +241,7 @@ static int add_response(lua_State *L, const client *c, const ducky_http *h)
 	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
 	lua_setfield(L, -2, "body");
 	if (h->body.len && is_json_type(ducky_http_header(h, "content-type"))) {
-		if (json_decode(L, c, h->body.data, h->body.len))
+		if (cl_json_decode(L, c, h->body.data, h->body.len))
 			lua_setfield(L, -2, "json");
 		else
 			bad_json = 1;
@@ -668,7 +249,7 @@ static int add_response(lua_State *L, const client *c, const ducky_http *h)
 	return bad_json;
 }
 
-static int push_error(lua_State *L, client *c, ducky_err *err)
+int cl_push_error(lua_State *L, client *c, ducky_err *err)
 {
 	c->st.errors++;
 	lua_pushnil(L);
@@ -692,7 +273,7 @@ static int push_http_error(lua_State *L, client *c, const ducky_http *h, ducky_e
 		           replayed ? " twice, with a fresh token" : "");
 	else
 		ducky_fail(err, DUCKY_E_HTTP, "%s %.300s answered %ld", method, url, s);
-	push_error(L, c, err);
+	cl_push_error(L, c, err);
 	add_response(L, c, h);
 	const char *rid = ducky_http_header(h, "x-request-id");
 	if (rid) {
@@ -717,8 +298,8 @@ static int push_http_error(lua_State *L, client *c, const ducky_http *h, ducky_e
 }
 
 /* An HTTP answer as `res` (1 value) or `nil, err` (2 values). */
-static int push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *err, int attempts,
-                       int replayed, const char *method, const char *url)
+int cl_push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *err, int attempts,
+                   int replayed, const char *method, const char *url)
 {
 	err->attempts = attempts;
 	if (h->status >= 200 && h->status < 300) {
@@ -736,17 +317,8 @@ static int push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *
 
 /* ---- one API call: token, send, 401 replay, result -------------------- */
 
-typedef struct call {
-	const char *method, *url;
-	struct curl_slist *extra; /* per-call headers, or NULL */
-	const char *body;
-	size_t body_len;
-	int auth, retries;
-	double timeout;
-} call;
-
 /* extra + base, leaving out base headers that extra overrides. */
-static struct curl_slist *merge_headers(struct curl_slist *extra, struct curl_slist *base)
+struct curl_slist *cl_merge_headers(struct curl_slist *extra, struct curl_slist *base)
 {
 	struct curl_slist *l = NULL, *n;
 	for (int pass = 0; pass < 2; pass++)
@@ -759,7 +331,7 @@ static struct curl_slist *merge_headers(struct curl_slist *extra, struct curl_sl
 			if (overridden)
 				continue;
 			if (!(n = curl_slist_append(l, p->data))) {
-				wipe_slist(l);
+				cl_wipe_slist(l);
 				return NULL;
 			}
 			l = n;
@@ -791,38 +363,38 @@ static int do_call_busy(lua_State *L, client *c, const call *k)
 	for (int replay = 0;; replay++) {
 		struct curl_slist *base = c->api_headers, *merged = NULL;
 		if (k->auth) {
-			if (get_token(c, &err) || !(base = auth_headers(c, &err))) {
+			if (cl_get_token(c, &err) || !(base = cl_auth_headers(c, &err))) {
 				err.attempts += total;
-				return push_error(L, c, &err);
+				return cl_push_error(L, c, &err);
 			}
 		}
-		if (k->extra && !(base = merged = merge_headers(k->extra, base))) {
+		if (k->extra && !(base = merged = cl_merge_headers(k->extra, base))) {
 			ducky_fail(&err, DUCKY_E_LIMIT, "out of memory");
-			return push_error(L, c, &err);
+			return cl_push_error(L, c, &err);
 		}
 		ducky_req req = {k->method,   k->url,
 		                 base,        k->body,
 		                 k->body_len, idempotent,
 		                 c->deadline, c->connect_timeout,
 		                 k->retries,  c->max_retry_after};
-		int rc = ducky_http_send(&c->http, &req, on_retry, c, &attempts, &err);
-		wipe_slist(merged);
+		int rc = ducky_http_send(&c->http, &req, cl_on_retry, c, &attempts, &err);
+		cl_wipe_slist(merged);
 		total += attempts;
 		if (rc) {
 			err.attempts = total;
-			return push_error(L, c, &err);
+			return cl_push_error(L, c, &err);
 		}
 		if (c->http.status == 401 && k->auth && replay == 0) {
-			ducky_token_ops ops = token_ops(c);
+			ducky_token_ops ops = cl_token_ops(c);
 			ducky_token_invalidate(c->key, c->tok.token, &ops);
 			c->st.replays_401++;
-			emit(c, "replay_401", NULL, NULL, -1, 0, -1);
+			cl_emit(c, "replay_401", NULL, NULL, -1, 0, -1);
 			continue;
 		}
 		break;
 	}
 	err.attempts = total;
-	return push_answer(L, c, &c->http, &err, total, k->auth, k->method, k->url);
+	return cl_push_answer(L, c, &c->http, &err, total, k->auth, k->method, k->url);
 }
 
 /* ---- URL and request building ----------------------------------------- */
@@ -942,11 +514,11 @@ static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char
 
 static int simple_get(lua_State *L, const char *path, int auth)
 {
-	client *c = check_client(L);
+	client *c = cl_check(L);
 	ducky_err err;
 	ducky_err_init(&err);
 	if (ducky_url_join(&c->url, c->base_url, path, strlen(path), &err))
-		return push_error(L, c, &err);
+		return cl_push_error(L, c, &err);
 	call k = {"GET", c->url.data, NULL, NULL, 0, auth, c->retries, c->timeout};
 	return do_call(L, c, &k);
 }
@@ -964,7 +536,7 @@ static int c_ping_protected(lua_State *L)
 static const char *const request_opts[] = {"query",   "json",    "body", "headers",
                                            "timeout", "retries", "auth", NULL};
 
-static double opt_number(lua_State *L, int t, const char *name, double dflt, double lo, double hi)
+double cl_opt_number(lua_State *L, int t, const char *name, double dflt, double lo, double hi)
 {
 	lua_getfield(L, t, name);
 	double v = dflt;
@@ -984,8 +556,8 @@ static double opt_number(lua_State *L, int t, const char *name, double dflt, dou
  * (messages start with `what`); returns -1 with err for a URL it refuses.
  * Leaves exactly one value on the stack: the body string (or nil), which must
  * stay alive while the call runs. */
-static int parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *what, call *k,
-                      char method[32], struct curl_slist **extra, ducky_buf *url, ducky_err *err)
+int cl_parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *what, call *k,
+                  char method[32], struct curl_slist **extra, ducky_buf *url, ducky_err *err)
 {
 	size_t mlen, plen;
 	const char *m = luaL_checklstring(L, mi, &mlen);
@@ -1014,8 +586,8 @@ static int parse_call(lua_State *L, client *c, int mi, int pi, int oi, const cha
 				           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
 				                                          : luaL_typename(L, -1));
 		}
-		k->timeout = opt_number(L, oi, "timeout", c->timeout, 0.001, 1e6);
-		k->retries = (int)opt_number(L, oi, "retries", c->retries, 0, 100);
+		k->timeout = cl_opt_number(L, oi, "timeout", c->timeout, 0.001, 1e6);
+		k->retries = (int)cl_opt_number(L, oi, "retries", c->retries, 0, 100);
 		lua_getfield(L, oi, "auth");
 		k->auth = lua_isnil(L, -1) || lua_toboolean(L, -1);
 		lua_getfield(L, oi, "query");
@@ -1075,7 +647,7 @@ static int parse_call(lua_State *L, client *c, int mi, int pi, int oi, const cha
 
 static int c_request(lua_State *L)
 {
-	client *c = check_client(L);
+	client *c = cl_check(L);
 	char method[32];
 	ducky_err err;
 	call k;
@@ -1084,196 +656,23 @@ static int c_request(lua_State *L)
 	curl_slist_free_all(c->extra);
 	c->extra = NULL;
 	ducky_err_init(&err);
-	if (parse_call(L, c, 2, 3, 4, "request", &k, method, &c->extra, &c->url, &err))
-		return push_error(L, c, &err);
+	if (cl_parse_call(L, c, 2, 3, 4, "request", &k, method, &c->extra, &c->url, &err))
+		return cl_push_error(L, c, &err);
 	return do_call(L, c, &k);
-}
-
-/* ---- batch ----------------------------------------------------------- */
-
-typedef struct bitem {
-	ducky_batch_item it; /* first: batch.c hands it back */
-	char method[32];
-	ducky_buf url;
-	struct curl_slist *extra;
-} bitem;
-
-static void free_bitems(client *c)
-{
-	for (size_t i = 0; i < c->nbitems; i++) {
-		ducky_batch_item_free(&c->bitems[i].it);
-		ducky_buf_free(&c->bitems[i].url);
-		curl_slist_free_all(c->bitems[i].extra);
-	}
-	free(c->bitems);
-	c->bitems = NULL;
-	c->nbitems = 0;
-}
-
-/* Each attempt gets its own header list: a token refresh mid-batch must not
- * free a list a transfer in flight still points to. */
-static int batch_prepare(void *ud, ducky_batch_item *it)
-{
-	client *c = ud;
-	struct curl_slist *base = c->api_headers;
-	curl_slist_free_all(it->headers);
-	it->headers = NULL;
-	if (it->auth) {
-		if (!(base = auth_headers(c, &it->err)))
-			return -1;
-		it->token_gen = c->tok.gen;
-	}
-	if (!(it->headers = merge_headers(((bitem *)it)->extra, base)) && base)
-		return ducky_fail(&it->err, DUCKY_E_LIMIT, "out of memory");
-	it->req.headers = it->headers;
-	return 0;
-}
-
-/* A 401 in the batch: the first refreshes the token once; items that sent an
- * older token are replayed with the new one; a 401 on the new one is final. */
-static int batch_refresh(void *ud, ducky_batch_item *it)
-{
-	client *c = ud;
-	if (it->token_gen == c->tok.gen) {
-		ducky_token_ops ops = token_ops(c);
-		if (c->batch_refreshed)
-			return -1;
-		c->batch_refreshed = 1;
-		ducky_token_invalidate(c->key, c->tok.token, &ops);
-		if (get_token(c, &it->err))
-			return -1;
-	}
-	c->st.replays_401++;
-	emit(c, "replay_401", NULL, NULL, -1, 0, -1);
-	return 0;
-}
-
-static int c_batch(lua_State *L)
-{
-	client *c = check_client(L);
-	ducky_batch_item **order;
-	ducky_err err;
-	int any_auth = 0;
-
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_settop(L, 3);
-	if (!lua_isnil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		lua_pushnil(L);
-		while (lua_next(L, 3)) {
-			lua_pop(L, 1);
-			if (lua_type(L, -1) != LUA_TSTRING ||
-			    (strcmp(lua_tostring(L, -1), "concurrency") != 0 &&
-			     strcmp(lua_tostring(L, -1), "timeout") != 0))
-				return luaL_error(L, "batch: unknown option '%s'",
-				                  lua_type(L, -1) == LUA_TSTRING
-				                      ? lua_tostring(L, -1)
-				                      : luaL_typename(L, -1));
-		}
-	}
-	size_t n = ducky_rawlen(L, 2);
-	size_t concurrency =
-	    (size_t)(lua_isnil(L, 3) ? 8 : opt_number(L, 3, "concurrency", 8, 1, 1000));
-	double timeout =
-	    lua_isnil(L, 3) ? c->timeout : opt_number(L, 3, "timeout", c->timeout, 0.001, 1e6);
-	double start = ducky_now(), deadline = start + timeout;
-
-	free_bitems(c);
-	if (n && !(c->bitems = calloc(n, sizeof *c->bitems)))
-		return luaL_error(L, "out of memory");
-	c->nbitems = n;
-	order = lua_newuserdata(L, n ? n * sizeof *order : 1); /* 4 */
-	lua_createtable(L, (int)n, 0);                         /* 5: the bodies, kept alive */
-	for (size_t i = 0; i < n; i++) {
-		bitem *b = &c->bitems[i];
-		call k;
-		char what[48];
-		snprintf(what, sizeof what, "batch item %zu", i + 1);
-		order[i] = &b->it;
-		ducky_err_init(&b->it.err);
-		lua_rawgeti(L, 2, (int)i + 1);
-		if (!lua_istable(L, -1))
-			return luaL_error(L, "%s: not a { method, path, opts } table", what);
-		lua_rawgeti(L, -1, 1);
-		lua_rawgeti(L, -2, 2);
-		lua_rawgeti(L, -3, 3);
-		int top = lua_gettop(L);
-		int rc = parse_call(L, c, top - 2, top - 1, top, what, &k, b->method, &b->extra,
-		                    &b->url, &b->it.err);
-		lua_rawseti(L, 5, (int)i + 1);
-		lua_settop(L, 5);
-		b->it.req =
-		    (ducky_req){b->method,
-		                b->url.data,
-		                NULL,
-		                k.body,
-		                k.body_len,
-		                strcmp(b->method, "POST") != 0 && strcmp(b->method, "PATCH") != 0,
-		                start + k.timeout < deadline ? start + k.timeout : deadline,
-		                c->connect_timeout,
-		                k.retries,
-		                c->max_retry_after};
-		b->it.auth = k.auth;
-		b->it.done = rc != 0;
-		any_auth |= k.auth && !rc;
-	}
-	ducky_err_init(&err);
-	if (n && ducky_pool_open(&c->pool, concurrency, &c->conf, &err))
-		return push_error(L, c, &err);
-
-	/* one token for the whole batch, fetched before it starts */
-	c->busy = 1;
-	c->deadline = deadline;
-	c->call_retries = c->retries;
-	c->batch_refreshed = 0;
-	if (any_auth && get_token(c, &err) != 0)
-		for (size_t i = 0; i < n; i++)
-			if (!order[i]->done && order[i]->auth) {
-				ducky_err_copy(&order[i]->err, &err);
-				order[i]->done = 1;
-			}
-	ducky_err_clear(&err);
-	size_t todo = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!order[i]->done)
-			order[todo++] = order[i];
-	ducky_batch_ops ops = {c, batch_prepare, batch_refresh, on_retry};
-	ducky_batch_run(&c->pool, order, todo, concurrency, &ops);
-	c->busy = 0;
-
-	c->st.requests += (lua_Integer)n;
-	lua_createtable(L, (int)n, 0);
-	for (size_t i = 0; i < n; i++) {
-		ducky_batch_item *it = &c->bitems[i].it;
-		lua_createtable(L, 0, 1);
-		if (it->err.kind != DUCKY_OK) {
-			push_error(L, c, &it->err);
-			lua_setfield(L, -3, "err");
-			lua_pop(L, 1);
-		} else if (push_answer(L, c, &it->res, &it->err, it->attempts, it->replayed,
-		                       it->req.method, it->req.url) == 1) {
-			lua_setfield(L, -2, "res");
-		} else {
-			lua_setfield(L, -3, "err");
-			lua_pop(L, 1);
-		}
-		lua_rawseti(L, -2, (int)i + 1);
-	}
-	return 1;
 }
 
 static int c_token(lua_State *L)
 {
-	client *c = check_client(L);
+	client *c = cl_check(L);
 	ducky_err err;
 	ducky_err_init(&err);
 	c->deadline = ducky_now() + c->timeout;
 	c->call_retries = c->retries;
 	c->busy = 1;
-	int rc = get_token(c, &err);
+	int rc = cl_get_token(c, &err);
 	c->busy = 0;
 	if (rc)
-		return push_error(L, c, &err);
+		return cl_push_error(L, c, &err);
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
 	lua_createtable(L, 0, 2);
@@ -1286,8 +685,8 @@ static int c_token(lua_State *L)
 
 static int c_invalidate(lua_State *L)
 {
-	client *c = check_client(L);
-	ducky_token_ops ops = token_ops(c);
+	client *c = cl_check(L);
+	ducky_token_ops ops = cl_token_ops(c);
 	c->busy = 1;
 	ducky_token_invalidate(c->key, NULL, &ops);
 	c->busy = 0;
@@ -1296,7 +695,7 @@ static int c_invalidate(lua_State *L)
 
 static int c_stats(lua_State *L)
 {
-	client *c = check_client(L);
+	client *c = cl_check(L);
 	lua_createtable(L, 0, 10);
 #define STAT(name)                                                                                 \
 	lua_pushinteger(L, c->st.name);                                                            \
@@ -1338,26 +737,26 @@ static int c_close(lua_State *L)
 	ducky_buf_free(&c->token_body);
 	if (c->secret) {
 		memset(c->secret, 0, c->secret_len);
-		free_str(&c->secret);
+		cl_free_str(&c->secret);
 	}
 	c->secret_len = 0;
 	ducky_buf_free(&c->url);
-	wipe_slist(c->token_headers);
-	wipe_slist(c->auth_headers);
+	cl_wipe_slist(c->token_headers);
+	cl_wipe_slist(c->auth_headers);
 	curl_slist_free_all(c->api_headers);
 	curl_slist_free_all(c->extra);
 	c->token_headers = c->auth_headers = c->api_headers = c->extra = NULL;
 	ducky_tokref_free(&c->tok);
-	free_str(&c->base_url);
-	free_str(&c->token_url);
-	free_str(&c->client_id);
-	free_str(&c->key);
+	cl_free_str(&c->base_url);
+	cl_free_str(&c->token_url);
+	cl_free_str(&c->client_id);
+	cl_free_str(&c->key);
 	ducky_store_close(&c->files);
-	free_bitems(c);
+	cl_free_batch(c);
 	ducky_pool_close(&c->pool);
-	free_str((char **)&c->conf.ca_file);
-	free_str((char **)&c->conf.ca_path);
-	free_str((char **)&c->conf.proxy);
+	cl_free_str((char **)&c->conf.ca_file);
+	cl_free_str((char **)&c->conf.ca_path);
+	cl_free_str((char **)&c->conf.proxy);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_log);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_store);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
@@ -1625,14 +1024,14 @@ static int l_client(lua_State *L)
 		return luaL_error(L, "ducky.client: user_agent holds CR, LF or NUL");
 	const char *ua_line = lua_pushfstring(L, "User-Agent: %s", agent); /* kept on the stack */
 
-	c->timeout = opt_number(L, 1, "timeout", 30, 0.001, 1e6);
-	c->connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6);
-	c->retries = (int)opt_number(L, 1, "retries", 2, 0, 100);
-	c->refresh_margin = opt_number(L, 1, "refresh_margin", 60, 0, 1e9);
-	c->auth_backoff = opt_number(L, 1, "auth_backoff", 60, 0, 1e9);
-	c->max_per_hour = (int)opt_number(L, 1, "max_exchanges_per_hour", 20, 1, 1e6);
-	c->max_retry_after = opt_number(L, 1, "max_retry_after", 30, 0, 1e6);
-	double max_body = opt_number(L, 1, "max_body", 64.0 * 1024 * 1024, 1, 1e15);
+	c->timeout = cl_opt_number(L, 1, "timeout", 30, 0.001, 1e6);
+	c->connect_timeout = cl_opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6);
+	c->retries = (int)cl_opt_number(L, 1, "retries", 2, 0, 100);
+	c->refresh_margin = cl_opt_number(L, 1, "refresh_margin", 60, 0, 1e9);
+	c->auth_backoff = cl_opt_number(L, 1, "auth_backoff", 60, 0, 1e9);
+	c->max_per_hour = (int)cl_opt_number(L, 1, "max_exchanges_per_hour", 20, 1, 1e6);
+	c->max_retry_after = cl_opt_number(L, 1, "max_retry_after", 30, 0, 1e6);
+	double max_body = cl_opt_number(L, 1, "max_body", 64.0 * 1024 * 1024, 1, 1e15);
 
 	build_token_request(L, c, auth, id ? id : "", secret ? secret : "", aud, ua_line);
 	make_key(L, c, auth);
@@ -1724,7 +1123,7 @@ static int l_client(lua_State *L)
 
 static const luaL_Reg client_methods[] = {
     {"ping", c_ping},       {"ping_protected", c_ping_protected},
-    {"request", c_request}, {"batch", c_batch},
+    {"request", c_request}, {"batch", cl_batch},
     {"token", c_token},     {"invalidate", c_invalidate},
     {"stats", c_stats},     {"close", c_close},
     {NULL, NULL},
