@@ -176,7 +176,7 @@ describe("client:batch", function()
       assert.is_not_nil(ducky.client(H.opts{ http_version = v }))
     end
     assert.has_error(function() ducky.client(H.opts{ http_version = "3" }) end,
-      'ducky.client: option \'http_version\' must be "1.1", "2" or "2-prior-knowledge", not "3"')
+      'ducky.client: option \'http_version\' must be "2", "1.1" or "2-prior-knowledge", not "3"')
   end)
 end)
 

@@ -844,6 +844,23 @@ static const char *opt_string(lua_State *L, const char *name, const char *env, c
 	return v ? v : dflt;
 }
 
+/* The index of string option `name` among choices (NULL-terminated), dflt when
+ * unset; anything else raises naming the option and the choices. */
+static int opt_choice(lua_State *L, const char *name, const char *const choices[], const char *dflt)
+{
+	const char *v = opt_string(L, name, NULL, dflt);
+	int i, n = 0;
+	for (i = 0; choices[i]; i++)
+		if (strcmp(choices[i], v) == 0)
+			return i;
+	for (i = 0; choices[i]; i++, n++)
+		lua_pushfstring(L, "%s\"%s\"", i ? (choices[i + 1] ? ", " : " or ") : "",
+		                choices[i]);
+	lua_concat(L, n);
+	return luaL_error(L, "ducky.client: option '%s' must be %s, not \"%s\"", name,
+	                  lua_tostring(L, -1), v);
+}
+
 static char *dup_or_raise(lua_State *L, const char *s)
 {
 	char *d = ducky_strdup(s);
@@ -991,15 +1008,7 @@ static int l_client(lua_State *L)
 	const char *aud = opt_string(L, "audience", "DUCKY_AUDIENCE", DEFAULT_AUDIENCE);
 	const char *id = opt_string(L, "client_id", "DUCKY_CLIENT_ID", NULL);
 	const char *secret = opt_string(L, "client_secret", "DUCKY_CLIENT_SECRET", NULL);
-	const char *auth_name = opt_string(L, "token_auth", NULL, "json");
-	int auth = 0;
-	while (auth_names[auth] && strcmp(auth_names[auth], auth_name) != 0)
-		auth++;
-	if (!auth_names[auth])
-		return luaL_error(L,
-		                  "ducky.client: option 'token_auth' must be \"json\", "
-		                  "\"form\" or \"basic\", not \"%s\"",
-		                  auth_name);
+	int auth = opt_choice(L, "token_auth", auth_names, "json");
 	if (!ducky_url_check(base))
 		return luaL_error(L, "ducky.client: base_url is not an http(s) URL: %s", base);
 	if (!ducky_url_check(turl))
@@ -1090,15 +1099,7 @@ static int l_client(lua_State *L)
 	static const char *const versions[] = {"2", "1.1", "2-prior-knowledge", NULL};
 	static const long curl_versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
 	                                     CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
-	const char *version = opt_string(L, "http_version", NULL, "2");
-	int v = 0;
-	while (versions[v] && strcmp(versions[v], version) != 0)
-		v++;
-	if (!versions[v])
-		return luaL_error(L,
-		                  "ducky.client: option 'http_version' must be \"1.1\", \"2\" or "
-		                  "\"2-prior-knowledge\", not \"%s\"",
-		                  version);
+	int v = opt_choice(L, "http_version", versions, "2");
 	ducky_http_conf conf = {opt_string(L, "ca_file", NULL, NULL),
 	                        opt_string(L, "ca_path", NULL, NULL),
 	                        opt_string(L, "proxy", NULL, NULL),
