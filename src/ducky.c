@@ -622,11 +622,19 @@ int cl_parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *w
 			add_headers(L, lua_gettop(L), extra, what);
 		}
 		lua_pop(L, 1);
-		for (struct curl_slist *p = *extra; p && ctype; p = p->next)
-			if (strncasecmp(p->data, "content-type:", 13) == 0)
-				ctype = NULL; /* the caller's own wins */
-		if (ctype) {
-			struct curl_slist *n = curl_slist_append(*extra, ctype);
+		/* a body: our Content-Type unless the caller gave one, and no
+		 * "Expect: 100-continue" wait (libcurl's for bodies over 1 MiB) */
+		const char *body_lines[] = {ctype, ctype ? "Expect:" : NULL};
+		for (size_t i = 0; i < 2; i++) {
+			size_t nl = body_lines[i] ? strcspn(body_lines[i], ":") : 0;
+			int given = 0;
+			for (struct curl_slist *p = *extra; p && body_lines[i] && !given;
+			     p = p->next)
+				given = strncasecmp(p->data, body_lines[i], nl) == 0 &&
+				        p->data[nl] == ':';
+			if (!body_lines[i] || given)
+				continue;
+			struct curl_slist *n = curl_slist_append(*extra, body_lines[i]);
 			if (!n)
 				luaL_error(L, "out of memory");
 			*extra = n;
@@ -1049,8 +1057,8 @@ static int l_client(lua_State *L)
 	if (lua_istable(L, -1))
 		add_headers(L, lua_gettop(L), &c->api_headers, "ducky.client");
 	lua_pop(L, 1);
-	const char *defaults[] = {"Expect:", ua_line, "Accept: */*",
-	                          "Accept-Encoding: gzip, deflate"};
+	/* libcurl adds its own Accept header; "Expect:" goes only with a body */
+	const char *defaults[] = {ua_line, "Accept-Encoding: gzip, deflate"};
 	for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
 		size_t nl = strcspn(defaults[i], ":");
 		int given = 0; /* the user's own header of that name wins */
