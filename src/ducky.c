@@ -317,18 +317,37 @@ int cl_push_answer(lua_State *L, client *c, const ducky_http *h, ducky_err *err,
 
 /* ---- one API call: token, send, 401 replay, result -------------------- */
 
+/* Whether list holds a header of the same name as line ("Name: v", "Name:" or
+ * libcurl's "Name;"), compared without case. */
+static int has_header(const struct curl_slist *list, const char *line)
+{
+	size_t nl = strcspn(line, ":;");
+	for (; list; list = list->next)
+		if (strncasecmp(list->data, line, nl) == 0 && strcspn(list->data, ":;") == nl)
+			return 1;
+	return 0;
+}
+
+/* Appends line to *list unless a header of that name is there already (the
+ * caller's own wins); -1 when out of memory. */
+static int add_default(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *n;
+	if (has_header(*list, line))
+		return 0;
+	if (!(n = curl_slist_append(*list, line)))
+		return -1;
+	*list = n;
+	return 0;
+}
+
 /* extra + base, leaving out base headers that extra overrides. */
 struct curl_slist *cl_merge_headers(struct curl_slist *extra, struct curl_slist *base)
 {
 	struct curl_slist *l = NULL, *n;
 	for (int pass = 0; pass < 2; pass++)
 		for (struct curl_slist *p = pass ? base : extra; p; p = p->next) {
-			size_t nl = strcspn(p->data, ":;");
-			int overridden = 0;
-			for (struct curl_slist *q = extra; pass && q && !overridden; q = q->next)
-				overridden = strncasecmp(q->data, p->data, nl) == 0 &&
-				             strcspn(q->data, ":;") == nl;
-			if (overridden)
+			if (pass && has_header(extra, p->data))
 				continue;
 			if (!(n = curl_slist_append(l, p->data))) {
 				cl_wipe_slist(l);
@@ -624,21 +643,8 @@ int cl_parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *w
 		lua_pop(L, 1);
 		/* a body: our Content-Type unless the caller gave one, and no
 		 * "Expect: 100-continue" wait (libcurl's for bodies over 1 MiB) */
-		const char *body_lines[] = {ctype, ctype ? "Expect:" : NULL};
-		for (size_t i = 0; i < 2; i++) {
-			size_t nl = body_lines[i] ? strcspn(body_lines[i], ":") : 0;
-			int given = 0;
-			for (struct curl_slist *p = *extra; p && body_lines[i] && !given;
-			     p = p->next)
-				given = strncasecmp(p->data, body_lines[i], nl) == 0 &&
-				        p->data[nl] == ':';
-			if (!body_lines[i] || given)
-				continue;
-			struct curl_slist *n = curl_slist_append(*extra, body_lines[i]);
-			if (!n)
-				luaL_error(L, "out of memory");
-			*extra = n;
-		}
+		if (ctype && (add_default(extra, ctype) || add_default(extra, "Expect:")))
+			luaL_error(L, "out of memory");
 	}
 	if (lua_type(L, top + 1) == LUA_TSTRING)
 		k->body = lua_tolstring(L, top + 1, &k->body_len);
@@ -1058,18 +1064,9 @@ static int l_client(lua_State *L)
 		add_headers(L, lua_gettop(L), &c->api_headers, "ducky.client");
 	lua_pop(L, 1);
 	/* libcurl adds its own Accept header; "Expect:" goes only with a body */
-	const char *defaults[] = {ua_line, "Accept-Encoding: gzip, deflate"};
-	for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
-		size_t nl = strcspn(defaults[i], ":");
-		int given = 0; /* the user's own header of that name wins */
-		for (struct curl_slist *p = c->api_headers; p && !given; p = p->next)
-			given = strncasecmp(p->data, defaults[i], nl) == 0 && p->data[nl] == ':';
-		struct curl_slist *n =
-		    given ? c->api_headers : curl_slist_append(c->api_headers, defaults[i]);
-		if (!n)
-			return luaL_error(L, "out of memory");
-		c->api_headers = n;
-	}
+	if (add_default(&c->api_headers, ua_line) ||
+	    add_default(&c->api_headers, "Accept-Encoding: gzip, deflate"))
+		return luaL_error(L, "out of memory");
 
 	lua_getfield(L, 1, "token_cache");
 	if (lua_istable(L, -1)) {
