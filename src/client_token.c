@@ -27,10 +27,8 @@ static const char *string_field(lua_State *L, int t, const char *name)
 
 static void keep_rate_limits(lua_State *L, client *c)
 {
-	const ducky_http *h = &c->http;
-	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
-	while (p && p < end) {
-		const char *value = p + strlen(p) + 1;
+	const char *pos = NULL, *p, *value;
+	while (ducky_http_next_header(&c->http, &pos, &p, &value)) {
 		if (strncmp(p, "x-ratelimit-", 12) == 0 ||
 		    strcmp(p, "auth0-client-quota-limit") == 0) {
 			if (c->ref_limits == LUA_NOREF) {
@@ -42,7 +40,6 @@ static void keep_rate_limits(lua_State *L, client *c)
 			lua_setfield(L, -2, p);
 			lua_pop(L, 1);
 		}
-		p = value + strlen(value) + 1;
 	}
 }
 

@@ -208,25 +208,21 @@ struct curl_slist *cl_auth_headers(client *c, ducky_err *err)
 
 static void push_headers(lua_State *L, const ducky_http *h)
 {
-	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
+	const char *pos = NULL, *name, *value;
 	lua_createtable(L, 0, (int)h->nheaders);
-	while (p && p < end) {
-		size_t nlen = strlen(p);
-		const char *value = p + nlen + 1;
-		size_t vlen = strlen(value);
-		lua_pushlstring(L, p, nlen); /* the name, pushed once for the lookup and the set */
+	while (ducky_http_next_header(h, &pos, &name, &value)) {
+		lua_pushstring(L, name); /* pushed once for the lookup and the set */
 		lua_pushvalue(L, -1);
 		lua_rawget(L, -3);
 		if (lua_isstring(L, -1)) { /* repeated: joined with ", " */
 			lua_pushliteral(L, ", ");
-			lua_pushlstring(L, value, vlen);
+			lua_pushstring(L, value);
 			lua_concat(L, 3);
 		} else {
 			lua_pop(L, 1);
-			lua_pushlstring(L, value, vlen);
+			lua_pushstring(L, value);
 		}
 		lua_rawset(L, -3);
-		p = value + vlen + 1;
 	}
 }
 

@@ -160,15 +160,24 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
+                           const char **value)
+{
+	const char *p = *pos ? *pos : h->head.data;
+	if (!p || p >= h->head.data + h->head.len)
+		return 0;
+	*name = p;
+	*value = p + strlen(p) + 1;
+	*pos = *value + strlen(*value) + 1;
+	return 1;
+}
+
 const char *ducky_http_header(const ducky_http *h, const char *name)
 {
-	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
-	while (p && p < end) {
-		const char *value = p + strlen(p) + 1;
-		if (strcmp(p, name) == 0)
-			return value;
-		p = value + strlen(value) + 1;
-	}
+	const char *pos = NULL, *n, *v;
+	while (ducky_http_next_header(h, &pos, &n, &v))
+		if (strcmp(n, name) == 0)
+			return v;
 	return NULL;
 }
 
