@@ -169,11 +169,11 @@ static void file_store(void *ud, const char *key, const ducky_fresh *tok)
 	file_failed(c, reason);
 }
 
-static void file_drop(void *ud, const char *key, const char *only_token)
+static void file_drop(void *ud, const char *key)
 {
 	client *c = ud;
 	const char *reason;
-	ducky_store_drop(&c->files, key, only_token, &reason);
+	ducky_store_drop(&c->files, key, &reason);
 	file_failed(c, reason);
 }
 
@@ -283,13 +283,10 @@ static void user_save(void *ud, const char *key, const ducky_fresh *tok)
 	user_store_call(ud, &s);
 }
 
-static void user_drop(void *ud, const char *key, const char *only_token)
+static void user_drop(void *ud, const char *key)
 {
-	ducky_fresh cur = {NULL, 0, 0};
-	store_call s = {NULL, "store", key, NULL, NULL, 0, 0};
-	if (!only_token || (user_load(ud, key, &cur) && strcmp(cur.token, only_token) == 0))
-		user_store_call(ud, &s);
-	free(cur.token);
+	store_call s = {NULL, "store", key, NULL, NULL, 0, 0}; /* store(key, nil) */
+	user_store_call(ud, &s);
 }
 
 static int user_lock(void *ud, const char *key, double deadline)

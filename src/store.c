@@ -314,26 +314,16 @@ out:
 	return ok ? 0 : -1;
 }
 
-int ducky_store_drop(ducky_file_store *s, const char *key, const char *only_token,
-                     const char **reason)
+int ducky_store_drop(ducky_file_store *s, const char *key, const char **reason)
 {
-	ducky_fresh cur = {NULL, 0, 0};
 	char *name;
-	int rc = 0;
-	if (only_token && !ducky_store_load(s, key, &cur, reason))
-		return 0;
-	if (!only_token || strcmp(cur.token, only_token) == 0) {
-		*reason = NULL;
-		if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
-			rc = -1;
-		else {
-			if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
-				*reason = "cannot remove the token cache file";
-			free(name);
-		}
-	}
-	wipe_free(cur.token);
-	return rc;
+	*reason = NULL;
+	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
+		return -1;
+	if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+		*reason = "cannot remove the token cache file";
+	free(name);
+	return *reason ? -1 : 0;
 }
 
 int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, const char **reason)

@@ -25,9 +25,8 @@ void ducky_store_close(ducky_file_store *s);
 int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, const char **reason);
 int ducky_store_save(ducky_file_store *s, const char *key, const ducky_fresh *tok,
                      const char **reason);
-/* Removes key's file if it holds only_token (any token if NULL). */
-int ducky_store_drop(ducky_file_store *s, const char *key, const char *only_token,
-                     const char **reason);
+/* Removes key's file (token.c compares before it drops). */
+int ducky_store_drop(ducky_file_store *s, const char *key, const char **reason);
 /* 1 once this process holds key's exchange lock; 0 at deadline or with *reason. */
 int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, const char **reason);
 void ducky_store_unlock(ducky_file_store *s);

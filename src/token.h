@@ -30,12 +30,12 @@ typedef struct ducky_token_ops {
 	/* 0 with out filled, or -1 with err. */
 	int (*exchange)(void *ud, ducky_fresh *out, ducky_err *err);
 	/* Optional shared store (lock and unlock optional too): load returns 1 with out
-	 * filled, or 0; drop removes key's token if it is only_token (any if NULL);
+	 * filled, or 0; drop removes key's token (ducky_token_invalidate compares first);
 	 * lock returns 1 once this caller may exchange for key (waiting until
 	 * deadline at most), 0 if not (the exchange then goes ahead unlocked). */
 	int (*load)(void *ud, const char *key, ducky_fresh *out);
 	void (*store)(void *ud, const char *key, const ducky_fresh *tok);
-	void (*drop)(void *ud, const char *key, const char *only_token);
+	void (*drop)(void *ud, const char *key);
 	int (*lock)(void *ud, const char *key, double deadline);
 	void (*unlock)(void *ud, const char *key);
 } ducky_token_ops;
