@@ -104,6 +104,19 @@ function H.run(cmd)
   return (out:gsub("__exit=%d+%s*$", "")), code
 end
 
+-- Runs a Lua script in a child process of the interpreter and build under test
+-- (a crash there fails the spec, not the suite), with the stand-in this process
+-- uses and env (a table name -> value) added. Returns its output and exit code.
+function H.run_lua(script, env)
+  local dir = H.tmpdir()
+  H.write_file(dir .. "/child.lua", script)
+  local vars = { H.CHILD_ENV, ("DUCKY_STANDIN_DIR='%s'"):format(H.standin().dir) }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = ("%s='%s'"):format(k, v) end
+  local out, code = H.run(("%s %s '%s/child.lua'"):format(table.concat(vars, " "), H.LUA, dir))
+  os.execute("rm -rf '" .. dir .. "'")
+  return out, code
+end
+
 function H.tmpdir()
   local p = assert(io.popen(H.CLEAN_ENV .. "mktemp -d"))
   local dir = p:read("*l")

@@ -13,7 +13,8 @@ int ducky_pool_open(ducky_pool *p, size_t n, const ducky_http_conf *conf, ducky_
 	}
 	if (n <= p->n)
 		return 0;
-	ducky_http *slots = realloc(p->slots, n * sizeof *slots);
+	/* the array of pointers may move; the records libcurl points into never do */
+	ducky_http **slots = realloc(p->slots, n * sizeof *slots);
 	if (!slots)
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	p->slots = slots;
@@ -22,12 +23,16 @@ int ducky_pool_open(ducky_pool *p, size_t n, const ducky_http_conf *conf, ducky_
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	p->busy = busy;
 	for (; p->n < n; p->n++) {
-		memset(&p->slots[p->n], 0, sizeof *p->slots);
-		p->busy[p->n] = 0;
-		if (ducky_http_open(&p->slots[p->n], conf, err)) {
-			ducky_http_close(&p->slots[p->n]);
+		ducky_http *h = calloc(1, sizeof *h);
+		if (!h)
+			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+		if (ducky_http_open(h, conf, err)) {
+			ducky_http_close(h);
+			free(h);
 			return -1;
 		}
+		p->slots[p->n] = h;
+		p->busy[p->n] = 0;
 	}
 	return 0;
 }
@@ -36,8 +41,9 @@ void ducky_pool_close(ducky_pool *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->busy[i] && p->multi)
-			curl_multi_remove_handle(p->multi, p->slots[i].easy);
-		ducky_http_close(&p->slots[i]);
+			curl_multi_remove_handle(p->multi, p->slots[i]->easy);
+		ducky_http_close(p->slots[i]);
+		free(p->slots[i]);
 	}
 	free(p->slots);
 	free(p->busy);
@@ -86,9 +92,9 @@ static size_t start(ducky_pool *p, ducky_batch_item **items, size_t n, size_t ru
 		size_t s = 0;
 		while (p->busy[s])
 			s++;
-		ducky_http_setup(&p->slots[s], &it->req, it->req.deadline - now);
-		curl_easy_setopt(p->slots[s].easy, CURLOPT_PRIVATE, (void *)it);
-		if (curl_multi_add_handle(p->multi, p->slots[s].easy) != CURLM_OK) {
+		ducky_http_setup(p->slots[s], &it->req, it->req.deadline - now);
+		curl_easy_setopt(p->slots[s]->easy, CURLOPT_PRIVATE, (void *)it);
+		if (curl_multi_add_handle(p->multi, p->slots[s]->easy) != CURLM_OK) {
 			ducky_fail(&it->err, DUCKY_E_LIMIT, "curl_multi_add_handle failed");
 			finish(it, left);
 			continue;
@@ -107,7 +113,7 @@ static void ended(ducky_pool *p, CURLMsg *msg, const ducky_batch_ops *ops, size_
 {
 	ducky_batch_item *it = NULL;
 	curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&it);
-	ducky_http *h = &p->slots[it->slot];
+	ducky_http *h = p->slots[it->slot];
 	CURLcode rc = msg->data.result;
 	ducky_retry_event ev;
 

@@ -9,7 +9,7 @@
 
 typedef struct ducky_pool {
 	CURLM *multi;
-	ducky_http *slots;
+	ducky_http **slots; /* each allocated once: libcurl keeps pointers into it */
 	char *busy;
 	size_t n;
 } ducky_pool;

@@ -23,8 +23,9 @@ typedef struct stats {
 
 typedef struct client {
 	int closed;
-	int busy;     /* inside a call: the log and store callbacks must not reenter it */
-	lua_State *L; /* the state of the call under way, for callbacks */
+	int busy;          /* inside a call (see cl_guarded) */
+	int close_pending; /* close() was asked for inside a call: done when it ends */
+	lua_State *L;      /* the state of the call under way, for callbacks */
 	ducky_http http;
 	char *base_url, *token_url, *client_id, *key;
 	int has_credentials;
@@ -80,6 +81,12 @@ typedef struct call {
 
 /* ducky.c */
 client *cl_check(lua_State *L);
+int cl_guarded(lua_State *L, lua_CFunction body);
+/* The client inside a guarded body (checked by cl_guarded). */
+static inline client *cl_self(lua_State *L)
+{
+	return lua_touserdata(L, 1);
+}
 void cl_wipe_slist(struct curl_slist *l);
 void cl_free_str(char **p);
 void cl_send_event(client *c, event *ev);
@@ -101,7 +108,7 @@ ducky_token_ops cl_token_ops(client *c);
 int cl_get_token(client *c, ducky_err *err);
 
 /* client_batch.c */
-int cl_batch(lua_State *L);
+int c_batch(lua_State *L);
 void cl_free_batch(client *c);
 
 #endif

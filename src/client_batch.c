@@ -64,9 +64,9 @@ static int batch_refresh(void *ud, ducky_batch_item *it)
 	return 0;
 }
 
-int cl_batch(lua_State *L)
+static int batch_body(lua_State *L)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	ducky_batch_item **order;
 	ducky_err err;
 	int any_auth = 0;
@@ -138,7 +138,6 @@ int cl_batch(lua_State *L)
 		return cl_push_error(L, c, &err);
 
 	/* one token for the whole batch, fetched before it starts */
-	c->busy = 1;
 	c->deadline = deadline;
 	c->call_retries = c->retries;
 	c->batch_refreshed = 0;
@@ -155,7 +154,6 @@ int cl_batch(lua_State *L)
 			order[todo++] = order[i];
 	ducky_batch_ops ops = {c, batch_prepare, batch_refresh, cl_on_retry};
 	ducky_batch_run(&c->pool, order, todo, concurrency, &ops);
-	c->busy = 0;
 
 	c->st.requests += (lua_Integer)n;
 	lua_createtable(L, (int)n, 0);
@@ -177,4 +175,9 @@ int cl_batch(lua_State *L)
 	}
 	cl_free_batch(c); /* the answers are Lua values now */
 	return 1;
+}
+
+int c_batch(lua_State *L)
+{
+	return cl_guarded(L, batch_body);
 }

@@ -2,6 +2,7 @@
  * (its answer decoded by lua-cjson), the file or user store behind the cache,
  * all as token.c's callbacks, and the token a call uses. */
 #define _GNU_SOURCE /* memmem */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,39 @@ static void file_unlock(void *ud, const char *key)
 	ducky_store_unlock(&((client *)ud)->files);
 }
 
+/* What a store's load() returned, on top: nil or false is "nothing stored";
+ * an entry table fills out (*found = 1); anything else raises, so the caller
+ * reports a store_error and goes on as if nothing was stored. */
+static int read_entry(lua_State *L, ducky_fresh *out, int *found)
+{
+	size_t len = 0;
+	ducky_err bad;
+	*found = 0;
+	if (!lua_toboolean(L, -1))
+		return 0;
+	if (!lua_istable(L, -1))
+		return luaL_error(L, "returned a %s, not nil or an entry table",
+		                  luaL_typename(L, -1));
+	lua_getfield(L, -1, "access_token");
+	lua_getfield(L, -2, "expires_at");
+	lua_getfield(L, -3, "expires_in");
+	const char *tok = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &len) : NULL;
+	double at = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : NAN;
+	double life = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+	ducky_err_init(&bad);
+	int ok = ducky_token_validate(tok, len, "Bearer", 1, &bad) == 0;
+	ducky_err_clear(&bad);
+	if (!ok || !isfinite(at) || !isfinite(life) || (!lua_isnil(L, -1) && life <= 0))
+		return luaL_error(L, "returned an entry without a usable access_token, expires_at "
+		                     "and expires_in");
+	if (!(out->token = ducky_strndup(tok, len)))
+		return luaL_error(L, "out of memory");
+	out->expires_at = at;
+	out->lifetime = life;
+	*found = 1;
+	return 0;
+}
+
 /* A call into the user's store table, run protected: fn(key [, arg]). */
 typedef struct store_call {
 	client *c;
@@ -230,27 +264,9 @@ static int call_store(lua_State *L)
 		nargs++;
 	}
 	lua_call(L, nargs, 1);
+	if (s->fresh)
+		return read_entry(L, s->fresh, &s->result);
 	s->result = lua_toboolean(L, -1);
-	if (s->fresh && lua_istable(L, -1)) {
-		size_t len;
-		lua_getfield(L, -1, "access_token");
-		lua_getfield(L, -2, "expires_at");
-		lua_getfield(L, -3, "expires_in");
-		const char *tok =
-		    lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &len) : NULL;
-		ducky_err ignored;
-		ducky_err_init(&ignored);
-		s->result = 0;
-		if (tok && lua_type(L, -2) == LUA_TNUMBER &&
-		    ducky_token_validate(tok, len, "Bearer", 1, &ignored) == 0 &&
-		    (s->fresh->token = ducky_strndup(tok, len))) {
-			s->fresh->expires_at = lua_tonumber(L, -2);
-			s->fresh->lifetime =
-			    lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-			s->result = 1;
-		}
-		ducky_err_clear(&ignored);
-	}
 	return 0;
 }
 

@@ -43,10 +43,31 @@ client *cl_check(lua_State *L)
 	if (c->closed)
 		luaL_error(L, "attempt to use a closed ducky client");
 	if (c->busy)
-		luaL_error(L, "a ducky client cannot be used from its own log or token_cache "
-		              "callbacks");
-	c->L = L;
+		luaL_error(L, "a ducky client cannot be used while one of its calls is under way "
+		              "(from its own log or token_cache callbacks, a metamethod or a "
+		              "finalizer)");
 	return c;
+}
+
+static void close_client(lua_State *L, client *c);
+
+/* Runs body with the client (at 1) marked busy from its first argument to its
+ * last result: Lua code that runs meanwhile (a callback, a metamethod of an
+ * argument, any finalizer the collector calls) cannot reenter the client, and a
+ * close() it asks for waits for the call to end. The mark is cleared on every
+ * path, raises included: body runs protected and its error is raised again. */
+int cl_guarded(lua_State *L, lua_CFunction body)
+{
+	client *c = cl_check(L);
+	lua_pushcfunction(L, body); /* may raise: before the mark */
+	lua_insert(L, 1);
+	c->busy = 1;
+	c->L = L;
+	int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+	c->busy = 0;
+	if (c->close_pending)
+		close_client(L, c);
+	return rc == 0 ? lua_gettop(L) : lua_error(L);
 }
 
 /* HTTP token characters (RFC 9110 §5.6.2). */
@@ -354,18 +375,8 @@ struct curl_slist *cl_merge_headers(struct curl_slist *extra, struct curl_slist 
 	return l;
 }
 
-static int do_call_busy(lua_State *L, client *c, const call *k);
-
-/* Every network step runs busy: callbacks into Lua cannot reenter the client. */
+/* One call: the token, send, a 401 replayed once, the answer. */
 static int do_call(lua_State *L, client *c, const call *k)
-{
-	c->busy = 1;
-	int n = do_call_busy(L, c, k);
-	c->busy = 0;
-	return n;
-}
-
-static int do_call_busy(lua_State *L, client *c, const call *k)
 {
 	ducky_err err;
 	int attempts = 0, total = 0;
@@ -529,7 +540,7 @@ static void add_headers(lua_State *L, int idx, struct curl_slist **l, const char
 
 static int simple_get(lua_State *L, const char *path, int auth)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	ducky_err err;
 	ducky_err_init(&err);
 	if (ducky_url_join(&c->url, c->base_url, path, strlen(path), &err))
@@ -538,12 +549,12 @@ static int simple_get(lua_State *L, const char *path, int auth)
 	return do_call(L, c, &k);
 }
 
-static int c_ping(lua_State *L)
+static int ping_body(lua_State *L)
 {
 	return simple_get(L, "ping", 0);
 }
 
-static int c_ping_protected(lua_State *L)
+static int ping_protected_body(lua_State *L)
 {
 	return simple_get(L, "ping/protected", 1);
 }
@@ -655,9 +666,9 @@ int cl_parse_call(lua_State *L, client *c, int mi, int pi, int oi, const char *w
 	return rc;
 }
 
-static int c_request(lua_State *L)
+static int request_body(lua_State *L)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	char method[32];
 	ducky_err err;
 	call k;
@@ -671,17 +682,14 @@ static int c_request(lua_State *L)
 	return do_call(L, c, &k);
 }
 
-static int c_token(lua_State *L)
+static int token_body(lua_State *L)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	ducky_err err;
 	ducky_err_init(&err);
 	c->deadline = ducky_now() + c->timeout;
 	c->call_retries = c->retries;
-	c->busy = 1;
-	int rc = cl_get_token(c, &err);
-	c->busy = 0;
-	if (rc)
+	if (cl_get_token(c, &err))
 		return cl_push_error(L, c, &err);
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
@@ -693,19 +701,17 @@ static int c_token(lua_State *L)
 	return 3;
 }
 
-static int c_invalidate(lua_State *L)
+static int invalidate_body(lua_State *L)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	ducky_token_ops ops = cl_token_ops(c);
-	c->busy = 1;
 	ducky_token_invalidate(c->key, NULL, &ops);
-	c->busy = 0;
 	return 0;
 }
 
-static int c_stats(lua_State *L)
+static int stats_body(lua_State *L)
 {
-	client *c = cl_check(L);
+	client *c = cl_self(L);
 	lua_createtable(L, 0, 10);
 #define STAT(name)                                                                                 \
 	lua_pushinteger(L, c->st.name);                                                            \
@@ -734,15 +740,13 @@ static int c_stats(lua_State *L)
 	return 1;
 }
 
-/* The one closer: close(), __gc and __close; does nothing the second time. */
-static int c_close(lua_State *L)
+/* Frees everything the client holds; does nothing the second time. */
+static void close_client(lua_State *L, client *c)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
 	if (c->closed)
-		return 0;
-	if (c->busy)
-		return luaL_error(L, "a ducky client cannot be closed from its own callbacks");
+		return;
 	c->closed = 1;
+	c->close_pending = 0;
 	ducky_http_close(&c->http);
 	ducky_buf_free(&c->token_body);
 	if (c->secret) {
@@ -772,20 +776,53 @@ static int c_close(lua_State *L)
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_limits);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ref_decode);
 	c->ref_log = c->ref_store = c->ref_limits = c->ref_decode = LUA_NOREF;
+}
+
+/* The one closer: close(), __gc and __close. Asked for while a call is under
+ * way (from a callback, a metamethod or a finalizer), it happens when the call ends. */
+static int c_close(lua_State *L)
+{
+	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	if (c->busy)
+		c->close_pending = 1;
+	else
+		close_client(L, c);
 	return 0;
 }
 
+static int tostring_body(lua_State *L)
+{
+	client *c = cl_self(L);
+	lua_pushfstring(L, "ducky.client (%s @ %s): %p",
+	                c->client_id ? c->client_id : "no credentials", c->base_url, (void *)c);
+	return 1;
+}
+
+/* Readable in every state: closed, idle, or from inside one of its own calls
+ * (whose fields stay put: a close waits for the call to end). */
 static int c_tostring(lua_State *L)
 {
 	client *c = luaL_checkudata(L, 1, CLIENT_MT);
-	if (c->closed)
+	if (c->closed) {
 		lua_pushfstring(L, "ducky.client (closed): %p", (void *)c);
-	else
-		lua_pushfstring(L, "ducky.client (%s @ %s): %p",
-		                c->client_id ? c->client_id : "no credentials", c->base_url,
-		                (void *)c);
-	return 1;
+		return 1;
+	}
+	lua_settop(L, 1);
+	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body);
 }
+
+#define GUARDED(name)                                                                              \
+	static int c_##name(lua_State *L)                                                          \
+	{                                                                                          \
+		return cl_guarded(L, name##_body);                                                 \
+	}
+GUARDED(ping)
+GUARDED(ping_protected)
+GUARDED(request)
+GUARDED(token)
+GUARDED(invalidate)
+GUARDED(stats)
+#undef GUARDED
 
 /* ---- the constructor -------------------------------------------------- */
 
@@ -1125,7 +1162,7 @@ static int l_client(lua_State *L)
 
 static const luaL_Reg client_methods[] = {
     {"ping", c_ping},       {"ping_protected", c_ping_protected},
-    {"request", c_request}, {"batch", cl_batch},
+    {"request", c_request}, {"batch", c_batch},
     {"token", c_token},     {"invalidate", c_invalidate},
     {"stats", c_stats},     {"close", c_close},
     {NULL, NULL},

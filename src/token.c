@@ -330,8 +330,8 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 	pthread_mutex_unlock(&lock);
 	if (ops && ops->drop) { /* the shared store too: compare, then drop */
 		ducky_fresh cur = {NULL, 0, 0};
-		if (!only_token ||
-		    (ops->load(ops->ud, key, &cur) && strcmp(cur.token, only_token) == 0))
+		if (!only_token || (ops->load(ops->ud, key, &cur) && cur.token &&
+		                    strcmp(cur.token, only_token) == 0))
 			ops->drop(ops->ud, key);
 		wipe(cur.token, cur.token ? strlen(cur.token) : 0);
 	}
