@@ -1,69 +1,127 @@
-# ducky: `make` builds ducky.so; `make demo` and `make test` set everything up.
-# LUA=lua5.1|lua5.2|lua5.3|lua5.4|luajit: the interpreter (and pkg-config name)
-# to build and test for; each has its own build directory.
+# ducky: `make` builds ducky.so; `make demo` and `make test` set everything up
+# (they install missing Debian packages first when run as root); `make check`
+# runs the suite with no apt-get and no network, for packagers. README "Building".
+#
+# LUA=lua5.1|lua5.2|lua5.3|lua5.4|luajit: the Lua to build and test for; each has
+# its own build directory. The usual variables are honoured: CC, CPPFLAGS, CFLAGS,
+# LDFLAGS, PKG_CONFIG, PREFIX, DESTDIR; WERROR=0 turns warnings back into warnings.
+VERSION    := $(shell cat VERSION)
+# the date of this version's CHANGELOG.md heading ("## 0.1.0 (2026-11-30)")
+RELEASE_DATE := $(shell sed -n 's/^.. $(VERSION) (\(.*\))$$/\1/p' CHANGELOG.md)
 LUA        ?= lua5.4
 LUA_PC     ?= $(LUA)
-CC         ?= cc
-PKGS        = $(LUA_PC) libcurl libcrypto
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs libcurl libcrypto 2>/dev/null)
+LUA_ABI    ?= $(if $(filter luajit,$(LUA)),5.1,$(patsubst lua%,%,$(LUA)))
+PKG_CONFIG ?= pkg-config
 CFLAGS     ?= -O2 -g
-WARN        = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
-ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS) $(CFLAGS)
-# -z nodelete: the token cache outlives a lua_State's close (one cache per process).
-LDFLAGS_SO  = -shared -Wl,-z,nodelete $(PKG_LIBS) -lpthread -lm
+WERROR     ?= 1
 BUILD      ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
-SRCS        = src/batch.c src/client_batch.c src/client_token.c src/ducky.c src/error.c \
-              src/http.c src/store.c src/token.c
+SRCS        = $(sort $(wildcard src/*.c))
 OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
-VERSION     = 0.1.0
 
-LUA_LIBDIR ?= $(shell pkg-config --variable=INSTALL_CMOD $(LUA_PC) 2>/dev/null || echo /usr/local/lib/lua/5.4)
-LUA_LMOD   ?= $(shell pkg-config --variable=INSTALL_LMOD $(LUA_PC) 2>/dev/null || echo /usr/local/share/lua/5.4)
-PREFIX     ?= /usr/local
-BINDIR     ?= $(PREFIX)/bin
-MANDIR     ?= $(PREFIX)/share/man
-BASHCOMPDIR ?= $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null || \
-		echo $(PREFIX)/share/bash-completion/completions)
+WARN        = -std=c11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) -Wshadow -Wstrict-prototypes
+DEFS        = -D_POSIX_C_SOURCE=200809L -DDUCKY_VERSION='"$(VERSION)"'
+ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden $(DEFS) $(LUA_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+# -z nodelete: the token cache outlives a lua_State's close (one cache per process).
+SO_LDFLAGS  = -shared -Wl,-z,nodelete $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
-.PHONY: all test test-lua demo valgrind asan tsan bench-cache bench fuzz soak install rock clean deps check-format lint
+# pkg-config is asked only when a recipe needs the flags (after `deps` has
+# installed the packages), once per make, and says what to do when a .pc is missing.
+need_pc     = $(if $(shell $(PKG_CONFIG) --exists $1 2>/dev/null && echo y),,$(error $(PKG_CONFIG) \
+  finds no $1.pc. $2 Or give the flags yourself, as README "Building" shows))
+LUA_HINT    = Install Lua's development files (Debian: lib$(LUA)-dev), or name Lua's .pc file \
+  with LUA_PC= (Fedora and Homebrew: make LUA_PC=lua), or give its headers with LUA_INCDIR=.
+LIB_HINT    = Install libcurl's and OpenSSL's development files (Debian: libcurl4-openssl-dev libssl-dev).
+pc_lua      = $(call need_pc,$(LUA_PC),$(LUA_HINT))$(shell $(PKG_CONFIG) $1 $(LUA_PC))
+pc_libs     = $(call need_pc,libcurl,$(LIB_HINT))$(call need_pc,libcrypto,$(LIB_HINT))$(shell \
+  $(PKG_CONFIG) $1 libcurl libcrypto)
+LUA_CFLAGS  = $(eval LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(call pc_lua,--cflags)))$(LUA_CFLAGS)
+LUA_LIBS    = $(eval LUA_LIBS := $(call pc_lua,--libs))$(LUA_LIBS)
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $(call pc_libs,--cflags))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $(call pc_libs,--libs))$(PKG_LIBS)
+
+# Where `make install` puts things: every path under PREFIX unless given.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+LUA_BIN     ?= $(LUA)
+LUA_FILES   = lua/ducky/redis_store.lua lua/ducky/ngx.lua
+
+# Release tarballs and rockspecs go to DIST; the rockspec fetches from DIST_URL.
+DIST        ?= dist
+DIST_URL    ?= file://$(CURDIR)/$(DIST)
+ROCKSPEC     = ducky-dev-1.rockspec
+ROCKS_TREE  ?=
+
+.PHONY: all check check-asan test test-lua demo standin valgrind asan tsan bench-cache bench \
+	fuzz soak install uninstall rock dist clean deps lint version \
+	_test _test-lua _demo _valgrind _bench _bench-cache _soak
+
 all: $(BUILD)/ducky.so
 
-$(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
+$(BUILD)/%.o: src/%.c src/*.h VERSION | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/ducky.so: $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS_SO) $(LUA_LINK)
+	$(CC) $(CFLAGS) -o $@ $(OBJS) $(SO_LDFLAGS) $(LUA_LINK)
 
 $(BUILD):
 	mkdir -p $@
 
+# The module as a static library, to link into a C application (README "Embedding").
+$(BUILD)/libducky.a: $(OBJS)
+	rm -f $@
+	$(AR) rcs $@ $(OBJS)
+
 # A C application embedding Lua with ducky linked in (examples/embed).
-$(BUILD)/embed: examples/embed/embed.c $(OBJS) | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJS) $(shell pkg-config --libs $(LUA_PC)) $(PKG_LIBS) \
-		-lpthread -lm $(LUA_LINK)
+$(BUILD)/embed: examples/embed/embed.c $(BUILD)/libducky.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libducky.a $(LUA_LIBS) $(PKG_LIBS) -lpthread -lm \
+		$(LUA_LINK)
 
 # The pthread host of the thread-safety spec.
 $(BUILD)/threads: spec/support/threads.c | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs $(LUA_PC)) -lpthread $(LUA_LINK)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LUA_LIBS) -lpthread $(LUA_LINK)
+
+# The host that opens and closes three lua_States in turn (spec/build_spec.lua).
+$(BUILD)/states: spec/support/states.c | $(BUILD)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LUA_LIBS) $(LUA_LINK)
 
 deps:
 	@sh tools/deps.sh
 
-# The suite twice, plain and under ASan+UBSan; the last line sums both runs.
-test: deps all $(BUILD)/threads $(BUILD)/embed
-	$(MAKE) LUA=luajit all # for the nginx spec (nginx runs LuaJIT)
-	rm -f $(BUILD)/counts
-	DUCKY_COUNTS=$(BUILD)/counts DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
-	$(MAKE) asan
-	DUCKY_COUNTS=$(BUILD)/counts DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+version:
+	@echo $(VERSION)
+
+# Targets that install missing packages run deps, then a new make, which asks
+# pkg-config only once the packages are there.
+test test-lua demo valgrind bench bench-cache soak:
+	@sh tools/deps.sh
+	@$(MAKE) --no-print-directory _$@
+
+# The suite for packagers: the build, its hosts, then every spec, with no
+# apt-get and no network (the servers it talks to run on this machine).
+check: all $(BUILD)/threads $(BUILD)/embed
+	$(if $(shell $(PKG_CONFIG) --exists luajit 2>/dev/null && echo y),$(MAKE) LUA=luajit all) # nginx runs LuaJIT
+	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
+
+# The suite under ASan+UBSan (clang).
+check-asan: asan
+	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
+
+# The suite twice, plain and under ASan+UBSan; the last line sums both runs.
+_test:
+	rm -f $(BUILD)/counts
+	$(MAKE) check DUCKY_COUNTS=$(CURDIR)/$(BUILD)/counts
+	$(MAKE) check-asan DUCKY_COUNTS=$(CURDIR)/$(BUILD)/counts
 	@lua5.4 tools/summary.lua --total $(BUILD)/counts
 
-# The suite for one more Lua (LUA=lua5.1 make test-lua), without the sanitizer run.
-test-lua: deps all $(BUILD)/threads
+# The suite for one more Lua (make test-lua LUA=lua5.1), without the sanitizer run.
+_test-lua: all $(BUILD)/threads
 	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
 
 asan:
@@ -79,11 +137,11 @@ tsan:
 	TSAN_OPTIONS=halt_on_error=1 tools/test.sh build-tsan spec/threads_spec.lua
 
 # Figures of the shared token cache (bench/README.md).
-bench-cache: deps all
+_bench-cache: all
 	lua5.4 bench/token_cache.lua 1000
 
 # Throughput, instructions, memory and start-up against peers (bench/README.md).
-bench: deps all
+_bench: all
 	$(MAKE) -C bench bench
 
 # libFuzzer targets over the C that reads network data: 60 s each (FUZZ_SECONDS).
@@ -91,37 +149,56 @@ fuzz:
 	$(MAKE) -C fuzz run
 
 # 200,000 requests with faults, RSS flat; `bench/soak.sh valgrind` for leaks.
-soak: deps all
+_soak: all
 	bench/soak.sh
 
-demo: deps all
+_demo: all
 	tools/demo.sh $(BUILD)
 
+# The stand-in in the foreground, with the `export` lines for your own scripts and the CLI.
+standin: all
+	tools/standin.sh $(BUILD)
+
 # The examples under valgrind: any definite or indirect leak or error fails.
-valgrind: deps all
+_valgrind: all
 	DUCKY_RUNNER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
 
+# DESTDIR stages the install (packagers); uninstall removes exactly these files.
+INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
+	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
 install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR)
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_LMOD)/ducky $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
-	install -d $(DESTDIR)$(LUA_LMOD)/ducky
-	install -m 0644 lua/ducky/redis_store.lua lua/ducky/ngx.lua $(DESTDIR)$(LUA_LMOD)/ducky/
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
-	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/ducky >$(DESTDIR)$(BINDIR)/ducky
+	install -m 0644 $(LUA_FILES) $(DESTDIR)$(LUA_LMOD)/ducky/
+	sed '1,/^]]/c #!/usr/bin/env $(LUA_BIN)' bin/ducky >$(DESTDIR)$(BINDIR)/ducky # no checkout launcher
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
-	install -m 0644 doc/ducky.1 $(DESTDIR)$(MANDIR)/man1/ducky.1
+	sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(RELEASE_DATE)/g' doc/ducky.1 \
+		>$(DESTDIR)$(MANDIR)/man1/ducky.1
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ducky.1
 	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
 
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
+
 lint:
-	luacheck lua spec examples tools bench fuzz bin/ducky
+	luacheck lua spec examples tools bench fuzz bin/ducky $(ROCKSPEC)
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c
 
-# luarocks cannot see Debian's lua-cjson package as a rock: it is there, so skip the check.
+# `luarocks make` with the checkout's rockspec, whose build is this Makefile.
+# Debian's lua-cjson is no rock luarocks can see: it is there, so skip the check.
 rock:
-	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) $(if $(ROCKS_TREE),--tree $(ROCKS_TREE)) \
-		make --deps-mode=none ducky-$(VERSION)-1.rockspec
+	luarocks --lua-version=$(LUA_ABI) $(if $(ROCKS_TREE),--tree $(ROCKS_TREE)) \
+		make --deps-mode=none $(ROCKSPEC) $(if $(filter luajit,$(LUA)),LUA_INCDIR=$(patsubst \
+		-I%,%,$(shell $(PKG_CONFIG) --cflags-only-I luajit)))
+
+# ducky-<version>.tar.gz (the tracked files), and the release rockspec that fetches it
+# from DIST_URL, both in DIST; the .src.rock is `luarocks pack` of that rockspec.
+dist:
+	tools/dist.sh "$(VERSION)" "$(DIST)" "$(DIST_URL)" $(ROCKSPEC)
 
 clean:
-	rm -rf build build-*
+	rm -rf build build-* $(DIST)

@@ -14,7 +14,9 @@
 
 #include "client.h"
 
-#define DUCKY_VERSION     "0.1.0"
+#ifndef DUCKY_VERSION /* from the build: VERSION, the one place it is kept */
+#error "build with -DDUCKY_VERSION=\"x.y.z\" (the Makefile does)"
+#endif
 #define DEFAULT_BASE_URL  "https://api.ducky.eco/v3"
 #define DEFAULT_TOKEN_URL "https://ducky-prod.eu.auth0.com/oauth/token"
 #define DEFAULT_AUDIENCE  "ducky-api-prod"

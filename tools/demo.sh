@@ -1,28 +1,12 @@
 #!/bin/sh
-# Starts the local stand-in (Auth0 + API over TLS with a throw-away CA) and runs
-# the examples against it. Against the real service only the DUCKY_* variables change.
+# make demo: starts the local stand-in (tools/standin-env.sh) and runs the examples
+# against it. Against the real service only the DUCKY_* variables change.
+#   tools/demo.sh [BUILD]     ($DUCKY_RUNNER, e.g. valgrind, runs each example)
 set -eu
 build=${1:-build}
-dir=$(mktemp -d)
-/usr/bin/python3 spec/support/standin.py --dir "$dir" --exit-with $$ >"$dir/log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-i=0
-until [ -f "$dir/standin.json" ]; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { cat "$dir/log"; exit 1; }
-	sleep 0.1
-done
-port=$(lua5.4 -e 'print(math.tointeger(require("cjson").decode(io.read("a")).https_port))' <"$dir/standin.json")
-export LUA_CPATH="./$build/?.so;;"
-export DUCKY_BASE_URL="https://localhost:$port/v3"
-export DUCKY_TOKEN_URL="https://localhost:$port/oauth/token"
-export DUCKY_AUDIENCE="ducky-api-test"
-export DUCKY_CLIENT_ID="demo"
-export DUCKY_CLIENT_SECRET="secret-demo" # the stand-in's rule: "secret-" .. client_id
-export DUCKY_CA_FILE="$dir/ca.pem"
-export XDG_CACHE_HOME="$dir/cache"
-RUN=${DUCKY_RUNNER:-} # e.g. valgrind (make valgrind)
+. tools/standin-env.sh
+export XDG_CACHE_HOME="$standin_dir/cache" # the demo's tokens, not your own cache
+RUN=${DUCKY_RUNNER:-}
 echo "== stand-in on $DUCKY_BASE_URL"
 echo "== lua5.4 examples/ping.lua"
 $RUN lua5.4 examples/ping.lua
@@ -35,3 +19,6 @@ rc=0
 $RUN lua5.4 examples/request.lua GET /status/404 || rc=$?
 [ $rc -eq 1 ] || exit 1 # the example exits 1 on an API error; anything else is a failure
 echo "(exit status $rc, as expected)"
+echo "== bin/ducky ping --protected (the command, from this checkout)"
+bin/ducky ping --protected
+echo "== make standin keeps the stand-in running for your own scripts and the ducky command"

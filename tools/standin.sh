@@ -1,0 +1,21 @@
+#!/bin/sh
+# make standin: the local stand-in in the foreground, until Ctrl-C, with the
+# lines that point your own scripts and the ducky command at it.
+#   tools/standin.sh [BUILD]
+set -eu
+build=${1:-build}
+. tools/standin-env.sh
+cat <<EOT
+The stand-in (Auth0's token endpoint and the Ducky API) is up at $DUCKY_BASE_URL.
+Its rules: any client id works with the secret "secret-" followed by that id;
+its certificates come from a CA made at start-up. In another shell, run
+
+$(cat "$standin_dir/env")
+
+(or: . $standin_dir/env), then for example
+  ducky ping --protected
+  lua5.4 examples/ping.lua
+
+Ctrl-C stops it.
+EOT
+wait $standin_pid
