@@ -28,8 +28,10 @@ SO_LDFLAGS  = -shared -Wl,-z,nodelete $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
 # installed the packages), once per make, and says what to do when a .pc is missing.
 need_pc     = $(if $(shell $(PKG_CONFIG) --exists $1 2>/dev/null && echo y),,$(error $(PKG_CONFIG) \
   finds no $1.pc. $2 Or give the flags yourself, as README "Building" shows))
-LUA_HINT    = Install Lua's development files (Debian: lib$(LUA)-dev), or name Lua's .pc file \
+LUA_HINT    = Install Lua's development files (Debian: $(or $(DEB_DEV_$(LUA)),lib$(LUA)-dev)), or name Lua's .pc file \
   with LUA_PC= (Fedora and Homebrew: make LUA_PC=lua), or give its headers with LUA_INCDIR=.
+DEB_DEV_lua5.1 = liblua5.1-0-dev
+DEB_DEV_luajit = libluajit2-5.1-dev
 LIB_HINT    = Install libcurl's and OpenSSL's development files (Debian: libcurl4-openssl-dev libssl-dev).
 pc_lua      = $(call need_pc,$(LUA_PC),$(LUA_HINT))$(shell $(PKG_CONFIG) $1 $(LUA_PC))
 pc_libs     = $(call need_pc,libcurl,$(LIB_HINT))$(call need_pc,libcrypto,$(LIB_HINT))$(shell \
