@@ -7,6 +7,7 @@ local cjson = require("cjson")
 local LUA = H.LUA or os.getenv("DUCKY_LUA") or "lua5.4"
 local BUILD = H.BUILD or os.getenv("DUCKY_BUILD") or "build"
 local CHILD_ENV = H.CHILD_ENV or ("LUA_CPATH='./%s/?.so;;'"):format(BUILD)
+local ROOT = io.popen("pwd"):read("*l") -- the checkout
 
 -- every variable ducky reads, removed from the child's environment before the test's own
 local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET",
@@ -270,7 +271,8 @@ describe("ducky (the command line)", function()
     it("2 for usage errors, never echoing a value", function()
       failed(2, "command", ducky({}))
       failed(2, "unknown option %-%-nope", ducky({ "--nope", "ping" }))
-      failed(2, "no command", ducky({ "frobnicate" }))
+      failed(2, "no such command", ducky({ "frobnicate" }))
+      failed(2, "no command pnig %(did you mean ping%?%)", ducky({ "pnig" }))
       failed(2, "wrong number of arguments", ducky({ "get" }))
       failed(2, "does not apply", ducky({ "ping", "--show" }))
       failed(2, "needs a value", ducky({ "get", "/echo", "-q" }))
@@ -419,6 +421,118 @@ describe("ducky (the command line)", function()
     end)
   end)
 
+  describe("first ten minutes (issue 16)", function()
+    it("a failed write to standard output is an error (exit 1), not a silent success", function()
+      for _, args in ipairs({ { "get", "/echo" }, { "--raw", "ping" }, { "token" }, { "--version" } }) do
+        local out = sh(command(args, base_env) .. " >/dev/full")
+        assert.matches("^ducky: cannot write to standard output: No space left on device\n$", out)
+        local _, code = H.run(H.CLEAN_ENV .. command(args, base_env) .. " >/dev/full 2>/dev/null")
+        assert.equals(1, code)
+      end
+    end)
+
+    it("--raw prints a 2xx body that claims JSON and is not, as received (exit 0)", function()
+      H.fault{ path = "/v3/echo", client_id = id, status = 200, body = "{not json" }
+      local out, err, code = ducky({ "get", "/echo", "--raw" })
+      assert.equals(0, code, err)
+      assert.equals("{not json", out)
+      assert.equals("", err)
+      -- without --raw: the body still, then the decode error
+      H.fault{ path = "/v3/echo", client_id = id, status = 200, body = "{not json" }
+      failed(7, "decode error", ducky({ "get", "/echo" }))
+    end)
+
+    it("a secret file anyone else may read or write is refused (exit 3)", function()
+      local path = dir .. "/secret"
+      local env = { DUCKY_CLIENT_SECRET = false, DUCKY_CLIENT_SECRET_FILE = path }
+      for _, mode in ipairs({ "666", "644", "640", "604", "622", "602" }) do
+        write(path, secret .. "\n", mode)
+        failed(3, "secret file .* must be yours and private %(%-rw.*%): chmod 600 it",
+          ducky({ "ping", "--protected" }, env))
+      end
+      for _, mode in ipairs({ "600", "400" }) do
+        write(path, secret .. "\n", mode)
+        local _, err, code = ducky({ "ping", "--protected" }, env)
+        assert.equals(0, code, err)
+      end
+    end)
+
+    it("a config file without the secret may be readable by all, never writable by others", function()
+      local path = dir .. "/config/ducky/config"
+      local env = { DUCKY_AUDIENCE = false }
+      write(path, "audience = " .. H.audience() .. "\nretries = 0\n", "644")
+      assert.equals(0, select(3, ducky({ "ping", "--protected" }, env)))
+      for _, mode in ipairs({ "664", "646", "666" }) do
+        write(path, "audience = " .. H.audience() .. "\n", mode)
+        failed(3, "config file .* must be yours and writable by you alone %(.*%): chmod go%-w it",
+          ducky({ "ping" }, env))
+      end
+    end)
+
+    it("a config key written like its flag is named, with the right spelling", function()
+      local path = dir .. "/config/ducky/config"
+      write(path, "ca-file = /etc/ssl/x.pem\n", "600")
+      failed(3, ":1: unknown key ca%-file %(did you mean ca_file%?%)", ducky({ "ping" }))
+      write(path, "# ok\n--client-secret = " .. secret .. "\n", "600")
+      failed(3, ":2: unknown key %-%-client%-secret %(did you mean client_secret%?%)", ducky({ "ping" }))
+      write(path, "client_sekret = " .. secret .. "\n", "600")
+      failed(3, ":1: unknown key client_sekret %(did you mean client_secret%?%)", ducky({ "ping" }))
+      write(path, "x" .. secret .. " = 1\n", "600") -- not a key anyone meant: not shown
+      failed(3, ":1: unknown key %(the keys are", ducky({ "ping" }))
+    end)
+
+    it("curl habits get a hint", function()
+      failed(2, "unknown option %-d %(curl's %-d: here, %-%-data or %-%-json%)",
+        ducky({ "post", "/echo", "-d", "x" }))
+      failed(2, "%-X .*ducky post PATH", ducky({ "-X", "POST", "/echo" }))
+      failed(2, "%-%-request .*ducky request METHOD PATH", ducky({ "--request", "POST", "/echo" }))
+      failed(2, "no command GET: .*ducky get PATH, or ducky request GET PATH", ducky({ "GET", "/echo" }))
+      failed(2, "no command OPTIONS: .*ducky request OPTIONS PATH", ducky({ "OPTIONS", "/echo" }))
+      failed(2, "%-%-cacert: here, %-%-ca%-file", ducky({ "--cacert", "ca.pem", "ping" }))
+      failed(2, "%-k: here, %-%-insecure", ducky({ "-k", "ping" }))
+      failed(2, "no command: a path relative to the base URL", ducky({ H.base_url() .. "/ping" }))
+    end)
+
+    it("never echoes what was typed in the wrong place (the helper checks for the secret)", function()
+      for _, args in ipairs({
+        { "--token", secret, "ping" }, { "--password=" .. secret, "ping" }, { "-p" .. secret, "ping" },
+        { secret }, { "help", secret }, { "--", secret, "ping" }, { "get", "/echo", "-q", secret },
+        { "get", "/echo", "-H", secret }, { "request", secret, "/echo" }, { "ping", secret },
+        { "--bearer", secret, "get", "/echo" },
+      }) do
+        failed(2, nil, ducky(args))
+      end
+    end)
+
+    it("--version names the version in VERSION; fails (exit 1) when the module cannot load", function()
+      local version = assert(H.read_file("VERSION")):match("^(%S+)\n$")
+      local out, err, code = ducky({ "--version" })
+      assert.equals(0, code, err)
+      assert.equals("ducky " .. version .. " (" .. _VERSION .. ")\n", out)
+      -- lua-cjson reachable, ducky not
+      local cjson_so = assert(package.searchpath("cjson", package.cpath))
+      assert(os.execute(H.CLEAN_ENV .. "ln -s " .. q(cjson_so) .. " " .. q(dir .. "/cjson.so")))
+      local text, status = H.run(H.CLEAN_ENV .. ("LUA_CPATH=%s %s bin/ducky --version")
+        :format(q(dir .. "/?.so"), LUA))
+      assert.equals(1, status)
+      assert.matches("^ducky: cannot load the ducky module with Lua 5%.%d: module 'ducky' not found\n$", text)
+    end)
+
+    it("bin/ducky from a checkout runs lua5.4 with build/, whatever `lua` is", function()
+      if LUA ~= "lua5.4" or not H.read_file("build/ducky.so") then
+        pending("needs build/ducky.so and the suite on lua5.4")
+        return
+      end
+      -- a `lua` that is Lua 5.1 first on PATH, and no LUA_CPATH: the launcher picks its own
+      local fake = dir .. "/fakebin"
+      assert(os.execute(H.CLEAN_ENV .. "mkdir -p " .. q(fake) .. " && ln -s /usr/bin/lua5.1 "
+        .. q(fake .. "/lua")))
+      local out = sh(("cd /tmp && env -u LUA_CPATH -u LUA_PATH -u DUCKY_LUA PATH=%s:$PATH %s --version")
+        :format(q(fake), q(ROOT .. "/bin/ducky")))
+      assert.matches("^ducky %S+ %(Lua 5%.4%)\n$", out)
+    end)
+  end)
+
   describe("help, man page, completion, colour", function()
     local function options_of(text)
       local set = {}
@@ -438,7 +552,7 @@ describe("ducky (the command line)", function()
         assert.equals(text, (ducky({ cmd, "--help" })))
       end
       assert.equals(ducky({ "help", "request" }), (ducky({ "help", "delete" })))
-      failed(2, "no command", ducky({ "help", "nope" }))
+      failed(2, "no such command", ducky({ "help", "nope" }))
       assert.matches("^ducky %d+%.%d+%.%d+ %(Lua", (ducky({ "--version" })))
     end)
 
