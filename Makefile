@@ -63,10 +63,17 @@ ROCKS_TREE  ?=
 
 all: $(BUILD)/ducky.so
 
-$(BUILD)/%.o: src/%.c src/*.h VERSION | $(BUILD)
+$(BUILD)/%.o: src/%.c src/*.h $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/ducky.so: $(OBJS)
+# The compiler and flags of the last build in $(BUILD): any change (CFLAGS, LUA_INCDIR,
+# VERSION, ...) rebuilds everything, never a mix of objects built two ways.
+BUILD_FLAGS = $(CC) $(ALL_CFLAGS) $(SO_LDFLAGS) $(LUA_LINK)
+$(BUILD)/flags: FORCE | $(BUILD)
+	@$(if $(subst x$(BUILD_FLAGS),,x$(file <$@)),printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@,:)
+FORCE:
+
+$(BUILD)/ducky.so: $(OBJS) $(BUILD)/flags
 	$(CC) $(CFLAGS) -o $@ $(OBJS) $(SO_LDFLAGS) $(LUA_LINK)
 
 $(BUILD):
