@@ -13,8 +13,11 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
 fi
 git archive --format=tar --prefix="$name/" HEAD | gzip -9n >"$dir/$name.tar.gz"
 md5=$(md5sum "$dir/$name.tar.gz" | cut -d' ' -f1)
-sed -e "s|^version = .*|version = \"$version-1\"|" \
-	-e "s|^source = .*|source = { url = \"$url/$name.tar.gz\", md5 = \"$md5\", dir = \"$name\" }|" \
-	"$dev" >"$dir/$name-1.rockspec"
+{
+	echo "-- ducky $version, made by make dist from $dev: the release tarball at DIST_URL."
+	sed -e '/^--/d' -e "s|^version = .*|version = \"$version-1\"|" \
+		-e "s|^source = .*|source = { url = \"$url/$name.tar.gz\", md5 = \"$md5\", dir = \"$name\" }|" \
+		"$dev"
+} >"$dir/$name-1.rockspec"
 echo "$dir/$name.tar.gz"
 echo "$dir/$name-1.rockspec"
