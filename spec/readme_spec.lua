@@ -41,7 +41,7 @@ end
 -- The commands of a ```sh block: continuations joined, trailing comments dropped.
 local function sh_commands(block)
   local cmds = {}
-  local text = block.text:gsub("\\\n%s*", " ")
+  local text = block.text:gsub("%s*\\\n%s*", " ")
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     line = line:gsub("%s%s+#.*$", ""):gsub("^%s+", ""):gsub("%s+$", "")
     if line ~= "" and line:sub(1, 1) ~= "#" then cmds[#cmds + 1] = line end
@@ -59,6 +59,9 @@ end
 local plain = H.LUA == "lua5.4" and (os.getenv("LD_PRELOAD") or "") == ""
 local run_it = plain and it or pending
 
+local EMBED_CC = "cc -o %s examples/embed/embed.c build/libducky.a "
+  .. "$(pkg-config --cflags --libs lua5.4 libcurl libcrypto) -lpthread -lm"
+
 -- The ```sh commands this spec runs (each: how), all others must be in .ci/run.
 local RUN_HERE = {
   ["make"] = "make",
@@ -67,9 +70,8 @@ local RUN_HERE = {
   ["make rock"] = "make rock ROCKS_TREE=$STAGE/rocks",
   ["make standin"] = "STANDIN", -- in the background, its lines then used (below)
   ["make build/libducky.a"] = "make build/libducky.a",
-  ["cc -o embed examples/embed/embed.c build/libducky.a $(pkg-config --cflags --libs lua5.4 libcurl libcrypto)"
-    .. " -lpthread -lm"] = "cc -o $STAGE/embed examples/embed/embed.c build/libducky.a "
-    .. "$(pkg-config --cflags --libs lua5.4 libcurl libcrypto) -lpthread -lm",
+  -- the embedding build, its program written to $STAGE rather than the checkout
+  [EMBED_CC:format("embed")] = EMBED_CC:format("$STAGE/embed"),
   ["./embed examples/embed/hello.lua"] = "$STAGE/embed examples/embed/hello.lua",
 }
 
@@ -86,7 +88,7 @@ describe("README.md", function()
     assert.equals("", table.concat(missing, "\n"), "commands nothing runs")
   end)
 
-  run_it("the ```sh commands run here succeed (sudo replaced by a DESTDIR, the stand-in's env set)", function()
+  run_it("the ```sh commands run here succeed (sudo: a DESTDIR instead; the stand-in's env set)", function()
     local stage = H.tmpdir()
     local id = H.new_id("readme")
     local env = ("export STAGE=%s XDG_CACHE_HOME=%s/cache DUCKY_BASE_URL=%s DUCKY_TOKEN_URL=%s "
