@@ -6,6 +6,7 @@
 #   1. as a user:  make demo             -> prints the apt-get line, fails
 #   2. as root:    make demo, make test  -> install what is missing, then green
 #   3. as a user:  make demo, make test  -> green (nothing left to install)
+#   (FRESH_CI=1) as root: bash .ci/run in a third clean clone
 # Each step's output is in $OUT/<step>.log, and a summary in $OUT/summary.
 #   sudo tools/fresh-machine.sh [BRANCH]       (default: the current branch)
 # Not part of make test: it needs root, debootstrap, the Debian mirror and an hour.
@@ -80,4 +81,9 @@ step 2-root-demo as_root "make demo"
 step 3-root-test as_root "make test"
 step 4-user-demo as_user "make demo"
 step 5-user-test as_user "make test"
+# FRESH_CI=1: then CI as it runs, from a third clean clone
+if [ "${FRESH_CI:-0}" = 1 ]; then
+	git clone -q --branch "$branch" "$repo" "$root/srv/ducky-ci"
+	step 6-root-ci as_root "cd /srv/ducky-ci && CI=true bash .ci/run </dev/null"
+fi
 echo "logs: $OUT"
