@@ -13,8 +13,7 @@ ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(PKG_
 # -z nodelete: the token cache outlives a lua_State's close (one cache per process).
 LDFLAGS_SO  = -shared -Wl,-z,nodelete $(PKG_LIBS) -lpthread -lm
 BUILD      ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
-SRCS        = src/batch.c src/client_batch.c src/client_token.c src/ducky.c src/error.c \
-              src/http.c src/store.c src/token.c
+SRCS        = $(sort $(wildcard src/*.c))
 OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
 VERSION     = 0.1.0
 
@@ -114,6 +113,7 @@ install: all
 	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
 
 lint:
+	tools/lint_c.sh
 	luacheck lua spec examples tools bench fuzz bin/ducky
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c

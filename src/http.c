@@ -1,8 +1,6 @@
-/* libcurl transport: one reused easy handle per client, retries, timeouts, TLS. */
-#define _GNU_SOURCE
+/* libcurl transport (see http.h). */
 #include "http.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,87 +12,30 @@
 #include <strings.h>
 #include <time.h>
 
-/* ---- buffers ---------------------------------------------------------- */
+/* ---- the policy ------------------------------------------------------- */
 
-int ducky_buf_add(ducky_buf *b, const void *p, size_t n)
+int ducky_idempotent(const char *m)
 {
-	if (n > SIZE_MAX - b->len - 1)
-		return -1;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-		char *d = realloc(b->data, cap);
-		if (!d)
-			return -1;
-		b->data = d;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
+	static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", NULL};
+	for (const char *const *p = safe; *p; p++)
+		if (strcmp(*p, m) == 0)
+			return 1;
 	return 0;
 }
 
-int ducky_buf_adds(ducky_buf *b, const char *s)
+int ducky_retryable_status(long s)
 {
-	return ducky_buf_add(b, s, strlen(s));
+	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
-void ducky_buf_free(ducky_buf *b)
+int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_err *err)
 {
-	if (b->data) {
-		memset(b->data, 0, b->cap);
-		free(b->data);
-	}
-	memset(b, 0, sizeof *b);
-}
-
-int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			if (ducky_buf_add(b, &s[i], 1))
-				return -1;
-		} else {
-			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-			if (ducky_buf_add(b, e, 3))
-				return -1;
-		}
-	}
-	return 0;
-}
-
-/* ---- clocks ----------------------------------------------------------- */
-
-double ducky_now(void)
-{
-	struct timespec ts;
-#ifdef CLOCK_BOOTTIME
-	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
-#endif
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double ducky_wall(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_for(double seconds)
-{
-	struct timespec ts;
-	ts.tv_sec = (time_t)seconds;
-	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	*remaining = req->deadline - ducky_now();
+	if (*remaining > 0.001)
+		return 0;
+	err->attempts = attempt - 1;
+	return ducky_fail(err, DUCKY_E_TIMEOUT, "%s %.300s: timed out before attempt %d",
+	                  req->method, req->url, attempt);
 }
 
 /* ---- libcurl callbacks: plain C, never Lua ---------------------------- */
@@ -346,11 +287,6 @@ static int transient(CURLcode rc)
 	       rc == CURLE_PARTIAL_FILE || rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM;
 }
 
-static int retryable_status(long s)
-{
-	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
-}
-
 double ducky_retry_after(const char *v, double now_wall)
 {
 	const char *p;
@@ -390,7 +326,7 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 		retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
 		snprintf(ev->reason, sizeof ev->reason, "curl %d", (int)rc);
 	} else {
-		retry = req->idempotent && retryable_status(h->status);
+		retry = req->idempotent && ducky_retryable_status(h->status);
 		snprintf(ev->reason, sizeof ev->reason, "%ld", h->status);
 		if (retry)
 			wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
@@ -422,102 +358,65 @@ int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void
                     ducky_err *err)
 {
 	for (int attempt = 1;; attempt++) {
-		double remaining = req->deadline - ducky_now();
+		double remaining;
 		ducky_retry_event ev;
 		*attempts = attempt;
-		if (remaining <= 0.001) {
-			err->attempts = attempt - 1;
-			return ducky_fail(err, DUCKY_E_TIMEOUT,
-			                  "%s %.300s: timed out before attempt %d", req->method,
-			                  req->url, attempt);
-		}
+		if (ducky_time_left(req, attempt, &remaining, err))
+			return -1;
 		ducky_http_setup(h, req, remaining);
 		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
 		if (rc <= 0)
 			return rc;
 		if (fn)
 			fn(ud, &ev);
-		sleep_for(ev.wait);
+		ducky_sleep(ev.wait);
 	}
 }
 
-/* ---- URLs ------------------------------------------------------------- */
+/* ---- request header lists --------------------------------------------- */
 
-static CURLU *parse(const char *url)
+int ducky_headers_has(const struct curl_slist *list, const char *line)
 {
-	CURLU *u = curl_url();
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		curl_url_cleanup(u);
-		u = NULL;
-	}
-	return u;
-}
-
-static int part_equal(CURLU *a, CURLU *b, CURLUPart part, unsigned flags)
-{
-	char *x = NULL, *y = NULL;
-	int eq;
-	curl_url_get(a, part, &x, flags);
-	curl_url_get(b, part, &y, flags);
-	eq = x && y && strcasecmp(x, y) == 0;
-	curl_free(x);
-	curl_free(y);
-	return eq;
-}
-
-int ducky_url_check(const char *url)
-{
-	CURLU *u = parse(url);
-	int ok = u && part_equal(u, u, CURLUPART_HOST, 0) &&
-	         (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
-	curl_url_cleanup(u);
-	return ok;
-}
-
-int ducky_url_same_origin(const char *a, const char *b)
-{
-	CURLU *x = parse(a), *y = parse(b);
-	int same = x && y && part_equal(x, y, CURLUPART_SCHEME, 0) &&
-	           part_equal(x, y, CURLUPART_HOST, 0) &&
-	           part_equal(x, y, CURLUPART_PORT, CURLU_DEFAULT_PORT);
-	curl_url_cleanup(x);
-	curl_url_cleanup(y);
-	return same;
-}
-
-/* "scheme://…" (RFC 3986 scheme characters), as opposed to a path that merely
- * holds "://" somewhere, say in its query. */
-static int is_absolute(const char *p, size_t n)
-{
-	size_t i = 0;
-	if (n == 0 || !isalpha((unsigned char)p[0]))
-		return 0;
-	while (i < n && (isalnum((unsigned char)p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.'))
-		i++;
-	return i + 3 <= n && memcmp(p + i, "://", 3) == 0;
-}
-
-int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err)
-{
-	u->len = 0;
-	if (memchr(path, '\0', plen))
-		return ducky_fail(err, DUCKY_E_CONFIG, "a path holds NUL");
-	if (is_absolute(path, plen)) {
-		char *abs = ducky_strndup(path, plen);
-		int same = abs && ducky_url_same_origin(abs, base);
-		free(abs);
-		if (!same)
-			return ducky_fail(err, DUCKY_E_CONFIG,
-			                  "refusing %.*s: an absolute URL must be on base_url's "
-			                  "scheme, host and port",
-			                  (int)(plen < 200 ? plen : 200), path);
-		if (ducky_buf_add(u, path, plen))
-			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-		return 0;
-	}
-	while (plen && *path == '/')
-		path++, plen--;
-	if (ducky_buf_adds(u, base) || ducky_buf_add(u, "/", 1) || ducky_buf_add(u, path, plen))
-		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	size_t nl = strcspn(line, ":;");
+	for (; list; list = list->next)
+		if (strncasecmp(list->data, line, nl) == 0 && strcspn(list->data, ":;") == nl)
+			return 1;
 	return 0;
+}
+
+int ducky_headers_append(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(*list, line);
+	if (!n)
+		return -1;
+	*list = n;
+	return 0;
+}
+
+int ducky_headers_add_default(struct curl_slist **list, const char *line)
+{
+	return ducky_headers_has(*list, line) ? 0 : ducky_headers_append(list, line);
+}
+
+struct curl_slist *ducky_headers_merge(const struct curl_slist *extra,
+                                       const struct curl_slist *base)
+{
+	struct curl_slist *l = NULL;
+	for (int pass = 0; pass < 2; pass++)
+		for (const struct curl_slist *p = pass ? base : extra; p; p = p->next) {
+			if (pass && ducky_headers_has(extra, p->data))
+				continue;
+			if (ducky_headers_append(&l, p->data)) {
+				ducky_headers_free(l);
+				return NULL;
+			}
+		}
+	return l;
+}
+
+void ducky_headers_free(struct curl_slist *list)
+{
+	for (struct curl_slist *p = list; p; p = p->next)
+		ducky_wipe(p->data, strlen(p->data));
+	curl_slist_free_all(list);
 }

@@ -1,5 +1,5 @@
 /* The shared token store on disk (see store.h). */
-#define _GNU_SOURCE
+#define _DEFAULT_SOURCE /* flock */
 #include "store.h"
 
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "util.h"
 
 #define MAGIC    "ducky-token-v1\n"
 #define MAX_FILE 16384 /* a token file is a few hundred bytes; anything bigger is not ours */
@@ -175,7 +175,7 @@ static char *slurp(int fd, const char **reason)
 			return NULL;
 		}
 	}
-	memset(chunk, 0, sizeof chunk);
+	ducky_wipe(chunk, sizeof chunk);
 	if (n < 0 || !b.data) {
 		*reason =
 		    n < 0 ? "cannot read the token cache file" : "the token cache file is empty";
@@ -235,14 +235,6 @@ int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const
 	return 1;
 }
 
-static void wipe_free(char *p)
-{
-	if (p) {
-		memset(p, 0, strlen(p));
-		free(p);
-	}
-}
-
 int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, const char **reason)
 {
 	char *name, *text;
@@ -258,7 +250,7 @@ int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, con
 	close(fd);
 	if (text)
 		found = ducky_store_parse(text, key, out, reason);
-	wipe_free(text);
+	ducky_wipe_str(text);
 	return found;
 }
 
@@ -309,7 +301,7 @@ out:
 		close(fd);
 	if (!ok)
 		unlinkat(s->dirfd, tmp, 0);
-	wipe_free(text);
+	ducky_wipe_str(text);
 	free(name);
 	return ok ? 0 : -1;
 }

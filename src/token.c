@@ -1,6 +1,5 @@
 /* The process-wide token cache. One mutex guards the registry; exchanges run
  * outside it, with one caller per key fetching while the others wait. */
-#define _GNU_SOURCE
 #include "token.h"
 
 #include <math.h>
@@ -10,7 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "http.h"
+#include "util.h"
 
 #define MAX_LIFETIME (365.0 * 86400.0)
 #define STALE_RETRY  5.0 /* seconds between refresh attempts while serving stale */
@@ -49,16 +48,6 @@ static void init_cond(void)
 	pthread_condattr_destroy(&a);
 }
 
-static void wipe(char *s, size_t n)
-{
-	if (s) {
-		volatile char *p = s;
-		while (n--)
-			*p++ = 0;
-		free(s);
-	}
-}
-
 static entry *find(const char *key, int create)
 {
 	entry *e;
@@ -91,7 +80,7 @@ static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 			char *p = malloc(e->len + 1);
 			if (!p)
 				return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-			wipe(ref->token, ref->cap);
+			ducky_wipe_free(ref->token, ref->cap);
 			ref->token = p;
 			ref->cap = e->len + 1;
 		}
@@ -106,7 +95,7 @@ static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 static void publish(entry *e, ducky_fresh *f, double now)
 {
 	double left = f->expires_at - ducky_wall();
-	wipe(e->token, e->len);
+	ducky_wipe_free(e->token, e->len);
 	e->token = f->token;
 	e->len = strlen(f->token);
 	f->token = NULL;
@@ -185,7 +174,7 @@ static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f)
 			f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
 		return 1;
 	}
-	wipe(f->token, f->token ? strlen(f->token) : 0);
+	ducky_wipe_str(f->token);
 	f->token = NULL;
 	return 0;
 }
@@ -216,101 +205,110 @@ static int fetch(const char *key, const ducky_token_conf *conf, const ducky_toke
 	return rc;
 }
 
-int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-                    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+/* Hands e's token to the caller. Called locked. */
+static int serve(entry *e, double now, ducky_source src, ducky_tokref *ref, ducky_token_info *info,
+                 ducky_err *err)
 {
-	entry *e;
-	int rc = 0;
+	info->source = src;
+	info->seconds_left = e->expires - now;
+	return copy_out(e, ref, err);
+}
 
-	pthread_once(&done_once, init_cond);
+/* Leads a fetch: unlocked while others wait, then publishes the token or
+ * records the failure for the waiters. Called locked; 0 with the token served. */
+static int lead(entry *e, const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
+                ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+{
+	ducky_fresh f = {NULL, 0, 0};
+	ducky_source src;
+	e->fetching = 1;
+	pthread_mutex_unlock(&lock);
+	int rc = fetch(key, conf, ops, &f, &src, err);
 	pthread_mutex_lock(&lock);
-	if (!(e = find(key, 1))) {
-		pthread_mutex_unlock(&lock);
-		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	double now = ducky_now();
+	e->fetching = 0;
+	e->seq++;
+	ducky_err_clear(&e->last_err);
+	pthread_cond_broadcast(&done);
+	if (src == DUCKY_SRC_EXCHANGE)
+		remember_exchange(e, now);
+	if (rc == 0) {
+		publish(e, &f, now);
+		e->next_try = 0;
+		return serve(e, now, src, ref, info, err);
 	}
-	info->stale = NULL;
+	if (refused_credential(err)) {
+		e->backoff_until = now + conf->auth_backoff;
+		ducky_err_clear(&e->backoff_err);
+		ducky_err_copy(&e->backoff_err, err);
+	}
+	ducky_err_copy(&e->last_err, err);
+	if (e->token && e->expires > now)
+		info->stale = stale_reason(err);
+	return -1;
+}
+
+/* The rules, in order, for one caller. Called locked. */
+static int get_locked(entry *e, const char *key, const ducky_token_conf *conf,
+                      const ducky_token_ops *ops, ducky_tokref *ref, ducky_token_info *info,
+                      ducky_err *err)
+{
 	for (int after_failure = 0;;) {
 		double now = ducky_now();
 		int valid = e->token && e->expires > now;
 		if (valid &&
-		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try)) {
-			info->source = DUCKY_SRC_MEMORY;
-			info->seconds_left = e->expires - now;
-			rc = copy_out(e, ref, err);
-			break;
-		}
+		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try))
+			return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
 		if (after_failure) { /* the fetch we waited for failed: share its error */
 			ducky_err_copy(err, &e->last_err);
-			rc = -1;
-			break;
+			return -1;
 		}
 		if (e->fetching) {
 			unsigned long seq = e->seq;
-			if (wait_for(seq, e, conf->deadline)) {
-				rc = ducky_fail(
+			if (wait_for(seq, e, conf->deadline))
+				return ducky_fail(
 				    err, DUCKY_E_TIMEOUT,
 				    "timed out waiting for another caller's token exchange");
-				break;
-			}
 			after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
 			continue;
 		}
 		if (now < e->backoff_until) {
 			ducky_err_copy(err, &e->backoff_err);
-			rc = -1;
-			break;
+			return -1;
 		}
 		if (recent(e, now) >= (size_t)conf->max_per_hour) {
-			rc = ducky_fail(err, DUCKY_E_LIMIT,
-			                "%d token exchanges in the last hour for this credential "
-			                "(max_exchanges_per_hour); not making another",
-			                conf->max_per_hour);
+			ducky_fail(err, DUCKY_E_LIMIT,
+			           "%d token exchanges in the last hour for this credential "
+			           "(max_exchanges_per_hour); not making another",
+			           conf->max_per_hour);
 			if (valid)
 				info->stale = "max_exchanges_per_hour";
-		} else {
-			/* lead: fetch unlocked while others wait */
-			ducky_fresh f = {NULL, 0, 0};
-			ducky_source src;
-			e->fetching = 1;
-			pthread_mutex_unlock(&lock);
-			rc = fetch(key, conf, ops, &f, &src, err);
-			pthread_mutex_lock(&lock);
-			now = ducky_now();
-			e->fetching = 0;
-			e->seq++;
-			ducky_err_clear(&e->last_err);
-			if (src == DUCKY_SRC_EXCHANGE)
-				remember_exchange(e, now);
-			if (rc == 0) {
-				publish(e, &f, now);
-				e->next_try = 0;
-				info->source = src;
-				info->seconds_left = e->expires - now;
-				rc = copy_out(e, ref, err);
-				pthread_cond_broadcast(&done);
-				pthread_mutex_unlock(&lock);
-				return rc;
-			}
-			if (refused_credential(err)) {
-				e->backoff_until = now + conf->auth_backoff;
-				ducky_err_clear(&e->backoff_err);
-				ducky_err_copy(&e->backoff_err, err);
-			}
-			ducky_err_copy(&e->last_err, err);
-			pthread_cond_broadcast(&done);
-			valid = e->token && e->expires > now;
-			if (valid)
-				info->stale = stale_reason(err);
+		} else if (lead(e, key, conf, ops, ref, info, err) == 0) {
+			return 0;
 		}
-		if (info->stale) { /* serve-stale: keep the still-valid token */
-			ducky_err_clear(err);
-			e->next_try = now + STALE_RETRY;
-			info->source = DUCKY_SRC_MEMORY;
-			info->seconds_left = e->expires - now;
-			rc = copy_out(e, ref, err);
-		}
-		break;
+		if (!info->stale)
+			return -1;
+		/* serve-stale: keep the still-valid token */
+		ducky_err_clear(err);
+		now = ducky_now();
+		e->next_try = now + STALE_RETRY;
+		return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
 	}
+}
+
+int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
+                    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+{
+	entry *e;
+	int rc;
+
+	pthread_once(&done_once, init_cond);
+	pthread_mutex_lock(&lock);
+	info->stale = NULL;
+	if (!(e = find(key, 1)))
+		rc = ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	else
+		rc = get_locked(e, key, conf, ops, ref, info, err);
 	pthread_mutex_unlock(&lock);
 	return rc;
 }
@@ -321,7 +319,7 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 	pthread_mutex_lock(&lock);
 	entry *e = find(key, 0);
 	if (e && e->token && (!only_token || strcmp(e->token, only_token) == 0)) {
-		wipe(e->token, e->len);
+		ducky_wipe_free(e->token, e->len);
 		e->token = NULL;
 		e->len = 0;
 		e->gen = ++generation;
@@ -333,7 +331,7 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 		if (!only_token || (ops->load(ops->ud, key, &cur) && cur.token &&
 		                    strcmp(cur.token, only_token) == 0))
 			ops->drop(ops->ud, key);
-		wipe(cur.token, cur.token ? strlen(cur.token) : 0);
+		ducky_wipe_str(cur.token);
 	}
 	return dropped;
 }
@@ -366,6 +364,6 @@ double ducky_token_lifetime(double expires_in)
 
 void ducky_tokref_free(ducky_tokref *ref)
 {
-	wipe(ref->token, ref->cap);
+	ducky_wipe_free(ref->token, ref->cap);
 	memset(ref, 0, sizeof *ref);
 }

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "err.h"
 
 /* A client's private copy of its key's current token. */
 typedef struct ducky_tokref {

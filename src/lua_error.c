@@ -1,85 +1,7 @@
 /* The error object: a C record while the core works, a Lua table for the caller. */
-#include "error.h"
-
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <lauxlib.h>
+#include "lua_error.h"
 
 #define ERROR_MT "ducky.error"
-
-static const char *const kind_names[] = {"ok",
-#define DUCKY_KIND_NAME(e, s) s,
-                                         DUCKY_KINDS(DUCKY_KIND_NAME)
-#undef DUCKY_KIND_NAME
-};
-
-const char *ducky_kind_name(ducky_kind kind)
-{
-	return kind_names[kind];
-}
-
-char *ducky_strndup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-char *ducky_strdup(const char *s)
-{
-	return s ? ducky_strndup(s, strlen(s)) : NULL;
-}
-
-void ducky_err_init(ducky_err *err)
-{
-	memset(err, 0, sizeof *err);
-	err->retry_after = -1;
-}
-
-void ducky_err_clear(ducky_err *err)
-{
-	free(err->message);
-	free(err->code);
-	free(err->description);
-	ducky_err_init(err);
-}
-
-int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	free(err->message);
-	err->message = NULL;
-	err->kind = kind;
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n >= 0 && (err->message = malloc((size_t)n + 1)) != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(err->message, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-		/* one readable line, whatever a server put in its description */
-		for (char *p = err->message; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = ' ';
-	}
-	return -1;
-}
-
-void ducky_err_copy(ducky_err *dst, const ducky_err *src)
-{
-	*dst = *src;
-	dst->message = ducky_strdup(src->message);
-	dst->code = ducky_strdup(src->code);
-	dst->description = ducky_strdup(src->description);
-}
 
 static void set_string(lua_State *L, const char *field, const char *value)
 {
@@ -144,17 +66,10 @@ int ducky_is_error(lua_State *L)
  * object (for errors that crossed a boundary as plain data, say a thread). */
 int ducky_error_new(lua_State *L)
 {
-	static const char *const kinds[] = {
-#define DUCKY_KIND_OPTION(e, s) s,
-	    DUCKY_KINDS(DUCKY_KIND_OPTION)
-#undef DUCKY_KIND_OPTION
-	        NULL};
-	int k = 0;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_getfield(L, 1, "kind");
-	while (kinds[k] && (!lua_isstring(L, -1) || strcmp(kinds[k], lua_tostring(L, -1)) != 0))
-		k++;
-	luaL_argcheck(L, kinds[k] != NULL, 1, "kind is not an error kind");
+	luaL_argcheck(L, ducky_kind_of(lua_tostring(L, -1)) != DUCKY_OK, 1,
+	              "kind is not an error kind");
 	lua_getfield(L, 1, "message");
 	luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "message must be a string");
 	lua_settop(L, 1);
