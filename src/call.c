@@ -7,6 +7,7 @@
 
 #include "call.h"
 #include "client_token.h"
+#include "lua_error.h"
 #include "url.h"
 
 /* ---- arguments ---------------------------------------------------------- */
@@ -166,6 +167,8 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
 	push_body(L, c, &o, what, &ctype);
 	if (o.headers)
 		cl_add_headers(L, o.headers, extra, what);
+	if (o.auth && ducky_headers_has(*extra, "Authorization:"))
+		luaL_error(L, "%s: an Authorization header of your own needs auth = false", what);
 	/* a body: our Content-Type unless the caller gave one, and no
 	 * "Expect: 100-continue" wait (libcurl's for bodies over 1 MiB) */
 	if (ctype && (ducky_headers_add_default(extra, ctype) ||
@@ -264,45 +267,52 @@ static int add_response(lua_State *L, const client *c, const ducky_http *h)
 	return bad_json;
 }
 
-/* err.code and err.description from the answer's JSON, when it has them. */
-static void copy_oauth_fields(lua_State *L)
+/* The string at json[k] of the table on top, or NULL (alive while the table is). */
+static const char *json_string(lua_State *L, const char *k)
 {
-	static const char *const from[] = {"error", "error_description"};
-	static const char *const to[] = {"code", "description"};
+	const char *v = NULL;
 	lua_getfield(L, -1, "json");
-	for (int i = 0; i < 2 && lua_istable(L, -1); i++) {
-		lua_getfield(L, -1, from[i]);
-		if (lua_type(L, -1) == LUA_TSTRING)
-			lua_setfield(L, -3, to[i]);
-		else
-			lua_pop(L, 1);
+	if (lua_istable(L, -1)) {
+		lua_getfield(L, -1, k);
+		v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
+	return v;
 }
 
+/* nil and the error for an answer that is not a success: the answer's fields
+ * (status, headers, body, json), the request id, and the OAuth-style error and
+ * description when its JSON has them, the description in the message too. */
 static int push_http_error(lua_State *L, client *c, const ducky_http *h, const call *k,
                            int replayed, int bad_json, ducky_err *err)
 {
 	long s = h->status;
+	c->st.errors++;
+	lua_pushnil(L);
+	lua_createtable(L, 0, 16);
+	add_response(L, c, h);
+	const char *desc = bad_json ? NULL : json_string(L, "error_description");
 	err->status = s;
 	err->retryable = ducky_retryable_status(s);
 	err->retry_after = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
-	if (bad_json)
-		ducky_fail(err, DUCKY_E_DECODE, "%s %.300s answered %ld with invalid JSON",
-		           k->method, k->url, s);
-	else if (s == 401)
-		ducky_fail(err, DUCKY_E_AUTH, "%s %.300s answered 401%s", k->method, k->url,
-		           replayed ? " twice, with a fresh token" : "");
-	else
-		ducky_fail(err, DUCKY_E_HTTP, "%s %.300s answered %ld", k->method, k->url, s);
-	cl_push_error(L, c, err);
-	add_response(L, c, h);
+	err->code = ducky_strdup(bad_json ? NULL : json_string(L, "error"));
+	err->description = ducky_strdup(desc);
+	ducky_fail(err,
+	           bad_json   ? DUCKY_E_DECODE
+	           : s == 401 ? DUCKY_E_AUTH
+	                      : DUCKY_E_HTTP,
+	           "%s %.300s answered %ld%s%s%s%.300s", k->method, k->url, s,
+	           bad_json ? " with invalid JSON" : "",
+	           s == 401 && replayed ? " twice, with a fresh token" : "", desc ? ": " : "",
+	           desc ? desc : "");
+	ducky_error_set(L, err);
+	ducky_err_clear(err);
 	const char *rid = ducky_http_header(h, "x-request-id");
 	if (rid) {
 		lua_pushstring(L, rid);
 		lua_setfield(L, -2, "request_id");
 	}
-	copy_oauth_fields(L);
 	return 2;
 }
 

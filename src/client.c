@@ -306,6 +306,10 @@ static void setup_headers(lua_State *L, client *c, const options *o, const char 
 {
 	if (o->headers)
 		cl_add_headers(L, o->headers, &c->api_headers, "ducky.client");
+	if (ducky_headers_has(c->api_headers, "Authorization:"))
+		luaL_error(L,
+		           "ducky.client: headers: Authorization is ducky's to send (the token); "
+		           "send your own on a request with auth = false");
 	if (ducky_headers_add_default(&c->api_headers, ua_line) ||
 	    ducky_headers_add_default(&c->api_headers, "Accept-Encoding: gzip, deflate"))
 		luaL_error(L, "out of memory");
@@ -332,6 +336,10 @@ static void setup_store(lua_State *L, client *c, const options *o)
 		c->store_kind = STORE_LUA;
 		return;
 	}
+	if (t && lua_toboolean(L, t) && !lua_isstring(L, t))
+		luaL_error(L,
+		           "ducky.client: option 'token_cache' must be false, a path or a table, "
+		           "not true");
 	c->store_kind = STORE_MEMORY;
 	if ((!t || lua_type(L, t) == LUA_TSTRING) &&
 	    ducky_store_init(&c->files, t ? lua_tostring(L, t) : NULL, &c->store_problem) == 0)

@@ -26,21 +26,86 @@ static const char *string_field(lua_State *L, int t, const char *name)
 	return s;
 }
 
+/* The number that is all of v[0..n), or NAN. */
+static double number_of(const char *v, size_t n)
+{
+	char buf[32], *end;
+	if (n == 0 || n >= sizeof buf)
+		return NAN;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	double d = strtod(buf, &end);
+	return *end == '\0' && isfinite(d) && fabs(d) < 1e15 ? d : NAN;
+}
+
+static void push_number(lua_State *L, double n)
+{
+	if (n == floor(n))
+		lua_pushinteger(L, (lua_Integer)n);
+	else
+		lua_pushnumber(L, n);
+}
+
+/* One bucket of Auth0-Client-Quota-Limit, "b=per_hour;q=10;r=9;t=3581", set
+ * as t.per_hour = { q = 10, r = 9, t = 3581 } in the table on top; buckets
+ * of other names and fields that are not numbers are left out. */
+static void add_bucket(lua_State *L, const char *s, size_t n)
+{
+	static const char *const names[] = {"per_hour", "per_day", NULL};
+	const char *name = NULL;
+	lua_newtable(L);
+	for (const char *end = s + n; s < end;) {
+		size_t f = strcspn(s, ";,"), k = strcspn(s, "=");
+		const char *v = s + k + 1;
+		size_t vn = k < f ? f - k - 1 : 0;
+		for (int i = 0; k == 1 && *s == 'b' && names[i]; i++)
+			if (strlen(names[i]) == vn && memcmp(names[i], v, vn) == 0)
+				name = names[i];
+		if (k == 1 && strchr("qrt", *s) && !isnan(number_of(v, vn))) {
+			push_number(L, number_of(v, vn));
+			lua_setfield(L, -2, (char[2]){*s, '\0'});
+		}
+		s += f + (s + f < end);
+	}
+	if (name)
+		lua_setfield(L, -2, name);
+	else
+		lua_pop(L, 1);
+}
+
+/* The token endpoint's rate-limit and quota headers, numbers only: a server
+ * that echoes anything else (the secret, say) has it dropped. */
+static void keep_rate_limit(lua_State *L, const char *name, const char *value)
+{
+	if (strcmp(name, "auth0-client-quota-limit") == 0) {
+		lua_newtable(L);
+		for (const char *b = value; *b; b += *b == ',') {
+			size_t n = strcspn(b, ",");
+			add_bucket(L, b, n);
+			b += n;
+		}
+	} else if (!isnan(number_of(value, strlen(value)))) {
+		push_number(L, number_of(value, strlen(value)));
+	} else {
+		return;
+	}
+	lua_setfield(L, -2, name);
+}
+
 static void keep_rate_limits(lua_State *L, client *c)
 {
 	const char *pos = NULL, *p, *value;
 	while (ducky_http_next_header(&c->http, &pos, &p, &value)) {
-		if (strncmp(p, "x-ratelimit-", 12) == 0 ||
-		    strcmp(p, "auth0-client-quota-limit") == 0) {
-			if (c->ref_limits == LUA_NOREF) {
-				lua_newtable(L);
-				c->ref_limits = luaL_ref(L, LUA_REGISTRYINDEX);
-			}
-			lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
-			lua_pushstring(L, value);
-			lua_setfield(L, -2, p);
-			lua_pop(L, 1);
+		if (strncmp(p, "x-ratelimit-", 12) != 0 &&
+		    strcmp(p, "auth0-client-quota-limit") != 0)
+			continue;
+		if (c->ref_limits == LUA_NOREF) {
+			lua_newtable(L);
+			c->ref_limits = luaL_ref(L, LUA_REGISTRYINDEX);
 		}
+		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
+		keep_rate_limit(L, p, value);
+		lua_pop(L, 1);
 	}
 }
 
@@ -105,7 +170,7 @@ static int read_token_answer(lua_State *L)
 	return 0;
 }
 
-static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
+static int exchange(void *ud, ducky_fresh *out, int *sent, ducky_err *err)
 {
 	const cl_run *r = ud;
 	client *c = r->c;
@@ -130,7 +195,7 @@ static int exchange(void *ud, ducky_fresh *out, ducky_err *err)
 		                  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
 	c->st.token_fetches++;
 	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, &attempts, err);
-	err->attempts = attempts;
+	err->attempts = *sent = attempts;
 	if (rc)
 		return rc;
 	if (ducky_cpcall(r->L, read_token_answer, &x) != 0) {
@@ -160,8 +225,9 @@ static void file_failed(const cl_run *r, const char *reason)
 		store_failed(r, r->c->store_said = reason);
 }
 
-static int file_load(void *ud, const char *key, ducky_fresh *out)
+static int file_load(void *ud, const char *key, double deadline, ducky_fresh *out)
 {
+	(void)deadline; /* the file store never blocks */
 	const cl_run *r = ud;
 	const char *reason;
 	int found = ducky_store_load(&r->c->files, key, out, &reason);
@@ -169,16 +235,18 @@ static int file_load(void *ud, const char *key, ducky_fresh *out)
 	return found;
 }
 
-static void file_store(void *ud, const char *key, const ducky_fresh *tok)
+static void file_store(void *ud, const char *key, const ducky_fresh *tok, double deadline)
 {
+	(void)deadline;
 	const cl_run *r = ud;
 	const char *reason;
 	ducky_store_save(&r->c->files, key, tok, &reason);
 	file_failed(r, reason);
 }
 
-static void file_drop(void *ud, const char *key)
+static void file_drop(void *ud, const char *key, double deadline)
 {
+	(void)deadline;
 	const cl_run *r = ud;
 	const char *reason;
 	ducky_store_drop(&r->c->files, key, &reason);
@@ -194,9 +262,10 @@ static int file_lock(void *ud, const char *key, double deadline)
 	return locked;
 }
 
-static void file_unlock(void *ud, const char *key)
+static void file_unlock(void *ud, const char *key, double deadline)
 {
 	(void)key;
+	(void)deadline;
 	ducky_store_unlock(&((const cl_run *)ud)->c->files);
 }
 
@@ -241,7 +310,7 @@ typedef struct store_call {
 	const char *fn, *key;
 	ducky_fresh *fresh;       /* load: filled from the entry */
 	const ducky_fresh *entry; /* store: the entry to pass */
-	double timeout;           /* lock: seconds */
+	double deadline;          /* the time it may take, passed as its last argument */
 	int result;
 } store_call;
 
@@ -267,16 +336,13 @@ static int call_store(lua_State *L)
 	if (lua_isnil(L, -1))
 		return 0; /* lock and unlock are optional */
 	lua_pushstring(L, s->key);
-	int nargs = 2;
 	if (s->entry)
 		push_entry(L, s->entry);
-	else if (strcmp(s->fn, "lock") == 0)
-		lua_pushnumber(L, s->timeout);
 	else if (strcmp(s->fn, "store") == 0)
-		lua_pushnil(L); /* store(key, nil) drops */
-	else
-		nargs = 1;
-	lua_call(L, nargs, 1);
+		lua_pushnil(L); /* store(key, nil, timeout) drops */
+	double left = s->deadline - ducky_now();
+	lua_pushnumber(L, left > 0.001 ? left : 0.001); /* > 0: "try once" at the least */
+	lua_call(L, lua_gettop(L) - 3, 1);              /* the arguments above ud, the table, fn */
 	if (s->fresh)
 		return read_entry(L, s->fresh, &s->result);
 	s->result = lua_toboolean(L, -1);
@@ -300,31 +366,32 @@ static int user_store_call(store_call *s)
 	return s->result;
 }
 
-static int user_load(void *ud, const char *key, ducky_fresh *out)
+static int user_load(void *ud, const char *key, double deadline, ducky_fresh *out)
 {
-	return user_store_call(&(store_call){.r = ud, .fn = "load", .key = key, .fresh = out});
+	return user_store_call(
+	    &(store_call){.r = ud, .fn = "load", .key = key, .fresh = out, .deadline = deadline});
 }
 
-static void user_save(void *ud, const char *key, const ducky_fresh *tok)
+static void user_save(void *ud, const char *key, const ducky_fresh *tok, double deadline)
 {
-	user_store_call(&(store_call){.r = ud, .fn = "store", .key = key, .entry = tok});
+	user_store_call(
+	    &(store_call){.r = ud, .fn = "store", .key = key, .entry = tok, .deadline = deadline});
 }
 
-static void user_drop(void *ud, const char *key)
+static void user_drop(void *ud, const char *key, double deadline)
 {
-	user_store_call(&(store_call){.r = ud, .fn = "store", .key = key});
+	user_store_call(&(store_call){.r = ud, .fn = "store", .key = key, .deadline = deadline});
 }
 
 static int user_lock(void *ud, const char *key, double deadline)
 {
-	double left = deadline - ducky_now();
 	return user_store_call(
-	    &(store_call){.r = ud, .fn = "lock", .key = key, .timeout = left > 0 ? left : 0});
+	    &(store_call){.r = ud, .fn = "lock", .key = key, .deadline = deadline});
 }
 
-static void user_unlock(void *ud, const char *key)
+static void user_unlock(void *ud, const char *key, double deadline)
 {
-	user_store_call(&(store_call){.r = ud, .fn = "unlock", .key = key});
+	user_store_call(&(store_call){.r = ud, .fn = "unlock", .key = key, .deadline = deadline});
 }
 
 /* ---- the token a call uses ---------------------------------------------- */
@@ -402,7 +469,7 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 void cl_drop_token(const cl_run *r)
 {
 	ducky_token_ops ops = token_ops(r);
-	ducky_token_invalidate(r->c->creds.key, r->c->tok.token, &ops);
+	ducky_token_invalidate(r->c->creds.key, r->c->tok.token, &ops, r->deadline);
 }
 
 /* ---- token() and invalidate() ------------------------------------------- */
@@ -436,7 +503,7 @@ static int invalidate_body(lua_State *L)
 	client *c = cl_self(L);
 	cl_run r = cl_start(L, c, c->lim.timeout, c->lim.retries);
 	ducky_token_ops ops = token_ops(&r);
-	ducky_token_invalidate(c->creds.key, NULL, &ops);
+	ducky_token_invalidate(c->creds.key, NULL, &ops, r.deadline);
 	return 0;
 }
 

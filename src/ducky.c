@@ -2,6 +2,7 @@
 #include <curl/curl.h>
 
 #include "call.h"
+#include "http.h"
 #include "client.h"
 #include "client_batch.h"
 #include "client_token.h"
@@ -34,13 +35,21 @@ static const luaL_Reg module_functions[] = {
     {NULL, NULL},
 };
 
-/* cjson's encode and decode, where every client finds them. */
+/* encode and decode of ducky's own lua-cjson instance (its settings are not
+ * the caller's), where every client finds them. It takes JSON numbers only:
+ * no hex, inf or nan. */
 static void open_json(lua_State *L)
 {
 	lua_newtable(L);
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "cjson");
 	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "new");
+	lua_call(L, 0, 1);
+	lua_remove(L, -2);
+	lua_getfield(L, -1, "decode_invalid_numbers");
+	lua_pushboolean(L, 0);
+	lua_call(L, 1, 0);
 	lua_getfield(L, -1, "encode");
 	lua_setfield(L, -3, "encode");
 	lua_getfield(L, -1, "decode");
@@ -52,6 +61,13 @@ static void open_json(lua_State *L)
 __attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);
 int luaopen_ducky(lua_State *L)
 {
+	ducky_err err;
+	ducky_err_init(&err);
+	if (ducky_http_global_init(&err)) {
+		lua_pushstring(L, err.message ? err.message : "curl_global_init failed");
+		ducky_err_clear(&err);
+		return lua_error(L);
+	}
 	open_json(L);
 	ducky_error_open(L);
 	cl_batch_open(L);

@@ -44,23 +44,25 @@ void ducky_err_clear(ducky_err *err)
 int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	char *raw = NULL;
+	ducky_buf line = {0};
 
 	free(err->message);
 	err->message = NULL;
 	err->kind = kind;
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (err->message = malloc((size_t)n + 1)) != NULL) {
+	if (n >= 0 && (raw = malloc((size_t)n + 1)) != NULL) {
 		va_start(ap, fmt);
-		vsnprintf(err->message, (size_t)n + 1, fmt, ap);
+		vsnprintf(raw, (size_t)n + 1, fmt, ap);
 		va_end(ap);
 		/* one readable line, whatever a server put in its description */
-		for (char *p = err->message; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = ' ';
+		if (ducky_buf_add_printable(&line, raw, (size_t)n) == 0)
+			err->message = ducky_strndup(line.data ? line.data : "", line.len);
 	}
+	free(raw);
+	ducky_buf_free(&line);
 	return -1;
 }
 

@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 /* ---- the policy ------------------------------------------------------- */
 
 int ducky_idempotent(const char *m)
@@ -77,6 +79,10 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	                         p[vend - 1] == '\t'))
 		vend--;
 	size_t at = h->head.len;
+	if (at + len > DUCKY_MAX_HEADERS) {
+		h->head_too_big = 1;
+		return 0;
+	}
 	if (ducky_buf_add(&h->head, p, nlen) || ducky_buf_add(&h->head, "", 1) ||
 	    ducky_buf_add(&h->head, p + vstart, vend - vstart) || ducky_buf_add(&h->head, "", 1)) {
 		h->no_memory = 1;
@@ -88,7 +94,9 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 			h->head.data[at + i] = (char)(c + 32);
 	}
 	h->nheaders++;
-	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0) {
+	/* a HEAD answer announces the length of a body it does not carry */
+	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0 &&
+	    strcmp(h->last_method, "HEAD") != 0) {
 		const char *v = h->head.data + at + nlen + 1;
 		char *end;
 		errno = 0;
@@ -124,21 +132,91 @@ const char *ducky_http_header(const ducky_http *h, const char *name)
 
 /* ---- handle ----------------------------------------------------------- */
 
+/* libcurl's and OpenSSL's memory is wiped when freed, so that no copy of a
+ * secret or a token they made (a request buffer, a TLS record) outlives its
+ * use. That takes knowing a block's size: glibc tells; elsewhere, and when the
+ * host set libcurl or OpenSSL up before ducky, their frees stay plain. */
+#ifdef __GLIBC__
+#include <malloc.h>
+
+static void wiping_free(void *p)
+{
+	if (p) {
+		ducky_wipe(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+	size_t old = p ? malloc_usable_size(p) : 0;
+	if (p && n <= old)
+		return p;
+	void *q = malloc(n ? n : 1);
+	if (q && p) {
+		memcpy(q, p, old);
+		wiping_free(p);
+	}
+	return q;
+}
+
+static void *plain_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+static void *plain_calloc(size_t n, size_t m)
+{
+	return calloc(n, m);
+}
+
+static void *ssl_malloc(size_t n, const char *file, int line)
+{
+	(void)file, (void)line;
+	return malloc(n);
+}
+
+static void *ssl_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file, (void)line;
+	return wiping_realloc(p, n);
+}
+
+static void ssl_free(void *p, const char *file, int line)
+{
+	(void)file, (void)line;
+	wiping_free(p);
+}
+#endif
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
 
 static void global_init(void)
 {
+#ifdef __GLIBC__
+	CRYPTO_set_mem_functions(ssl_malloc, ssl_realloc, ssl_free); /* 0: too late, fine */
+	global_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, plain_malloc, wiping_free,
+	                                 wiping_realloc, ducky_strdup, plain_calloc);
+#else
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+#endif
+}
+
+int ducky_http_global_init(ducky_err *err)
+{
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
+		                  curl_easy_strerror(global_rc));
+	return 0;
 }
 
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
-		                  curl_easy_strerror(global_rc));
+	if (ducky_http_global_init(err))
+		return -1;
 	if (!(h->easy = e = curl_easy_init()))
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
 	h->max_body = conf->max_body;
@@ -191,7 +269,7 @@ void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 	int has_body = req->body != NULL;
 
 	h->body.len = h->head.len = h->nheaders = 0;
-	h->too_big = h->no_memory = 0;
+	h->too_big = h->head_too_big = h->no_memory = 0;
 	h->status = 0;
 	h->errbuf[0] = '\0';
 	if (connect_ms <= 0 || connect_ms > total_ms)
@@ -256,7 +334,7 @@ static ducky_kind kind_of(const ducky_http *h, CURLcode rc)
 	case CURLE_OUT_OF_MEMORY:
 		return DUCKY_E_LIMIT;
 	case CURLE_WRITE_ERROR:
-		if (h->too_big || h->no_memory)
+		if (h->too_big || h->head_too_big || h->no_memory)
 			return DUCKY_E_LIMIT;
 		return DUCKY_E_NETWORK;
 	default:
@@ -281,6 +359,22 @@ static int nothing_sent(const ducky_http *h, CURLcode rc)
 	}
 }
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* What went wrong, in words: ours when we stopped the transfer. */
+static const char *failure_text(const ducky_http *h, CURLcode rc)
+{
+	if (h->too_big)
+		return "response larger than max_body";
+	if (h->head_too_big)
+		return "answer headers larger than " STR(DUCKY_MAX_HEADERS) " bytes";
+	if (rc == CURLE_OUT_OF_MEMORY && !h->body.len) /* libcurl's limit for one line */
+		return "an answer header larger than " STR(
+		    DUCKY_MAX_HEADERS) " bytes, or out of memory";
+	return h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
+}
+
 static int transient(CURLcode rc)
 {
 	return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
@@ -294,10 +388,9 @@ double ducky_retry_after(const char *v, double now_wall)
 		return -1;
 	for (p = v; *p >= '0' && *p <= '9'; p++)
 		;
-	if (*p == '\0') {
-		errno = 0;
+	if (*p == '\0') { /* delta-seconds; beyond a billion is as good as forever */
 		double s = strtod(v, NULL);
-		return errno ? -1 : s;
+		return s < 1e9 ? s : 1e9;
 	}
 	time_t t = curl_getdate(v, NULL);
 	if (t == (time_t)-1)
@@ -349,9 +442,7 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	err->retryable =
 	    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
 	return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
-	                  h->too_big     ? "response larger than max_body"
-	                  : h->errbuf[0] ? h->errbuf
-	                                 : curl_easy_strerror(rc));
+	                  failure_text(h, rc));
 }
 
 int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,

@@ -10,6 +10,9 @@
 #include "err.h"
 #include "util.h"
 
+/* The most answer header bytes ducky reads (libcurl's own limit for one line). */
+#define DUCKY_MAX_HEADERS 102400
+
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
 	int insecure;
@@ -26,7 +29,7 @@ typedef struct ducky_http {
 	ducky_buf body;
 	ducky_buf head; /* "name\0value\0" pairs, names lower-case, in arrival order */
 	size_t nheaders;
-	int too_big, no_memory;
+	int too_big, head_too_big, no_memory;
 	unsigned rng;
 	/* what the handle was last set up with, to skip setopts that change nothing */
 	char *last_url;
@@ -69,6 +72,10 @@ double ducky_retry_after(const char *value, double now_wall);
 int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_err *err);
 
 /* ---- the handle ---- */
+
+/* Sets libcurl (and, first, OpenSSL's allocator) up once per process; ducky
+ * calls it before anything else, from luaopen_ducky. */
+int ducky_http_global_init(ducky_err *err);
 
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err);
 void ducky_http_close(ducky_http *h);

@@ -1,6 +1,8 @@
 /* The error object: a C record while the core works, a Lua table for the caller. */
 #include "lua_error.h"
 
+#include "util.h"
+
 #define ERROR_MT "ducky.error"
 
 static void set_string(lua_State *L, const char *field, const char *value)
@@ -26,6 +28,11 @@ static void set_integer(lua_State *L, const char *field, long value)
 void ducky_error_push(lua_State *L, const ducky_err *err)
 {
 	lua_createtable(L, 0, 12);
+	ducky_error_set(L, err);
+}
+
+void ducky_error_set(lua_State *L, const ducky_err *err)
+{
 	set_string(L, "kind", ducky_kind_name(err->kind));
 	set_string(L, "message", err->message ? err->message : "out of memory");
 	if (err->status)
@@ -78,31 +85,51 @@ int ducky_error_new(lua_State *L)
 	return 1;
 }
 
-/* "ducky http error: GET /v3/x answered 503 [request id …]": one line. The
- * parts are pushed first and concatenated once (no luaL_Buffer across pops). */
+/* Field k of the table at 1, made printable, onto b ("?" if not a string). */
+static int add_field(lua_State *L, ducky_buf *b, const char *k)
+{
+	size_t n;
+	lua_getfield(L, 1, k);
+	const char *v = lua_isstring(L, -1) ? lua_tolstring(L, -1, &n) : NULL;
+	int bad = v ? ducky_buf_add_printable(b, v, n) : ducky_buf_adds(b, "?");
+	lua_pop(L, 1);
+	return bad;
+}
+
+/* "ducky http error: GET /v3/x answered 503 [request id …]": one line, every
+ * control byte from the server written as \xNN. */
 static int error_tostring(lua_State *L)
 {
-	int n = 0;
+	ducky_buf b = {0};
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_pushliteral(L, "ducky ");
-	lua_getfield(L, 1, "kind");
-	lua_pushliteral(L, " error: ");
-	lua_getfield(L, 1, "message");
 	lua_getfield(L, 1, "request_id");
-	for (int i = 2; i <= 5; i++)
-		if (!lua_isstring(L, i)) {
-			lua_pushliteral(L, "?");
+	int rid = lua_isstring(L, -1);
+	lua_pop(L, 1);
+	int bad = ducky_buf_adds(&b, "ducky ") || add_field(L, &b, "kind") ||
+	          ducky_buf_adds(&b, " error: ") || add_field(L, &b, "message") ||
+	          (rid && (ducky_buf_adds(&b, " [request id ") || add_field(L, &b, "request_id") ||
+	                   ducky_buf_adds(&b, "]")));
+	if (!bad)
+		lua_pushlstring(L, b.data, b.len);
+	ducky_buf_free(&b);
+	return bad ? luaL_error(L, "out of memory") : 1;
+}
+
+/* "failed: " .. err, and err .. "\n": an error joins strings as its one line. */
+static int error_concat(lua_State *L)
+{
+	for (int i = 1; i <= 2; i++)
+		if (ducky_error_is(L, i)) {
+			lua_pushcfunction(L, error_tostring);
+			lua_pushvalue(L, i);
+			lua_call(L, 1, 1);
 			lua_replace(L, i);
 		}
-	if (lua_isstring(L, 6)) {
-		lua_pushliteral(L, " [request id ");
-		lua_insert(L, 6);
-		lua_pushliteral(L, "]");
-		n = 3;
-	} else {
-		lua_pop(L, 1);
-	}
-	lua_concat(L, 4 + n);
+	for (int i = 1; i <= 2; i++)
+		if (!lua_isstring(L, i))
+			return luaL_error(L, "attempt to concatenate a %s value",
+			                  luaL_typename(L, i));
+	lua_concat(L, 2);
 	return 1;
 }
 
@@ -111,6 +138,8 @@ void ducky_error_open(lua_State *L)
 	if (luaL_newmetatable(L, ERROR_MT)) {
 		lua_pushcfunction(L, error_tostring);
 		lua_setfield(L, -2, "__tostring");
+		lua_pushcfunction(L, error_concat);
+		lua_setfield(L, -2, "__concat");
 	}
 	lua_pop(L, 1);
 }

@@ -51,25 +51,28 @@ static void check_keys(lua_State *L, int idx, const cl_opt *opts, const char *wh
 	}
 }
 
-/* The value of o's environment variable on top, as its type; nil if unset. */
-static void push_env(lua_State *L, const cl_opt *o, const char *what)
+/* Stores o's environment variable, when set, at out + o->off, without making
+ * it a Lua value (DUCKY_CLIENT_SECRET never enters Lua's heap); values are not
+ * echoed in errors (a secret may be pasted in the wrong place). */
+static void from_env(lua_State *L, const cl_opt *o, char *out, const char *what)
 {
 	const char *v = o->env ? getenv(o->env) : NULL;
 	char *end;
-	if (!v || !*v) {
-		lua_pushnil(L);
-	} else if (o->types == CL_T(LUA_TNUMBER)) {
+	if (!v || !*v)
+		return;
+	if (o->types == CL_T(LUA_TNUMBER)) {
 		double d = strtod(v, &end);
-		if (end == v || *end)
-			luaL_error(L, "%s: %s is not a number: %s", what, o->env, v);
-		lua_pushnumber(L, d);
+		if (end == v || *end || !(d >= o->lo && d <= o->hi))
+			luaL_error(L, "%s: %s is not a number in range for option '%s'", what,
+			           o->env, o->name);
+		*(double *)(void *)(out + o->off) = d;
 	} else if (o->types == CL_T(LUA_TBOOLEAN)) {
 		int on = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes");
 		if (!on && strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no"))
 			luaL_error(L, "%s: %s must be 1, true, yes, 0, false or no", what, o->env);
-		lua_pushboolean(L, on);
+		*(int *)(void *)(out + o->off) = on;
 	} else {
-		lua_pushstring(L, v);
+		*(const char **)(void *)(out + o->off) = v; /* the environment keeps it */
 	}
 }
 
@@ -80,7 +83,11 @@ static void store_opt(lua_State *L, const cl_opt *o, char *out, const char *what
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
 		return;
 	} else if (o->types == CL_T(LUA_TSTRING)) {
-		*(const char **)(void *)(out + o->off) = lua_tostring(L, -1);
+		size_t len;
+		const char *v = lua_tolstring(L, -1, &len);
+		if (strlen(v) != len) /* C would cut it short there, silently */
+			luaL_error(L, "%s: option '%s' holds NUL", what, o->name);
+		*(const char **)(void *)(out + o->off) = v;
 	} else if (o->types == CL_T(LUA_TNUMBER)) {
 		double v = lua_tonumber(L, -1);
 		if (!(v >= o->lo && v <= o->hi))
@@ -93,7 +100,7 @@ static void store_opt(lua_State *L, const cl_opt *o, char *out, const char *what
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
 		return; /* tables and functions stay on the stack */
 	}
-	lua_pop(L, 1); /* strings stay alive: the options table or the environment holds them */
+	lua_pop(L, 1); /* strings stay alive: the options table holds them */
 }
 
 void cl_read_options(lua_State *L, int idx, const cl_opt *opts, void *out, const char *what)
@@ -101,14 +108,12 @@ void cl_read_options(lua_State *L, int idx, const cl_opt *opts, void *out, const
 	check_keys(L, idx, opts, what);
 	for (const cl_opt *o = opts; o->name; o++) {
 		lua_getfield(L, idx, o->name);
-		if (lua_isnil(L, -1)) {
-			lua_pop(L, 1);
-			push_env(L, o, what);
-		}
-		if (lua_isnil(L, -1))
-			lua_pop(L, 1); /* unset: out keeps its default */
-		else
+		if (!lua_isnil(L, -1)) {
 			store_opt(L, o, out, what);
+		} else {
+			lua_pop(L, 1);
+			from_env(L, o, out, what); /* unset: out keeps its default */
+		}
 	}
 }
 

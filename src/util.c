@@ -86,6 +86,17 @@ int ducky_buf_add_json(ducky_buf *b, const char *s, size_t len)
 	return ducky_buf_add(b, "\"", 1);
 }
 
+int ducky_buf_add_printable(ducky_buf *b, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[4] = {'\\', 'x', lower_hex[c >> 4], lower_hex[c & 15]};
+		if (c < 0x20 || c == 0x7f ? ducky_buf_add(b, e, 4) : ducky_buf_add(b, &s[i], 1))
+			return -1;
+	}
+	return 0;
+}
+
 void ducky_hex(const unsigned char *p, size_t n, char *out)
 {
 	for (size_t i = 0; i < n; i++) {

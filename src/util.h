@@ -17,6 +17,8 @@ void ducky_buf_free(ducky_buf *b); /* wipes before freeing: buffers may hold sec
 int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);
 /* Appends s as a JSON string literal, quotes included. */
 int ducky_buf_add_json(ducky_buf *b, const char *s, size_t len);
+/* Appends s with each byte below 0x20 and 0x7f written as \xNN: one printable line. */
+int ducky_buf_add_printable(ducky_buf *b, const char *s, size_t len);
 /* Writes n bytes as 2n lower-case hex digits and a NUL to out. */
 void ducky_hex(const unsigned char *p, size_t n, char *out);
 
