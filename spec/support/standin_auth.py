@@ -28,6 +28,7 @@ Key material is made with the `openssl` CLI at start-up in DIR/jwt and DIR/mtls
 """
 
 import base64
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -127,9 +128,10 @@ def make_client_cert(d, client_id, ca="ca", password=None, kind="EC"):
     DIR/mtls/<client_id>[.<ca>].{pem,key}; the key encrypted when password is set."""
     md = private_dir(d, "mtls")
     cfg = os.path.join(md, "cfg")
-    if not os.path.exists(cfg):
-        with open(cfg, "w") as f:
+    if not os.path.exists(cfg):  # make_material writes it before any thread runs
+        with open(cfg + ".tmp", "w") as f:
             f.write(OPENSSL_CFG)
+        os.replace(cfg + ".tmp", cfg)
     base = os.path.join(md, client_id + ("" if ca == "ca" else "." + ca))
     cert, key = base + ".pem", base + ".key"
     newkey = (["-newkey", "rsa:2048"] if kind == "RSA"
@@ -147,16 +149,22 @@ def make_client_cert(d, client_id, ca="ca", password=None, kind="EC"):
 
 
 def make_material(d):
-    """Keys and certificates for the well-known ids; -> the standin.json fields."""
-    keys = {"rsa": make_jwt_key(d, "rsa", "RSA"), "ec": make_jwt_key(d, "ec", "EC"),
-            "rsa_other": make_jwt_key(d, "rsa_other", "RSA")}
+    """Keys and certificates for the well-known ids; -> the standin.json fields.
+    RSA key generation takes a while on a busy machine: all run at once."""
+    client_cert = make_client_cert(d, "mtls-client")  # also writes DIR/mtls/cfg, before the threads
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        rsa_key, ec_key, rsa_other, password_cert, other_ca_cert = [pool.submit(f, *a, **k) for f, a, k in (
+            (make_jwt_key, (d, "rsa", "RSA"), {}), (make_jwt_key, (d, "ec", "EC"), {}),
+            (make_jwt_key, (d, "rsa_other", "RSA"), {}),
+            (make_client_cert, (d, "mtls-password"), {"password": secrets.token_urlsafe(12)}),
+            (make_client_cert, (d, "mtls-client"), {"ca": "other_ca"}))]
     clients = {cid: {"key": k, "alg": alg, "kid": kid} for cid, (k, alg, kid) in JWT_CLIENTS.items()}
-    mtls = {"mtls-client": make_client_cert(d, "mtls-client"),
-            "mtls-password": make_client_cert(d, "mtls-password", password=secrets.token_urlsafe(12),
-                                              kind="RSA")}
-    return {"private_key_jwt": AVAILABLE, "jwt_keys": keys, "jwt_clients": clients,
-            "mtls_clients": mtls,
-            "mtls_other_ca_client": make_client_cert(d, "mtls-client", ca="other_ca")}
+    return {"private_key_jwt": AVAILABLE,
+            "jwt_keys": {"rsa": rsa_key.result(), "ec": ec_key.result(), "rsa_other": rsa_other.result()},
+            "jwt_clients": clients,
+            "mtls_clients": {"mtls-client": client_cert,
+                             "mtls-password": password_cert.result()},
+            "mtls_other_ca_client": other_ca_cert.result()}
 
 
 # --------------------------------------------------------------------------
