@@ -1035,7 +1035,7 @@ def main():
         ctx.load_verify_locations(os.path.join(d, "other_ca.pem"))
         return ctx
 
-    state = State(a.audience, a.lifetime, d, standin_auth.JwtClients(d, material))
+    state = State(a.audience, a.lifetime, d, standin_auth.JwtClients(material))
     servers = {
         "http_port": Server(("127.0.0.1", 0), state),
         "https_port": Server(("127.0.0.1", 0), state, tls("server.pem")),

@@ -239,7 +239,7 @@ def signature_ok(key, alg, data, sig):
 class JwtClients:
     """Public keys registered per client id, accepted audiences, used jti values."""
 
-    def __init__(self, d, material):
+    def __init__(self, material):
         self.lock = threading.Lock()
         self.key_files = {name: k["public_key_file"] for name, k in material["jwt_keys"].items()}
         self.base = {}
