@@ -193,6 +193,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
 
 lint:
+	tools/lint_c.sh
 	luacheck lua spec examples tools bench fuzz bin/ducky $(ROCKSPEC)
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c

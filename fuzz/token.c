@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "error.h"
+#include "err.h"
 #include "store.h"
 #include "token.h"
 

@@ -8,8 +8,8 @@
 
 #include <curl/curl.h>
 
-#include "error.h"
-#include "http.h"
+#include "err.h"
+#include "url.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -135,7 +135,7 @@ describe("file token cache", function()
         sh(("cp -p %s %s.real && rm %s && ln -s %s.real %s"):format(file, file, file, file, file))
       end, "symbolic link" },
     { "a hard-linked file", function(file) sh(("ln %s %s.twin"):format(file, file)) end, "hard links" },
-    { "garbage", function(file) sh("head -c 300 /dev/urandom > " .. file) end, "garbage" },
+    { "garbage", function(file) sh("head -c 300 /dev/urandom > " .. file) end, "not a ducky token file" },
     { "a truncated write", function(file)
         local text = H.read_file(file)
         local f = assert(io.open(file, "wb"))

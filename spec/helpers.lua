@@ -199,6 +199,124 @@ function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
 end
 
+-- ------------------------------------------------------------------------
+-- private_key_jwt and tls_client_auth (spec/support/standin_auth.py)
+
+HOSTS.mtls = { "https", "localhost", "mtls_port" } -- asks for a client certificate
+
+-- "scheme://host:port" of a listener, as a client addresses it (kind as in H.base_url)
+function H.origin(kind) return root_url(kind) end
+
+-- The stand-in's key files made at start-up: name "rsa", "ec" or "rsa_other" ->
+-- { type, private_key_file, public_key_file, pkcs1_file (RSA) }
+function H.jwt_key(name)
+  return H.standin().jwt_keys[name] or error("no stand-in key " .. tostring(name), 2)
+end
+
+-- Registers a public key for client id `id`: t = { key = "rsa" | public_key = PEM,
+-- kid, alg (string or list), audiences (list; default: the listener's origin .. "/"),
+-- add (keep the other keys) }
+function H.jwt_client(id, t)
+  local body = { client_id = id }
+  for k, v in pairs(t or {}) do body[k] = v end
+  return H.control("jwt_client", body)
+end
+
+-- A fresh client certificate CN=id: t = { ca = "other_ca", password = "…",
+-- key_type = "RSA", bound = true } -> { cert_file, key_file, key_password }
+function H.mtls_client(id, t)
+  local body = { client_id = id }
+  for k, v in pairs(t or {}) do body[k] = v end
+  return H.control("mtls_client", body)
+end
+
+-- Options for a private_key_jwt client: a fresh id with stand-in key `key`
+-- registered (reg: more H.jwt_client fields), signing with that key's file.
+function H.jwt_opts(key, overrides, reg)
+  local o = H.opts {
+    client_secret = H.NIL, token_auth = "private_key_jwt",
+    private_key_file = H.jwt_key(key).private_key_file,
+  }
+  local r = { key = key }
+  for k, v in pairs(reg or {}) do r[k] = v end
+  H.jwt_client(o.client_id, r)
+  for k, v in pairs(overrides or {}) do
+    if v == H.NIL then o[k] = nil else o[k] = v end
+  end
+  return o
+end
+
+-- Options for a tls_client_auth client on the mTLS listener (token and API): a
+-- fresh id with a fresh certificate (cert: more H.mtls_client fields); also
+-- returns that certificate's table.
+function H.mtls_opts(overrides, cert)
+  local o = H.opts {
+    client_secret = H.NIL, token_auth = "tls_client_auth",
+    base_url = H.base_url("mtls"), token_url = H.token_url("mtls"), ca_file = H.ca_file(),
+  }
+  local c = H.mtls_client(o.client_id, cert)
+  o.client_cert, o.client_key, o.client_key_password = c.cert_file, c.key_file, c.key_password
+  for k, v in pairs(overrides or {}) do
+    if v == H.NIL then o[k] = nil else o[k] = v end
+  end
+  return o, c
+end
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- A client assertion crafted by spec/support/make_jwt.py (ducky never makes a
+-- bad one): t = { key = "rsa" (stand-in key name) or key_file, client_id, aud,
+-- alg, kid, iat_in, exp_in (seconds from now), jti, claims, header (tables
+-- merged over the defaults; cjson.null removes), and mistakes: sign_alg (other
+-- than the header's alg), pss_salt = "max", ecdsa_der }
+function H.make_jwt(t)
+  local args = { "/usr/bin/python3 spec/support/make_jwt.py",
+    "--key", shell_quote(t.key_file or H.jwt_key(t.key or "rsa").private_key_file),
+    "--client-id", shell_quote(t.client_id), "--aud", shell_quote(t.aud) }
+  local function opt(name, v) if v ~= nil then args[#args + 1] = name .. "=" .. shell_quote(v) end end
+  opt("--alg", t.alg); opt("--kid", t.kid); opt("--iat-in", t.iat_in); opt("--exp-in", t.exp_in)
+  opt("--jti", t.jti); opt("--pss-salt", t.pss_salt); opt("--sign-alg", t.sign_alg)
+  opt("--claims", t.claims and cjson.encode(t.claims)); opt("--header", t.header and cjson.encode(t.header))
+  if t.ecdsa_der then args[#args + 1] = "--ecdsa-der" end
+  local out, code = H.run(H.CLEAN_ENV .. table.concat(args, " "))
+  assert(code == 0, "make_jwt.py failed: " .. out)
+  return (out:gsub("%s+$", ""))
+end
+
+local function form_encode(fields)
+  local keys, parts = {}, {}
+  for k in pairs(fields) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = tostring(fields[k]):gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)
+    parts[#parts + 1] = k .. "=" .. v
+  end
+  return table.concat(parts, "&")
+end
+
+-- POSTs a form-encoded token request to the stand-in's plain HTTP listener
+-- (grant_type and audience added unless given); returns status, decoded answer.
+function H.post_token(fields)
+  local f = { grant_type = "client_credentials", audience = H.audience() }
+  for k, v in pairs(fields) do f[k] = v end
+  local data, out = form_encode(f), {}
+  local _, code = http.request {
+    url = H.token_url("http"), method = "POST", sink = ltn12.sink.table(out),
+    source = ltn12.source.string(data),
+    headers = { ["content-type"] = "application/x-www-form-urlencoded", ["content-length"] = #data },
+  }
+  local ok, json = pcall(cjson.decode, table.concat(out))
+  return code, ok and ints(json) or table.concat(out)
+end
+
+-- A private_key_jwt token request for `assertion` (H.post_token's result)
+function H.post_assertion(client_id, assertion)
+  return H.post_token {
+    client_id = client_id, client_assertion = assertion,
+    client_assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+  }
+end
+
 function H.new_id(prefix)
   id_counter = id_counter + 1
   return string.format("%s-%d-%x-%x%04x", prefix or "client", id_counter, my_pid(), os.time(),

@@ -57,7 +57,7 @@ void ducky_batch_item_free(ducky_batch_item *it)
 	ducky_buf_free(&it->res.body);
 	ducky_buf_free(&it->res.head);
 	ducky_err_clear(&it->err);
-	curl_slist_free_all(it->headers);
+	ducky_headers_free(it->headers); /* they hold the token */
 	it->headers = NULL;
 }
 
@@ -73,14 +73,10 @@ static size_t start(ducky_pool *p, ducky_batch_item **items, size_t n, size_t ru
 {
 	for (size_t i = 0; i < n && running < concurrency; i++) {
 		ducky_batch_item *it = items[i];
-		double now = ducky_now();
-		if (it->done || it->running || it->not_before > now)
+		double remaining;
+		if (it->done || it->running || it->not_before > ducky_now())
 			continue;
-		if (it->req.deadline - now <= 0.001) {
-			it->err.attempts = it->attempts;
-			ducky_fail(&it->err, DUCKY_E_TIMEOUT,
-			           "%s %.300s: timed out before attempt %d", it->req.method,
-			           it->req.url, it->attempts + 1);
+		if (ducky_time_left(&it->req, it->attempts + 1, &remaining, &it->err)) {
 			finish(it, left);
 			continue;
 		}
@@ -92,7 +88,7 @@ static size_t start(ducky_pool *p, ducky_batch_item **items, size_t n, size_t ru
 		size_t s = 0;
 		while (p->busy[s])
 			s++;
-		ducky_http_setup(p->slots[s], &it->req, it->req.deadline - now);
+		ducky_http_setup(p->slots[s], &it->req, remaining);
 		curl_easy_setopt(p->slots[s]->easy, CURLOPT_PRIVATE, (void *)it);
 		if (curl_multi_add_handle(p->multi, p->slots[s]->easy) != CURLM_OK) {
 			ducky_fail(&it->err, DUCKY_E_LIMIT, "curl_multi_add_handle failed");

@@ -3,43 +3,74 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "call.h"
+#include "client_batch.h"
+#include "client_token.h"
 
-/* ---- batch ----------------------------------------------------------- */
+#define ITEMS_MT "ducky.batch_items"
 
 typedef struct bitem {
 	ducky_batch_item it; /* first: batch.c hands it back */
-	char method[32];
+	call k;
 	ducky_buf url;
 	struct curl_slist *extra;
 } bitem;
 
-void cl_free_batch(client *c)
+/* A batch's items, in a userdata whose finalizer frees them if a raise ends
+ * the batch early; freed at once when it ends normally. */
+typedef struct items_box {
+	bitem *items;
+	size_t n;
+} items_box;
+
+static void free_box(items_box *box)
 {
-	for (size_t i = 0; i < c->nbitems; i++) {
-		ducky_batch_item_free(&c->bitems[i].it);
-		ducky_buf_free(&c->bitems[i].url);
-		curl_slist_free_all(c->bitems[i].extra);
+	for (size_t i = 0; i < box->n; i++) {
+		ducky_batch_item_free(&box->items[i].it);
+		ducky_buf_free(&box->items[i].url);
+		ducky_headers_free(box->items[i].extra);
 	}
-	free(c->bitems);
-	c->bitems = NULL;
-	c->nbitems = 0;
+	free(box->items);
+	box->items = NULL;
+	box->n = 0;
 }
+
+static int free_items(lua_State *L)
+{
+	free_box(luaL_checkudata(L, 1, ITEMS_MT));
+	return 0;
+}
+
+void cl_batch_open(lua_State *L)
+{
+	if (luaL_newmetatable(L, ITEMS_MT)) {
+		lua_pushcfunction(L, free_items);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
+}
+
+/* A batch under way: the call (its first member, for cl_on_retry) and the one
+ * refresh after a 401 it may make. */
+typedef struct batch_run {
+	cl_run r;
+	int refreshed;
+} batch_run;
 
 /* Each attempt gets its own header list: a token refresh mid-batch must not
  * free a list a transfer in flight still points to. */
 static int batch_prepare(void *ud, ducky_batch_item *it)
 {
-	client *c = ud;
+	client *c = ((batch_run *)ud)->r.c;
 	struct curl_slist *base = c->api_headers;
-	curl_slist_free_all(it->headers);
+	ducky_headers_free(it->headers);
 	it->headers = NULL;
 	if (it->auth) {
 		if (!(base = cl_auth_headers(c, &it->err)))
 			return -1;
 		it->token_gen = c->tok.gen;
 	}
-	if (!(it->headers = cl_merge_headers(((bitem *)it)->extra, base)) && base)
+	if (!(it->headers = ducky_headers_merge(((bitem *)it)->extra, base)) && base)
 		return ducky_fail(&it->err, DUCKY_E_LIMIT, "out of memory");
 	it->req.headers = it->headers;
 	return 0;
@@ -49,135 +80,155 @@ static int batch_prepare(void *ud, ducky_batch_item *it)
  * older token are replayed with the new one; a 401 on the new one is final. */
 static int batch_refresh(void *ud, ducky_batch_item *it)
 {
-	client *c = ud;
+	batch_run *b = ud;
+	client *c = b->r.c;
+	token_source src;
 	if (it->token_gen == c->tok.gen) {
-		ducky_token_ops ops = cl_token_ops(c);
-		if (c->batch_refreshed)
+		if (b->refreshed)
 			return -1;
-		c->batch_refreshed = 1;
-		ducky_token_invalidate(c->key, c->tok.token, &ops);
-		if (cl_get_token(c, &it->err))
+		b->refreshed = 1;
+		cl_drop_token(&b->r);
+		if (cl_get_token(&b->r, &src, &it->err))
 			return -1;
 	}
 	c->st.replays_401++;
-	cl_emit(c, "replay_401", NULL, NULL, -1, 0, -1);
+	cl_emit(&b->r, &(event){.event = "replay_401"});
 	return 0;
 }
 
-static int batch_body(lua_State *L)
+/* What batch()'s options table says. */
+typedef struct batch_opts {
+	double concurrency, timeout;
+} batch_opts;
+
+static const cl_opt batch_options[] = {
+    {"concurrency", CL_T(LUA_TNUMBER), NULL, 1, 1000, offsetof(batch_opts, concurrency)},
+    {"timeout", CL_T(LUA_TNUMBER), NULL, 0.001, 1e6, offsetof(batch_opts, timeout)},
+    {NULL, 0, NULL, 0, 0, 0},
+};
+
+#define BODIES 5 /* the stack index of the table that keeps the items' bodies alive */
+
+/* Reads item i (1-based) of the list at 2 into b. */
+static void read_item(lua_State *L, client *c, size_t i, bitem *b, double start, double deadline)
 {
-	client *c = cl_self(L);
-	ducky_batch_item **order;
+	int base = lua_gettop(L);
+	char what[48];
+	snprintf(what, sizeof what, "batch item %zu", i);
+	ducky_err_init(&b->it.err);
+	lua_rawgeti(L, 2, (int)i);
+	if (!lua_istable(L, -1))
+		luaL_error(L, "%s: not a { method, path, opts } table", what);
+	lua_rawgeti(L, -1, 1);
+	lua_rawgeti(L, -2, 2);
+	lua_rawgeti(L, -3, 3);
+	int top = lua_gettop(L), at[3] = {top - 2, top - 1, top};
+	int rc = cl_parse_call(L, c, at, what, &b->k, &b->extra, &b->url, &b->it.err);
+	lua_rawseti(L, BODIES, (int)i);
+	lua_settop(L, base);
+	double end = start + b->k.timeout;
+	b->it.req = (ducky_req){.method = b->k.method,
+	                        .url = b->k.url,
+	                        .body = b->k.body,
+	                        .body_len = b->k.body_len,
+	                        .idempotent = ducky_idempotent(b->k.method),
+	                        .deadline = end < deadline ? end : deadline,
+	                        .connect_timeout = c->lim.connect_timeout,
+	                        .retries = b->k.retries,
+	                        .max_retry_after = c->lim.max_retry_after};
+	b->it.auth = b->k.auth;
+	b->it.done = rc != 0;
+}
+
+/* One token for the whole batch, fetched before it starts; its failure fails
+ * the items that need it. Returns the items still to run, in order. */
+static size_t first_token(batch_run *b, ducky_batch_item **order, size_t n)
+{
 	ducky_err err;
+	token_source src;
 	int any_auth = 0;
-
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_settop(L, 3);
-	if (!lua_isnil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		lua_pushnil(L);
-		while (lua_next(L, 3)) {
-			lua_pop(L, 1);
-			if (lua_type(L, -1) != LUA_TSTRING ||
-			    (strcmp(lua_tostring(L, -1), "concurrency") != 0 &&
-			     strcmp(lua_tostring(L, -1), "timeout") != 0))
-				return luaL_error(L, "batch: unknown option '%s'",
-				                  lua_type(L, -1) == LUA_TSTRING
-				                      ? lua_tostring(L, -1)
-				                      : luaL_typename(L, -1));
-		}
-	}
-	size_t n = ducky_rawlen(L, 2);
-	size_t concurrency =
-	    (size_t)(lua_isnil(L, 3) ? 8 : cl_opt_number(L, 3, "concurrency", 8, 1, 1000));
-	double timeout =
-	    lua_isnil(L, 3) ? c->timeout : cl_opt_number(L, 3, "timeout", c->timeout, 0.001, 1e6);
-	double start = ducky_now(), deadline = start + timeout;
-
-	cl_free_batch(c);
-	if (n && !(c->bitems = calloc(n, sizeof *c->bitems)))
-		return luaL_error(L, "out of memory");
-	c->nbitems = n;
-	order = lua_newuserdata(L, n ? n * sizeof *order : 1); /* 4 */
-	lua_createtable(L, (int)n, 0);                         /* 5: the bodies, kept alive */
-	for (size_t i = 0; i < n; i++) {
-		bitem *b = &c->bitems[i];
-		call k;
-		char what[48];
-		snprintf(what, sizeof what, "batch item %zu", i + 1);
-		order[i] = &b->it;
-		ducky_err_init(&b->it.err);
-		lua_rawgeti(L, 2, (int)i + 1);
-		if (!lua_istable(L, -1))
-			return luaL_error(L, "%s: not a { method, path, opts } table", what);
-		lua_rawgeti(L, -1, 1);
-		lua_rawgeti(L, -2, 2);
-		lua_rawgeti(L, -3, 3);
-		int top = lua_gettop(L);
-		int rc = cl_parse_call(L, c, top - 2, top - 1, top, what, &k, b->method, &b->extra,
-		                       &b->url, &b->it.err);
-		lua_rawseti(L, 5, (int)i + 1);
-		lua_settop(L, 5);
-		b->it.req =
-		    (ducky_req){b->method,
-		                b->url.data,
-		                NULL,
-		                k.body,
-		                k.body_len,
-		                strcmp(b->method, "POST") != 0 && strcmp(b->method, "PATCH") != 0,
-		                start + k.timeout < deadline ? start + k.timeout : deadline,
-		                c->connect_timeout,
-		                k.retries,
-		                c->max_retry_after};
-		b->it.auth = k.auth;
-		b->it.done = rc != 0;
-		any_auth |= k.auth && !rc;
-	}
+	size_t todo = 0;
+	for (size_t i = 0; i < n; i++)
+		any_auth |= order[i]->auth && !order[i]->done;
 	ducky_err_init(&err);
-	if (n && ducky_pool_open(&c->pool, concurrency, &c->conf, &err))
-		return cl_push_error(L, c, &err);
-
-	/* one token for the whole batch, fetched before it starts */
-	c->deadline = deadline;
-	c->call_retries = c->retries;
-	c->batch_refreshed = 0;
-	if (any_auth && cl_get_token(c, &err) != 0)
+	if (any_auth && cl_get_token(&b->r, &src, &err) != 0)
 		for (size_t i = 0; i < n; i++)
 			if (!order[i]->done && order[i]->auth) {
 				ducky_err_copy(&order[i]->err, &err);
 				order[i]->done = 1;
 			}
 	ducky_err_clear(&err);
-	size_t todo = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!order[i]->done)
 			order[todo++] = order[i];
-	ducky_batch_ops ops = {c, batch_prepare, batch_refresh, cl_on_retry};
-	ducky_batch_run(&c->pool, order, todo, concurrency, &ops);
+	return todo;
+}
 
-	c->st.requests += (lua_Integer)n;
+/* The results, in the list's order: { res = … } or { err = … } each. */
+static void push_results(lua_State *L, client *c, bitem *items, size_t n)
+{
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
-		ducky_batch_item *it = &c->bitems[i].it;
+		ducky_batch_item *it = &items[i].it;
 		lua_createtable(L, 0, 1);
-		if (it->err.kind != DUCKY_OK) {
-			cl_push_error(L, c, &it->err);
-			lua_setfield(L, -3, "err");
-			lua_pop(L, 1);
-		} else if (cl_push_answer(L, c, &it->res, &it->err, it->attempts, it->replayed,
-		                          it->req.method, it->req.url) == 1) {
+		int pushed = it->err.kind != DUCKY_OK
+		                 ? cl_push_error(L, c, &it->err)
+		                 : cl_push_answer(L, c, &it->res, &items[i].k, it->attempts,
+		                                  it->replayed, &it->err);
+		if (pushed == 1) {
 			lua_setfield(L, -2, "res");
 		} else {
 			lua_setfield(L, -3, "err");
-			lua_pop(L, 1);
+			lua_pop(L, 1); /* the nil before it */
 		}
 		lua_rawseti(L, -2, (int)i + 1);
 	}
-	cl_free_batch(c); /* the answers are Lua values now */
+}
+
+static int batch_body(lua_State *L)
+{
+	client *c = cl_self(L);
+	batch_opts o = {.concurrency = 8, .timeout = c->lim.timeout};
+	ducky_err err;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 3);
+	if (!lua_isnil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		cl_read_options(L, 3, batch_options, &o, "batch");
+	}
+	lua_settop(L, 3);
+	size_t n = ducky_rawlen(L, 2);
+	double start = ducky_now();
+	items_box *box = ducky_newuserdata(L, sizeof *box); /* 4 */
+	box->items = NULL;
+	box->n = 0;
+	luaL_getmetatable(L, ITEMS_MT);
+	lua_setmetatable(L, 4);
+	lua_createtable(L, (int)n, 0);                                              /* BODIES */
+	ducky_batch_item **order = ducky_newuserdata(L, n ? n * sizeof *order : 1); /* 6 */
+	if (n && !(box->items = calloc(n, sizeof *box->items)))
+		return luaL_error(L, "out of memory");
+	box->n = n;
+	for (size_t i = 0; i < n; i++) {
+		order[i] = &box->items[i].it;
+		read_item(L, c, i + 1, &box->items[i], start, start + o.timeout);
+	}
+	ducky_err_init(&err);
+	if (n && ducky_pool_open(&c->pool, (size_t)o.concurrency, &c->conf, &err))
+		return cl_push_error(L, c, &err);
+	batch_run b = {.r = cl_start(L, c, o.timeout, c->lim.retries)};
+	size_t todo = first_token(&b, order, n);
+	ducky_batch_ops ops = {
+	    .ud = &b, .prepare = batch_prepare, .refresh = batch_refresh, .on_retry = cl_on_retry};
+	ducky_batch_run(&c->pool, order, todo, (size_t)o.concurrency, &ops);
+	c->st.requests += (lua_Integer)n;
+	push_results(L, c, box->items, n);
+	free_box(box); /* the answers are Lua values now */
 	return 1;
 }
 
-int c_batch(lua_State *L)
+int cl_batch(lua_State *L)
 {
 	return cl_guarded(L, batch_body);
 }

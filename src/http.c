@@ -1,8 +1,6 @@
-/* libcurl transport: one reused easy handle per client, retries, timeouts, TLS. */
-#define _GNU_SOURCE
+/* libcurl transport (see http.h). */
 #include "http.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,87 +12,32 @@
 #include <strings.h>
 #include <time.h>
 
-/* ---- buffers ---------------------------------------------------------- */
+#include <openssl/crypto.h>
 
-int ducky_buf_add(ducky_buf *b, const void *p, size_t n)
+/* ---- the policy ------------------------------------------------------- */
+
+int ducky_idempotent(const char *m)
 {
-	if (n > SIZE_MAX - b->len - 1)
-		return -1;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-		char *d = realloc(b->data, cap);
-		if (!d)
-			return -1;
-		b->data = d;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
+	static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", NULL};
+	for (const char *const *p = safe; *p; p++)
+		if (strcmp(*p, m) == 0)
+			return 1;
 	return 0;
 }
 
-int ducky_buf_adds(ducky_buf *b, const char *s)
+int ducky_retryable_status(long s)
 {
-	return ducky_buf_add(b, s, strlen(s));
+	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
-void ducky_buf_free(ducky_buf *b)
+int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_err *err)
 {
-	if (b->data) {
-		memset(b->data, 0, b->cap);
-		free(b->data);
-	}
-	memset(b, 0, sizeof *b);
-}
-
-int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			if (ducky_buf_add(b, &s[i], 1))
-				return -1;
-		} else {
-			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-			if (ducky_buf_add(b, e, 3))
-				return -1;
-		}
-	}
-	return 0;
-}
-
-/* ---- clocks ----------------------------------------------------------- */
-
-double ducky_now(void)
-{
-	struct timespec ts;
-#ifdef CLOCK_BOOTTIME
-	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
-#endif
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double ducky_wall(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_for(double seconds)
-{
-	struct timespec ts;
-	ts.tv_sec = (time_t)seconds;
-	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	*remaining = req->deadline - ducky_now();
+	if (*remaining > 0.001)
+		return 0;
+	err->attempts = attempt - 1;
+	return ducky_fail(err, DUCKY_E_TIMEOUT, "%s %.300s: timed out before attempt %d",
+	                  req->method, req->url, attempt);
 }
 
 /* ---- libcurl callbacks: plain C, never Lua ---------------------------- */
@@ -136,6 +79,10 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	                         p[vend - 1] == '\t'))
 		vend--;
 	size_t at = h->head.len;
+	if (at + len > DUCKY_MAX_HEADERS) {
+		h->head_too_big = 1;
+		return 0;
+	}
 	if (ducky_buf_add(&h->head, p, nlen) || ducky_buf_add(&h->head, "", 1) ||
 	    ducky_buf_add(&h->head, p + vstart, vend - vstart) || ducky_buf_add(&h->head, "", 1)) {
 		h->no_memory = 1;
@@ -147,7 +94,9 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 			h->head.data[at + i] = (char)(c + 32);
 	}
 	h->nheaders++;
-	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0) {
+	/* a HEAD answer announces the length of a body it does not carry */
+	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0 &&
+	    strcmp(h->last_method, "HEAD") != 0) {
 		const char *v = h->head.data + at + nlen + 1;
 		char *end;
 		errno = 0;
@@ -183,21 +132,91 @@ const char *ducky_http_header(const ducky_http *h, const char *name)
 
 /* ---- handle ----------------------------------------------------------- */
 
+/* libcurl's and OpenSSL's memory is wiped when freed, so that no copy of a
+ * secret or a token they made (a request buffer, a TLS record) outlives its
+ * use. That takes knowing a block's size: glibc tells; elsewhere, and when the
+ * host set libcurl or OpenSSL up before ducky, their frees stay plain. */
+#ifdef __GLIBC__
+#include <malloc.h>
+
+static void wiping_free(void *p)
+{
+	if (p) {
+		ducky_wipe(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+	size_t old = p ? malloc_usable_size(p) : 0;
+	if (p && n <= old)
+		return p;
+	void *q = malloc(n ? n : 1);
+	if (q && p) {
+		memcpy(q, p, old);
+		wiping_free(p);
+	}
+	return q;
+}
+
+static void *plain_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+static void *plain_calloc(size_t n, size_t m)
+{
+	return calloc(n, m);
+}
+
+static void *ssl_malloc(size_t n, const char *file, int line)
+{
+	(void)file, (void)line;
+	return malloc(n);
+}
+
+static void *ssl_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file, (void)line;
+	return wiping_realloc(p, n);
+}
+
+static void ssl_free(void *p, const char *file, int line)
+{
+	(void)file, (void)line;
+	wiping_free(p);
+}
+#endif
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
 
 static void global_init(void)
 {
+#ifdef __GLIBC__
+	CRYPTO_set_mem_functions(ssl_malloc, ssl_realloc, ssl_free); /* 0: too late, fine */
+	global_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, plain_malloc, wiping_free,
+	                                 wiping_realloc, ducky_strdup, plain_calloc);
+#else
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+#endif
+}
+
+int ducky_http_global_init(ducky_err *err)
+{
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
+		                  curl_easy_strerror(global_rc));
+	return 0;
 }
 
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
-		                  curl_easy_strerror(global_rc));
+	if (ducky_http_global_init(err))
+		return -1;
 	if (!(h->easy = e = curl_easy_init()))
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
 	h->max_body = conf->max_body;
@@ -250,7 +269,7 @@ void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 	int has_body = req->body != NULL;
 
 	h->body.len = h->head.len = h->nheaders = 0;
-	h->too_big = h->no_memory = 0;
+	h->too_big = h->head_too_big = h->no_memory = 0;
 	h->status = 0;
 	h->errbuf[0] = '\0';
 	if (connect_ms <= 0 || connect_ms > total_ms)
@@ -315,7 +334,7 @@ static ducky_kind kind_of(const ducky_http *h, CURLcode rc)
 	case CURLE_OUT_OF_MEMORY:
 		return DUCKY_E_LIMIT;
 	case CURLE_WRITE_ERROR:
-		if (h->too_big || h->no_memory)
+		if (h->too_big || h->head_too_big || h->no_memory)
 			return DUCKY_E_LIMIT;
 		return DUCKY_E_NETWORK;
 	default:
@@ -340,15 +359,26 @@ static int nothing_sent(const ducky_http *h, CURLcode rc)
 	}
 }
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* What went wrong, in words: ours when we stopped the transfer. */
+static const char *failure_text(const ducky_http *h, CURLcode rc)
+{
+	if (h->too_big)
+		return "response larger than max_body";
+	if (h->head_too_big)
+		return "answer headers larger than " STR(DUCKY_MAX_HEADERS) " bytes";
+	if (rc == CURLE_OUT_OF_MEMORY && !h->body.len) /* libcurl's limit for one line */
+		return "an answer header larger than " STR(
+		    DUCKY_MAX_HEADERS) " bytes, or out of memory";
+	return h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
+}
+
 static int transient(CURLcode rc)
 {
 	return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
 	       rc == CURLE_PARTIAL_FILE || rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM;
-}
-
-static int retryable_status(long s)
-{
-	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
 double ducky_retry_after(const char *v, double now_wall)
@@ -358,10 +388,9 @@ double ducky_retry_after(const char *v, double now_wall)
 		return -1;
 	for (p = v; *p >= '0' && *p <= '9'; p++)
 		;
-	if (*p == '\0') {
-		errno = 0;
+	if (*p == '\0') { /* delta-seconds; beyond a billion is as good as forever */
 		double s = strtod(v, NULL);
-		return errno ? -1 : s;
+		return s < 1e9 ? s : 1e9;
 	}
 	time_t t = curl_getdate(v, NULL);
 	if (t == (time_t)-1)
@@ -390,7 +419,7 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 		retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
 		snprintf(ev->reason, sizeof ev->reason, "curl %d", (int)rc);
 	} else {
-		retry = req->idempotent && retryable_status(h->status);
+		retry = req->idempotent && ducky_retryable_status(h->status);
 		snprintf(ev->reason, sizeof ev->reason, "%ld", h->status);
 		if (retry)
 			wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
@@ -413,111 +442,72 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	err->retryable =
 	    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
 	return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
-	                  h->too_big     ? "response larger than max_body"
-	                  : h->errbuf[0] ? h->errbuf
-	                                 : curl_easy_strerror(rc));
+	                  failure_text(h, rc));
 }
 
 int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
                     ducky_err *err)
 {
 	for (int attempt = 1;; attempt++) {
-		double remaining = req->deadline - ducky_now();
+		double remaining;
 		ducky_retry_event ev;
 		*attempts = attempt;
-		if (remaining <= 0.001) {
-			err->attempts = attempt - 1;
-			return ducky_fail(err, DUCKY_E_TIMEOUT,
-			                  "%s %.300s: timed out before attempt %d", req->method,
-			                  req->url, attempt);
-		}
+		if (ducky_time_left(req, attempt, &remaining, err))
+			return -1;
 		ducky_http_setup(h, req, remaining);
 		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
 		if (rc <= 0)
 			return rc;
 		if (fn)
 			fn(ud, &ev);
-		sleep_for(ev.wait);
+		ducky_sleep(ev.wait);
 	}
 }
 
-/* ---- URLs ------------------------------------------------------------- */
+/* ---- request header lists --------------------------------------------- */
 
-static CURLU *parse(const char *url)
+int ducky_headers_has(const struct curl_slist *list, const char *line)
 {
-	CURLU *u = curl_url();
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		curl_url_cleanup(u);
-		u = NULL;
-	}
-	return u;
-}
-
-static int part_equal(CURLU *a, CURLU *b, CURLUPart part, unsigned flags)
-{
-	char *x = NULL, *y = NULL;
-	int eq;
-	curl_url_get(a, part, &x, flags);
-	curl_url_get(b, part, &y, flags);
-	eq = x && y && strcasecmp(x, y) == 0;
-	curl_free(x);
-	curl_free(y);
-	return eq;
-}
-
-int ducky_url_check(const char *url)
-{
-	CURLU *u = parse(url);
-	int ok = u && part_equal(u, u, CURLUPART_HOST, 0) &&
-	         (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
-	curl_url_cleanup(u);
-	return ok;
-}
-
-int ducky_url_same_origin(const char *a, const char *b)
-{
-	CURLU *x = parse(a), *y = parse(b);
-	int same = x && y && part_equal(x, y, CURLUPART_SCHEME, 0) &&
-	           part_equal(x, y, CURLUPART_HOST, 0) &&
-	           part_equal(x, y, CURLUPART_PORT, CURLU_DEFAULT_PORT);
-	curl_url_cleanup(x);
-	curl_url_cleanup(y);
-	return same;
-}
-
-/* "scheme://…" (RFC 3986 scheme characters), as opposed to a path that merely
- * holds "://" somewhere, say in its query. */
-static int is_absolute(const char *p, size_t n)
-{
-	size_t i = 0;
-	if (n == 0 || !isalpha((unsigned char)p[0]))
-		return 0;
-	while (i < n && (isalnum((unsigned char)p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.'))
-		i++;
-	return i + 3 <= n && memcmp(p + i, "://", 3) == 0;
-}
-
-int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err)
-{
-	u->len = 0;
-	if (memchr(path, '\0', plen))
-		return ducky_fail(err, DUCKY_E_CONFIG, "a path holds NUL");
-	if (is_absolute(path, plen)) {
-		char *abs = ducky_strndup(path, plen);
-		int same = abs && ducky_url_same_origin(abs, base);
-		free(abs);
-		if (!same)
-			return ducky_fail(err, DUCKY_E_CONFIG,
-			                  "refusing %.*s: an absolute URL must be on base_url's "
-			                  "scheme, host and port",
-			                  (int)(plen < 200 ? plen : 200), path);
-		if (ducky_buf_add(u, path, plen))
-			return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-		return 0;
-	}
-	while (plen && *path == '/')
-		path++, plen--;
-	if (ducky_buf_adds(u, base) || ducky_buf_add(u, "/", 1) || ducky_buf_add(u, path, plen))
-		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	size_t nl = strcspn(line, ":;");
+	for (; list; list = list->next)
+		if (strncasecmp(list->data, line, nl) == 0 && strcspn(list->data, ":;") == nl)
+			return 1;
 	return 0;
+}
+
+int ducky_headers_append(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(*list, line);
+	if (!n)
+		return -1;
+	*list = n;
+	return 0;
+}
+
+int ducky_headers_add_default(struct curl_slist **list, const char *line)
+{
+	return ducky_headers_has(*list, line) ? 0 : ducky_headers_append(list, line);
+}
+
+struct curl_slist *ducky_headers_merge(const struct curl_slist *extra,
+                                       const struct curl_slist *base)
+{
+	struct curl_slist *l = NULL;
+	for (int pass = 0; pass < 2; pass++)
+		for (const struct curl_slist *p = pass ? base : extra; p; p = p->next) {
+			if (pass && ducky_headers_has(extra, p->data))
+				continue;
+			if (ducky_headers_append(&l, p->data)) {
+				ducky_headers_free(l);
+				return NULL;
+			}
+		}
+	return l;
+}
+
+void ducky_headers_free(struct curl_slist *list)
+{
+	for (struct curl_slist *p = list; p; p = p->next)
+		ducky_wipe(p->data, strlen(p->data));
+	curl_slist_free_all(list);
 }

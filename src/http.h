@@ -1,4 +1,5 @@
-/* libcurl transport: one reused easy handle per client, retries, timeouts, TLS. */
+/* libcurl transport: an easy handle per client (and per batch slot), one
+ * attempt in pieces, the retry loop, and THE retry and idempotency policy. Plain C. */
 #ifndef DUCKY_HTTP_H
 #define DUCKY_HTTP_H
 
@@ -6,16 +7,11 @@
 
 #include <curl/curl.h>
 
-#include "error.h"
+#include "err.h"
+#include "util.h"
 
-typedef struct ducky_buf {
-	char *data;
-	size_t len, cap;
-} ducky_buf;
-
-int ducky_buf_add(ducky_buf *b, const void *p, size_t n); /* 0, or -1 out of memory */
-int ducky_buf_adds(ducky_buf *b, const char *s);
-void ducky_buf_free(ducky_buf *b); /* wipes before freeing */
+/* The most answer header bytes ducky reads (libcurl's own limit for one line). */
+#define DUCKY_MAX_HEADERS 102400
 
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
@@ -24,6 +20,8 @@ typedef struct ducky_http_conf {
 	long http_version; /* CURL_HTTP_VERSION_… */
 } ducky_http_conf;
 
+/* An easy handle and its answer. libcurl keeps pointers into this record
+ * (WRITEDATA, HEADERDATA, ERRORBUFFER): it must not move while the handle lives. */
 typedef struct ducky_http {
 	CURL *easy;
 	size_t max_body;
@@ -31,7 +29,7 @@ typedef struct ducky_http {
 	ducky_buf body;
 	ducky_buf head; /* "name\0value\0" pairs, names lower-case, in arrival order */
 	size_t nheaders;
-	int too_big, no_memory;
+	int too_big, head_too_big, no_memory;
 	unsigned rng;
 	/* what the handle was last set up with, to skip setopts that change nothing */
 	char *last_url;
@@ -47,7 +45,7 @@ typedef struct ducky_req {
 	struct curl_slist *headers;
 	const char *body; /* NULL: no body */
 	size_t body_len;
-	int idempotent;
+	int idempotent;         /* ducky_idempotent(method), or 1 for the token exchange */
 	double deadline;        /* ducky_now() seconds */
 	double connect_timeout; /* seconds */
 	int retries;
@@ -62,9 +60,22 @@ typedef struct ducky_retry_event {
 
 typedef void (*ducky_retry_fn)(void *ud, const ducky_retry_event *ev);
 
-/* Clock that keeps counting through suspend and ignores wall-clock jumps. */
-double ducky_now(void);
-double ducky_wall(void);
+/* ---- the policy (DESIGN.md, Retries): one definition each ---- */
+
+/* GET, HEAD, PUT, DELETE, OPTIONS: retried after being sent. */
+int ducky_idempotent(const char *method);
+/* 408, 429, 500, 502, 503, 504. */
+int ducky_retryable_status(long status);
+/* Retry-After in seconds (delta-seconds or HTTP-date), or -1 if unreadable. */
+double ducky_retry_after(const char *value, double now_wall);
+/* 0 while req has time for attempt; else -1 with a timeout error. */
+int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_err *err);
+
+/* ---- the handle ---- */
+
+/* Sets libcurl (and, first, OpenSSL's allocator) up once per process; ducky
+ * calls it before anything else, from luaopen_ducky. */
+int ducky_http_global_init(ducky_err *err);
 
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err);
 void ducky_http_close(ducky_http *h);
@@ -89,20 +100,21 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud);
  * name (lower-case) and value set, 0 at the end. */
 int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
                            const char **value);
-
 /* First value of a response header (name lower-case), or NULL. */
 const char *ducky_http_header(const ducky_http *h, const char *name);
 
-/* Retry-After in seconds (delta-seconds or HTTP-date), or -1 if unreadable. */
-double ducky_retry_after(const char *value, double now_wall);
+/* ---- request header lists ("Name: value" lines) ---- */
 
-/* URL helpers on libcurl's URL parser. */
-int ducky_url_check(const char *url);                    /* 1: absolute http(s) URL with a host */
-int ducky_url_same_origin(const char *a, const char *b); /* same scheme, host and port */
-/* u = base + "/" + path (leading slashes dropped), or path itself when it is an
- * absolute URL on base's origin; anything else is a config error. */
-int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err);
-/* Appends s percent-encoded (everything but unreserved characters). */
-int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);
+/* Appends line to *list; -1: no memory (the list is unchanged). */
+int ducky_headers_append(struct curl_slist **list, const char *line);
+/* Whether list holds a header named like line ("Name: v", "Name:" or "Name;"). */
+int ducky_headers_has(const struct curl_slist *list, const char *line);
+/* Appends line unless a header of that name is there (the caller's own wins); -1: no memory. */
+int ducky_headers_add_default(struct curl_slist **list, const char *line);
+/* extra + base, leaving out base headers that extra names; NULL: no memory (or both empty). */
+struct curl_slist *ducky_headers_merge(const struct curl_slist *extra,
+                                       const struct curl_slist *base);
+/* Wipes every line (they may hold a token or a secret), then frees the list. */
+void ducky_headers_free(struct curl_slist *list);
 
 #endif

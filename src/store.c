@@ -1,5 +1,5 @@
 /* The shared token store on disk (see store.h). */
-#define _GNU_SOURCE
+#define _DEFAULT_SOURCE /* flock */
 #include "store.h"
 
 #include <errno.h>
@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "util.h"
 
 #define MAGIC    "ducky-token-v1\n"
-#define MAX_FILE 16384 /* a token file is a few hundred bytes; anything bigger is not ours */
+#define MAX_FILE (DUCKY_MAX_TOKEN + 1024) /* the token and four short lines */
 
 static char *join(const char *a, const char *b)
 {
@@ -129,30 +129,66 @@ static char *name_for(const ducky_file_store *s, const char *key, const char *su
 	return p;
 }
 
-/* Opens name for reading only if it is a regular file of ours, 0600, one link. */
-static int open_checked(int dirfd, const char *name, int flags, const char **reason)
+/* The two files a store uses, and what can be wrong with each: the reasons
+ * are static strings, each reported once in a row. */
+enum { TOKEN_FILE, LOCK_FILE };
+enum { LINK, CANNOT_OPEN, NOT_REGULAR, OTHER_OWNER, OPEN_TO_OTHERS, HARD_LINKS, NOT_OURS };
+#define PROBLEMS(what)                                                                             \
+	{                                                                                          \
+		"the token cache " what " is a symbolic link",                                     \
+		    "cannot open the token cache " what,                                           \
+		    "the token cache " what " is not a regular file",                              \
+		    "the token cache " what " belongs to another user",                            \
+		    "the token cache " what " is open to other users",                             \
+		    "the token cache " what " has other hard links",                               \
+		    "the token cache " what " is not a ducky token file"                           \
+	}
+static const char *const problems[2][7] = {PROBLEMS("file"), PROBLEMS("lock file")};
+
+/* Opens name only if it is a regular file of ours, 0600, one link; never
+ * following a link, never blocking (a FIFO planted there is refused). */
+static int open_checked(int dirfd, const char *name, int flags, int which, const char **reason)
 {
 	struct stat st;
-	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
+	const char *const *says = problems[which];
 	if (fd < 0) {
 		if (errno == ELOOP)
-			*reason = "the token cache file is a symbolic link";
+			*reason = says[LINK];
+		else if (errno == ENXIO) /* a FIFO nobody reads */
+			*reason = says[NOT_REGULAR];
 		else if (errno != ENOENT)
-			*reason = "cannot open the token cache file";
+			*reason = says[CANNOT_OPEN];
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-		*reason = "the token cache file is not a regular file";
+		*reason = says[NOT_REGULAR];
 	else if (st.st_uid != geteuid())
-		*reason = "the token cache file belongs to another user";
+		*reason = says[OTHER_OWNER];
 	else if (st.st_mode & 077)
-		*reason = "the token cache file is open to other users";
+		*reason = says[OPEN_TO_OTHERS];
 	else if (st.st_nlink != 1)
-		*reason = "the token cache file has other hard links";
+		*reason = says[HARD_LINKS];
 	else
 		return fd;
 	close(fd);
 	return -1;
+}
+
+/* Whether name may be written over or removed: absent, empty, or a token
+ * file (its first line is ours). Anything else is the user's, never ours. */
+static int may_replace(int dirfd, const char *name, const char **reason)
+{
+	char head[sizeof MAGIC - 1];
+	int fd = open_checked(dirfd, name, O_RDONLY, TOKEN_FILE, reason);
+	if (fd < 0)
+		return *reason == NULL; /* absent, or odd (the reason says how) */
+	ssize_t n = read(fd, head, sizeof head);
+	close(fd);
+	if (n == 0 || (n == (ssize_t)sizeof head && memcmp(head, MAGIC, sizeof head) == 0))
+		return 1;
+	*reason = problems[TOKEN_FILE][NOT_OURS];
+	return 0;
 }
 
 /* Reads the whole file (at most MAX_FILE bytes) into a NUL-terminated buffer. */
@@ -175,7 +211,7 @@ static char *slurp(int fd, const char **reason)
 			return NULL;
 		}
 	}
-	memset(chunk, 0, sizeof chunk);
+	ducky_wipe(chunk, sizeof chunk);
 	if (n < 0 || !b.data) {
 		*reason =
 		    n < 0 ? "cannot read the token cache file" : "the token cache file is empty";
@@ -213,10 +249,13 @@ int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const
 	size_t klen = 0, tlen = 0, elen = 0, llen = 0;
 	const char *k, *tok, *exp, *life;
 	ducky_err err;
-	if (strncmp(text, MAGIC, sizeof MAGIC - 1) != 0 || !(k = field(text, "key", &klen)) ||
-	    !(tok = field(text, "token", &tlen)) || !(exp = field(text, "expires_at", &elen)) ||
-	    !(life = field(text, "lifetime", &llen)) || !number(exp, elen, &out->expires_at) ||
-	    !number(life, llen, &out->lifetime)) {
+	if (strncmp(text, MAGIC, sizeof MAGIC - 1) != 0) {
+		*reason = problems[TOKEN_FILE][NOT_OURS];
+		return 0;
+	}
+	if (!(k = field(text, "key", &klen)) || !(tok = field(text, "token", &tlen)) ||
+	    !(exp = field(text, "expires_at", &elen)) || !(life = field(text, "lifetime", &llen)) ||
+	    !number(exp, elen, &out->expires_at) || !number(life, llen, &out->lifetime)) {
 		*reason = "the token cache file holds garbage";
 		return 0;
 	}
@@ -235,14 +274,6 @@ int ducky_store_parse(const char *text, const char *key, ducky_fresh *out, const
 	return 1;
 }
 
-static void wipe_free(char *p)
-{
-	if (p) {
-		memset(p, 0, strlen(p));
-		free(p);
-	}
-}
-
 int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, const char **reason)
 {
 	char *name, *text;
@@ -250,7 +281,7 @@ int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, con
 	*reason = NULL;
 	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
 		return 0;
-	fd = open_checked(s->dirfd, name, O_RDONLY, reason);
+	fd = open_checked(s->dirfd, name, O_RDONLY, TOKEN_FILE, reason);
 	free(name);
 	if (fd < 0)
 		return 0;
@@ -258,58 +289,74 @@ int ducky_store_load(ducky_file_store *s, const char *key, ducky_fresh *out, con
 	close(fd);
 	if (text)
 		found = ducky_store_parse(text, key, out, reason);
-	wipe_free(text);
+	ducky_wipe_str(text);
 	return found;
+}
+
+/* Writes text to a new file tmp in the directory, synced. */
+static int write_new(int dirfd, const char *tmp, const ducky_buf *text, const char **reason)
+{
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*reason = "cannot create a file in the token cache directory";
+		return -1;
+	}
+	for (size_t done = 0; done < text->len;) {
+		ssize_t w = write(fd, text->data + done, text->len - done);
+		if (w < 0 && errno != EINTR) {
+			close(fd);
+			*reason = "cannot write the token cache file";
+			return -1;
+		}
+		done += w > 0 ? (size_t)w : 0;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		*reason = "cannot write the token cache file";
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends "\n<name> <v>" with v in seconds (to the millisecond, at most 1e12). */
+static int add_number(ducky_buf *b, const char *name, double v)
+{
+	char num[48];
+	snprintf(num, sizeof num, "\n%s %.3f", name, v < 1e12 ? (v > -1e12 ? v : -1e12) : 1e12);
+	return ducky_buf_adds(b, num);
 }
 
 int ducky_store_save(ducky_file_store *s, const char *key, const ducky_fresh *tok,
                      const char **reason)
 {
-	char tmp[64 + 80], *name = NULL, *text = NULL;
-	int fd = -1, ok = 0;
+	char *name = NULL, tail[48];
+	ducky_buf text = {0}, tmp = {0};
+	int ok = 0;
 	*reason = NULL;
-	if (open_dir(s, reason))
-		return -1;
-	int n = snprintf(NULL, 0, MAGIC "key %s\nexpires_at %.3f\nlifetime %.3f\ntoken %s\n", key,
-	                 tok->expires_at, tok->lifetime, tok->token);
-	if (n < 0 || !(text = malloc((size_t)n + 1)) || !(name = name_for(s, key, ".token"))) {
+	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")) ||
+	    !may_replace(s->dirfd, name, reason))
+		goto out;
+	snprintf(tail, sizeof tail, ".%ld.%lx.tmp", (long)getpid(),
+	         (unsigned long)(ducky_now() * 1e9));
+	if (ducky_buf_adds(&text, MAGIC "key ") || ducky_buf_adds(&text, key) ||
+	    add_number(&text, "expires_at", tok->expires_at) ||
+	    add_number(&text, "lifetime", tok->lifetime) || ducky_buf_adds(&text, "\ntoken ") ||
+	    ducky_buf_adds(&text, tok->token) || ducky_buf_adds(&text, "\n") ||
+	    ducky_buf_adds(&tmp, ".") || ducky_buf_adds(&tmp, key) || ducky_buf_adds(&tmp, tail)) {
 		*reason = "out of memory";
 		goto out;
 	}
-	snprintf(text, (size_t)n + 1, MAGIC "key %s\nexpires_at %.3f\nlifetime %.3f\ntoken %s\n",
-	         key, tok->expires_at, tok->lifetime, tok->token);
-	snprintf(tmp, sizeof tmp, ".%.64s.%ld.%lx.tmp", key, (long)getpid(),
-	         (unsigned long)(ducky_now() * 1e9));
-	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		*reason = "cannot create a file in the token cache directory";
-		goto out;
+	if (write_new(s->dirfd, tmp.data, &text, reason) == 0) {
+		/* the user's file keeps its own name; the default one is <key>.token */
+		if (renameat(s->dirfd, tmp.data, s->dirfd, name) == 0)
+			ok = 1;
+		else
+			*reason = "cannot rename into the token cache file";
 	}
-	for (ssize_t done = 0, w; done < n; done += w)
-		if ((w = write(fd, text + done, (size_t)(n - done))) < 0 && errno != EINTR) {
-			*reason = "cannot write the token cache file";
-			goto out;
-		} else if (w < 0) {
-			w = 0;
-		}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		*reason = "cannot write the token cache file";
-		goto out;
-	}
-	fd = -1;
-	/* the user's file keeps its own name; the default one is <key>.token */
-	if (renameat(s->dirfd, tmp, s->dirfd, s->file ? s->file : name) != 0) {
-		*reason = "cannot rename into the token cache file";
-		goto out;
-	}
-	ok = 1;
-out:
-	if (fd >= 0)
-		close(fd);
 	if (!ok)
-		unlinkat(s->dirfd, tmp, 0);
-	wipe_free(text);
+		unlinkat(s->dirfd, tmp.data, 0);
+out:
+	ducky_buf_free(&text);
+	ducky_buf_free(&tmp);
 	free(name);
 	return ok ? 0 : -1;
 }
@@ -320,7 +367,8 @@ int ducky_store_drop(ducky_file_store *s, const char *key, const char **reason)
 	*reason = NULL;
 	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
 		return -1;
-	if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+	if (may_replace(s->dirfd, name, reason) && unlinkat(s->dirfd, name, 0) != 0 &&
+	    errno != ENOENT)
 		*reason = "cannot remove the token cache file";
 	free(name);
 	return *reason ? -1 : 0;
@@ -334,7 +382,7 @@ int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, cons
 	ducky_store_unlock(s);
 	if (open_dir(s, reason) || !(name = name_for(s, key, ".lock")))
 		return 0;
-	s->lockfd = open_checked(s->dirfd, name, O_RDWR | O_CREAT, reason);
+	s->lockfd = open_checked(s->dirfd, name, O_RDWR | O_CREAT, LOCK_FILE, reason);
 	free(name);
 	if (s->lockfd < 0)
 		return 0;
@@ -344,7 +392,7 @@ int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, cons
 		if (flock(s->lockfd, LOCK_EX | LOCK_NB) == 0)
 			return 1;
 		if (errno != EWOULDBLOCK && errno != EINTR) {
-			*reason = "cannot lock the token cache";
+			*reason = "cannot lock the token cache lock file";
 			break;
 		}
 		if (ducky_now() + 1e-9 * (double)pause_ns >= deadline)

@@ -1,6 +1,5 @@
 /* The process-wide token cache. One mutex guards the registry; exchanges run
  * outside it, with one caller per key fetching while the others wait. */
-#define _GNU_SOURCE
 #include "token.h"
 
 #include <math.h>
@@ -10,10 +9,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "http.h"
+#include "util.h"
 
 #define MAX_LIFETIME (365.0 * 86400.0)
-#define STALE_RETRY  5.0 /* seconds between refresh attempts while serving stale */
+#define STALE_RETRY  5.0 /* at most this long between refresh attempts inside the margin */
 
 typedef struct entry {
 	struct entry *next;
@@ -24,6 +23,7 @@ typedef struct entry {
 	double expires; /* ducky_now() seconds */
 	double lifetime;
 	int fetching;
+	pthread_t leader;   /* the thread fetching, while fetching */
 	unsigned long seq;  /* completed fetches */
 	ducky_err last_err; /* the last fetch's failure, for its waiters */
 	double next_try;    /* no refresh before this while a valid token is served stale */
@@ -47,16 +47,6 @@ static void init_cond(void)
 	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
 	pthread_cond_init(&done, &a);
 	pthread_condattr_destroy(&a);
-}
-
-static void wipe(char *s, size_t n)
-{
-	if (s) {
-		volatile char *p = s;
-		while (n--)
-			*p++ = 0;
-		free(s);
-	}
 }
 
 static entry *find(const char *key, int create)
@@ -83,6 +73,21 @@ static double margin_for(const ducky_token_conf *conf, double lifetime)
 	return conf->refresh_margin < lifetime / 2 ? conf->refresh_margin : lifetime / 2;
 }
 
+/* How long a caller that could not refresh goes on with the current token
+ * before it tries again: a few tries inside the margin. */
+static double retry_interval(const ducky_token_conf *conf, double lifetime)
+{
+	double m = margin_for(conf, lifetime) / 4;
+	return m < STALE_RETRY ? m : STALE_RETRY;
+}
+
+/* A deadline for a store operation: a share of the time the call has left. */
+static double budget(const ducky_token_conf *conf, double share)
+{
+	double now = ducky_now(), left = conf->deadline - now;
+	return now + (left > 0 ? left * share : 0);
+}
+
 /* Copies e's token into ref unless ref has it already. Called locked. */
 static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 {
@@ -91,7 +96,7 @@ static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 			char *p = malloc(e->len + 1);
 			if (!p)
 				return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-			wipe(ref->token, ref->cap);
+			ducky_wipe_free(ref->token, ref->cap);
 			ref->token = p;
 			ref->cap = e->len + 1;
 		}
@@ -106,7 +111,7 @@ static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 static void publish(entry *e, ducky_fresh *f, double now)
 {
 	double left = f->expires_at - ducky_wall();
-	wipe(e->token, e->len);
+	ducky_wipe_free(e->token, e->len);
 	e->token = f->token;
 	e->len = strlen(f->token);
 	f->token = NULL;
@@ -176,152 +181,208 @@ static void remember_exchange(entry *e, double now)
 	e->hist[e->nhist++] = now;
 }
 
-/* A stored token fit to use: far enough from expiry. Frees it otherwise. */
-static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f)
+/* A stored token fit to use: far enough from expiry (inside_margin: merely
+ * valid). Keeps a valid one inside the margin in f; frees any other. */
+static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f, int inside_margin)
 {
 	double left = f->expires_at - ducky_wall();
-	if (f->token && left > margin_for(conf, f->lifetime > 0 ? f->lifetime : left)) {
-		if (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME)
-			f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
+	if (f->token && (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME))
+		f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
+	if (f->token && left > (inside_margin ? 0 : margin_for(conf, f->lifetime)))
 		return 1;
+	if (!f->token || left <= 0) {
+		ducky_wipe_str(f->token);
+		f->token = NULL;
 	}
-	wipe(f->token, f->token ? strlen(f->token) : 0);
-	f->token = NULL;
 	return 0;
 }
 
 /* The leader's work, unlocked: the shared store first; then, holding the
- * store's lock so other processes wait, the store again and the token endpoint. */
+ * store's lock so other processes wait, the store again and the token endpoint.
+ * 0 with f filled (from *src); 1 when another process holds the lock and the
+ * token in hand (have_valid: in memory; or f, from the store) is still valid;
+ * -1 with err. *sent counts the exchange attempts that were made. */
 static int fetch(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-                 ducky_fresh *f, ducky_source *src, ducky_err *err)
+                 int have_valid, ducky_fresh *f, ducky_source *src, int *sent, ducky_err *err)
 {
 	int locked = 0, rc;
 	*src = DUCKY_SRC_STORE;
 	if (ops->load) {
-		if (ops->load(ops->ud, key, f) && usable_stored(conf, f))
+		if (ops->load(ops->ud, key, budget(conf, 0.25), f) && usable_stored(conf, f, 0))
 			return 0;
-		locked = ops->lock && ops->lock(ops->ud, key, conf->deadline);
-		if (ops->lock && ops->load(ops->ud, key, f) && usable_stored(conf, f)) {
+		have_valid |= f->token != NULL; /* valid, if inside the margin */
+		/* with a valid token in hand, a held lock is not worth waiting for */
+		locked = ops->lock &&
+		         ops->lock(ops->ud, key, have_valid ? ducky_now() : budget(conf, 0.5));
+		if (!locked && ops->lock && have_valid)
+			return f->token ? 0 : 1;
+		ducky_wipe_str(f->token);
+		f->token = NULL;
+		if (ops->lock && ops->load(ops->ud, key, budget(conf, 0.25), f) &&
+		    usable_stored(conf, f, 0)) {
 			if (locked)
-				ops->unlock(ops->ud, key);
+				ops->unlock(ops->ud, key, budget(conf, 0.25));
 			return 0;
 		}
 	}
 	*src = DUCKY_SRC_EXCHANGE;
-	rc = ops->exchange(ops->ud, f, err);
+	rc = ops->exchange(ops->ud, f, sent, err);
 	if (rc == 0 && ops->store)
-		ops->store(ops->ud, key, f);
+		ops->store(ops->ud, key, f, budget(conf, 0.25));
 	if (locked)
-		ops->unlock(ops->ud, key);
+		ops->unlock(ops->ud, key, budget(conf, 0.25));
 	return rc;
+}
+
+/* Hands e's token to the caller. Called locked. */
+static int serve(entry *e, double now, ducky_source src, ducky_tokref *ref, ducky_token_info *info,
+                 ducky_err *err)
+{
+	info->source = src;
+	info->seconds_left = e->expires - now;
+	return copy_out(e, ref, err);
+}
+
+/* Records what the leader's fetch gave: the new token, or the failure for
+ * the waiters (and the backoff after a refused credential). Called locked. */
+static void settle(entry *e, const ducky_token_conf *conf, int rc, ducky_fresh *f, double now,
+                   const ducky_err *err)
+{
+	e->fetching = 0;
+	e->seq++;
+	ducky_err_clear(&e->last_err);
+	pthread_cond_broadcast(&done);
+	if (rc == 0) {
+		publish(e, f, now);
+		/* a store's token inside its margin: use it a while before trying again */
+		e->next_try = e->expires - now > margin_for(conf, e->lifetime)
+		                  ? 0
+		                  : now + retry_interval(conf, e->lifetime);
+	} else if (rc > 0) {
+		e->next_try = now + retry_interval(conf, e->lifetime);
+	} else {
+		if (refused_credential(err)) {
+			e->backoff_until = now + conf->auth_backoff;
+			ducky_err_clear(&e->backoff_err);
+			ducky_err_copy(&e->backoff_err, err);
+		}
+		ducky_err_copy(&e->last_err, err);
+	}
+}
+
+/* Leads a fetch: unlocked while others wait (or, while the current token is
+ * valid, use it), then publishes the outcome. Called locked; 0 with a token
+ * served; -1 with err (info->stale set when the current token is still valid). */
+static int lead(entry *e, const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
+                ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+{
+	ducky_fresh f = {NULL, 0, 0};
+	ducky_source src;
+	int sent = 0, have_valid = e->token && e->expires > ducky_now();
+	e->fetching = 1;
+	e->leader = pthread_self();
+	pthread_mutex_unlock(&lock);
+	int rc = fetch(key, conf, ops, have_valid, &f, &src, &sent, err);
+	pthread_mutex_lock(&lock);
+	double now = ducky_now();
+	while (sent-- > 0) /* only exchanges that were sent count */
+		remember_exchange(e, now);
+	settle(e, conf, rc, &f, now, err);
+	if (rc >= 0)
+		return serve(e, now, rc == 0 ? src : DUCKY_SRC_MEMORY, ref, info, err);
+	if (e->token && e->expires > now)
+		info->stale = stale_reason(err);
+	return -1;
+}
+
+/* The caller's way when no fresh token is in memory and nobody else fetches:
+ * the backoff, the hourly cap, or leading a fetch. Called locked. */
+static int refresh(entry *e, const char *key, const ducky_token_conf *conf,
+                   const ducky_token_ops *ops, ducky_tokref *ref, ducky_token_info *info,
+                   ducky_err *err)
+{
+	double now = ducky_now();
+	int valid = e->token && e->expires > now;
+	if (now < e->backoff_until) { /* a refused credential: no exchange for a while */
+		ducky_err_copy(err, &e->backoff_err);
+		if (valid)
+			info->stale = stale_reason(&e->backoff_err);
+	} else if (recent(e, now) >= (size_t)conf->max_per_hour) {
+		ducky_fail(err, DUCKY_E_LIMIT,
+		           "%d token exchanges in the last hour for this credential "
+		           "(max_exchanges_per_hour); not making another",
+		           conf->max_per_hour);
+		if (valid)
+			info->stale = "max_exchanges_per_hour";
+	} else if (lead(e, key, conf, ops, ref, info, err) == 0) {
+		return 0;
+	}
+	if (!info->stale)
+		return -1;
+	/* serve-stale: keep the still-valid token, try again a little later */
+	ducky_err_clear(err);
+	now = ducky_now();
+	e->next_try = now + retry_interval(conf, e->lifetime);
+	return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
+}
+
+/* The rules, in order, for one caller. Called locked. */
+static int get_locked(entry *e, const char *key, const ducky_token_conf *conf,
+                      const ducky_token_ops *ops, ducky_tokref *ref, ducky_token_info *info,
+                      ducky_err *err)
+{
+	for (int after_failure = 0;;) {
+		double now = ducky_now();
+		/* a valid token is served while it is outside the margin, between two
+		 * tries inside it, and while another caller refreshes it */
+		if (e->token && e->expires > now &&
+		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try ||
+		     e->fetching))
+			return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
+		if (after_failure) { /* the fetch we waited for failed: share its error */
+			ducky_err_copy(err, &e->last_err);
+			return -1;
+		}
+		if (!e->fetching)
+			return refresh(e, key, conf, ops, ref, info, err);
+		if (pthread_equal(e->leader, pthread_self())) /* from a callback of that fetch */
+			return ducky_fail(
+			    err, DUCKY_E_CONFIG,
+			    "a token exchange for these credentials is under way in this "
+			    "thread: a log or token_cache callback cannot wait for it");
+		unsigned long seq = e->seq;
+		if (wait_for(seq, e, conf->deadline))
+			return ducky_fail(err, DUCKY_E_TIMEOUT,
+			                  "timed out waiting for another caller's token exchange");
+		after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
+	}
 }
 
 int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
                     ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
 {
 	entry *e;
-	int rc = 0;
+	int rc;
 
 	pthread_once(&done_once, init_cond);
 	pthread_mutex_lock(&lock);
-	if (!(e = find(key, 1))) {
-		pthread_mutex_unlock(&lock);
-		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-	}
 	info->stale = NULL;
-	for (int after_failure = 0;;) {
-		double now = ducky_now();
-		int valid = e->token && e->expires > now;
-		if (valid &&
-		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try)) {
-			info->source = DUCKY_SRC_MEMORY;
-			info->seconds_left = e->expires - now;
-			rc = copy_out(e, ref, err);
-			break;
-		}
-		if (after_failure) { /* the fetch we waited for failed: share its error */
-			ducky_err_copy(err, &e->last_err);
-			rc = -1;
-			break;
-		}
-		if (e->fetching) {
-			unsigned long seq = e->seq;
-			if (wait_for(seq, e, conf->deadline)) {
-				rc = ducky_fail(
-				    err, DUCKY_E_TIMEOUT,
-				    "timed out waiting for another caller's token exchange");
-				break;
-			}
-			after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
-			continue;
-		}
-		if (now < e->backoff_until) {
-			ducky_err_copy(err, &e->backoff_err);
-			rc = -1;
-			break;
-		}
-		if (recent(e, now) >= (size_t)conf->max_per_hour) {
-			rc = ducky_fail(err, DUCKY_E_LIMIT,
-			                "%d token exchanges in the last hour for this credential "
-			                "(max_exchanges_per_hour); not making another",
-			                conf->max_per_hour);
-			if (valid)
-				info->stale = "max_exchanges_per_hour";
-		} else {
-			/* lead: fetch unlocked while others wait */
-			ducky_fresh f = {NULL, 0, 0};
-			ducky_source src;
-			e->fetching = 1;
-			pthread_mutex_unlock(&lock);
-			rc = fetch(key, conf, ops, &f, &src, err);
-			pthread_mutex_lock(&lock);
-			now = ducky_now();
-			e->fetching = 0;
-			e->seq++;
-			ducky_err_clear(&e->last_err);
-			if (src == DUCKY_SRC_EXCHANGE)
-				remember_exchange(e, now);
-			if (rc == 0) {
-				publish(e, &f, now);
-				e->next_try = 0;
-				info->source = src;
-				info->seconds_left = e->expires - now;
-				rc = copy_out(e, ref, err);
-				pthread_cond_broadcast(&done);
-				pthread_mutex_unlock(&lock);
-				return rc;
-			}
-			if (refused_credential(err)) {
-				e->backoff_until = now + conf->auth_backoff;
-				ducky_err_clear(&e->backoff_err);
-				ducky_err_copy(&e->backoff_err, err);
-			}
-			ducky_err_copy(&e->last_err, err);
-			pthread_cond_broadcast(&done);
-			valid = e->token && e->expires > now;
-			if (valid)
-				info->stale = stale_reason(err);
-		}
-		if (info->stale) { /* serve-stale: keep the still-valid token */
-			ducky_err_clear(err);
-			e->next_try = now + STALE_RETRY;
-			info->source = DUCKY_SRC_MEMORY;
-			info->seconds_left = e->expires - now;
-			rc = copy_out(e, ref, err);
-		}
-		break;
-	}
+	if (!(e = find(key, 1)))
+		rc = ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	else
+		rc = get_locked(e, key, conf, ops, ref, info, err);
 	pthread_mutex_unlock(&lock);
 	return rc;
 }
 
-int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops)
+int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops,
+                           double deadline)
 {
 	int dropped = 0;
 	pthread_mutex_lock(&lock);
 	entry *e = find(key, 0);
 	if (e && e->token && (!only_token || strcmp(e->token, only_token) == 0)) {
-		wipe(e->token, e->len);
+		ducky_wipe_free(e->token, e->len);
 		e->token = NULL;
 		e->len = 0;
 		e->gen = ++generation;
@@ -330,10 +391,10 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 	pthread_mutex_unlock(&lock);
 	if (ops && ops->drop) { /* the shared store too: compare, then drop */
 		ducky_fresh cur = {NULL, 0, 0};
-		if (!only_token || (ops->load(ops->ud, key, &cur) && cur.token &&
+		if (!only_token || (ops->load(ops->ud, key, deadline, &cur) && cur.token &&
 		                    strcmp(cur.token, only_token) == 0))
-			ops->drop(ops->ud, key);
-		wipe(cur.token, cur.token ? strlen(cur.token) : 0);
+			ops->drop(ops->ud, key, deadline);
+		ducky_wipe_str(cur.token);
 	}
 	return dropped;
 }
@@ -343,6 +404,10 @@ int ducky_token_validate(const char *token, size_t len, const char *type, double
 {
 	if (!token || len == 0)
 		return ducky_fail(err, DUCKY_E_DECODE, "token answer has no access_token");
+	if (len > DUCKY_MAX_TOKEN)
+		return ducky_fail(err, DUCKY_E_DECODE,
+		                  "token answer's access_token is longer than %d bytes",
+		                  DUCKY_MAX_TOKEN);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e)
 			return ducky_fail(err, DUCKY_E_DECODE,
@@ -366,6 +431,6 @@ double ducky_token_lifetime(double expires_in)
 
 void ducky_tokref_free(ducky_tokref *ref)
 {
-	wipe(ref->token, ref->cap);
+	ducky_wipe_free(ref->token, ref->cap);
 	memset(ref, 0, sizeof *ref);
 }

@@ -6,7 +6,10 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "err.h"
+
+/* The longest token ducky takes: from an answer, a file or a store. */
+#define DUCKY_MAX_TOKEN 16384
 
 /* A client's private copy of its key's current token. */
 typedef struct ducky_tokref {
@@ -27,17 +30,19 @@ typedef enum { DUCKY_SRC_MEMORY, DUCKY_SRC_EXCHANGE, DUCKY_SRC_STORE } ducky_sou
 
 typedef struct ducky_token_ops {
 	void *ud;
-	/* 0 with out filled, or -1 with err. */
-	int (*exchange)(void *ud, ducky_fresh *out, ducky_err *err);
-	/* Optional shared store (lock and unlock optional too): load returns 1 with out
-	 * filled, or 0; drop removes key's token (ducky_token_invalidate compares first);
-	 * lock returns 1 once this caller may exchange for key (waiting until
-	 * deadline at most), 0 if not (the exchange then goes ahead unlocked). */
-	int (*load)(void *ud, const char *key, ducky_fresh *out);
-	void (*store)(void *ud, const char *key, const ducky_fresh *tok);
-	void (*drop)(void *ud, const char *key);
+	/* 0 with out filled, or -1 with err; *sent: the attempts that reached the network. */
+	int (*exchange)(void *ud, ducky_fresh *out, int *sent, ducky_err *err);
+	/* Optional shared store (lock and unlock optional too), each given a
+	 * deadline (ducky_now() seconds) it should keep: load returns 1 with out
+	 * filled, or 0; drop removes key's token (ducky_token_invalidate compares
+	 * first); lock returns 1 once this caller may exchange for key (trying
+	 * until the deadline; once, if it has passed), 0 if not (the exchange then
+	 * goes ahead unlocked). */
+	int (*load)(void *ud, const char *key, double deadline, ducky_fresh *out);
+	void (*store)(void *ud, const char *key, const ducky_fresh *tok, double deadline);
+	void (*drop)(void *ud, const char *key, double deadline);
 	int (*lock)(void *ud, const char *key, double deadline);
-	void (*unlock)(void *ud, const char *key);
+	void (*unlock)(void *ud, const char *key, double deadline);
 } ducky_token_ops;
 
 typedef struct ducky_token_conf {
@@ -60,7 +65,8 @@ int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_t
 
 /* Drops key's token; with only_token, only if the cache still holds that very token.
  * Returns 1 if something was dropped. */
-int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops);
+int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops,
+                           double deadline);
 
 /* Checks the fields of a token answer. */
 int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,

@@ -14,6 +14,11 @@ echo "== lua5.4 examples/request.lua POST /echo"
 $RUN lua5.4 examples/request.lua POST /echo
 echo "== lua5.4 examples/batch.lua"
 $RUN lua5.4 examples/batch.lua
+# private_key_jwt: the stand-in's well-known client jwt-rs256 and the key it made for it
+key=$(lua5.4 -e 'print(require("cjson").decode(io.read("a")).jwt_keys.rsa.private_key_file)' <"$standin_dir/standin.json")
+echo "== lua5.4 examples/private_key_jwt.lua (client jwt-rs256: a private key, no secret)"
+env -u DUCKY_CLIENT_SECRET DUCKY_CLIENT_ID=jwt-rs256 DUCKY_PRIVATE_KEY_FILE="$key" DUCKY_KEY_ID=rsa-1 \
+	$RUN lua5.4 examples/private_key_jwt.lua
 echo "== lua5.4 examples/request.lua GET /status/404 (an error, as a value)"
 rc=0
 $RUN lua5.4 examples/request.lua GET /status/404 || rc=$?

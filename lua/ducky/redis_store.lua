@@ -14,12 +14,16 @@
 -- Keys: prefix .. key (the token, as JSON, expiring with it) and
 -- prefix .. key .. ":lock" (the exchange lock). Errors are raised; ducky
 -- reports them as `store_error` events and carries on from process memory.
+-- ducky passes each call a time budget (its last argument, seconds): the
+-- store's own connection waits at most that long (and at most `timeout`), so a
+-- Redis that stops answering cannot hold a call past its own timeout.
 local cjson = require("cjson")
 local socket = require("socket")
 
 local M = {}
 
 local POLL = 0.02 -- seconds between lock attempts
+local ATTEMPT = 0.2 -- seconds one lock attempt may take, even with no time left to wait
 
 -- Deletes the lock only while it still holds our random token.
 local UNLOCK = [[
@@ -61,11 +65,17 @@ end
 local Store = {}
 Store.__index = Store
 
-function Store:connection()
+-- How long one command may wait: the store's timeout, within the call's budget.
+function Store:wait(budget)
+  local t = tonumber(budget) or self.timeout
+  return math.max(math.min(t, self.timeout), 0.001)
+end
+
+function Store:connection(budget)
   if self.redis then return self.redis end
   if not self.conn then
     self.lib = self.lib or load_lua_redis()
-    local conn = self.lib.connect(self.host, self.port, self.timeout)
+    local conn = self.lib.connect(self.host, self.port, self:wait(budget))
     self.conn = conn -- from here on, a failure below closes it
     if self.password then conn:auth(self.password) end
     if self.db then conn:select(self.db) end
@@ -81,11 +91,14 @@ function Store:drop_connection()
   end
 end
 
--- Runs one command; raises on any failure, dropping our own connection first.
-function Store:call(cmd, ...)
+-- Runs one command within budget seconds; raises on any failure, dropping our
+-- own connection first.
+function Store:call(budget, cmd, ...)
   local args, n = { ... }, select("#", ...)
   local ok, res, err = pcall(function()
-    local conn = self:connection()
+    local conn = self:connection(budget)
+    local sock = conn == self.conn and conn.network and conn.network.socket
+    if sock then sock:settimeout(self:wait(budget), "t") end
     return conn[cmd](conn, (table.unpack or unpack)(args, 1, n))
   end)
   if ok and (res ~= nil or err == nil) then return value(res) end
@@ -93,8 +106,8 @@ function Store:call(cmd, ...)
   error(("redis %s: %s"):format(cmd, tostring(ok and err or res)), 0)
 end
 
-function Store:load(key)
-  local s = self:call("get", self.prefix .. key)
+function Store:load(key, budget)
+  local s = self:call(budget, "get", self.prefix .. key)
   if type(s) ~= "string" then return nil end
   local ok, t = pcall(cjson.decode, s)
   if not ok or type(t) ~= "table" or type(t.access_token) ~= "string" or t.access_token == ""
@@ -109,17 +122,17 @@ function Store:load(key)
   }
 end
 
-function Store:store(key, entry)
+function Store:store(key, entry, budget)
   local ms = entry and math.floor((entry.expires_at - socket.gettime()) * 1000)
   if not ms or ms <= 0 then
-    self:call("del", self.prefix .. key)
+    self:call(budget, "del", self.prefix .. key)
     return
   end
   local json = cjson.encode{
     access_token = entry.access_token, token_type = entry.token_type or "Bearer",
     expires_at = entry.expires_at, expires_in = entry.expires_in,
   }
-  self:call("set", self.prefix .. key, json, "PX", ms)
+  self:call(budget, "set", self.prefix .. key, json, "PX", ms)
 end
 
 -- true once we hold key's exchange lock; false when `timeout` seconds pass first.
@@ -128,7 +141,8 @@ function Store:lock(key, timeout)
   local token = random_token()
   local deadline = socket.gettime() + (tonumber(timeout) or 0)
   while true do
-    local res = self:call("set", name, token, "NX", "PX", self.lock_ttl)
+    local res = self:call(math.max(deadline - socket.gettime(), ATTEMPT), "set", name, token,
+      "NX", "PX", self.lock_ttl)
     if res == true or res == "OK" then
       self.held[key] = token
       return true
@@ -139,11 +153,11 @@ function Store:lock(key, timeout)
   end
 end
 
-function Store:unlock(key)
+function Store:unlock(key, budget)
   local token = self.held[key]
   if not token then return end
   self.held[key] = nil
-  self:call("eval", UNLOCK, 1, self.prefix .. key .. ":lock", token)
+  self:call(budget, "eval", UNLOCK, 1, self.prefix .. key .. ":lock", token)
 end
 
 function M.new(opts)
@@ -161,10 +175,10 @@ function M.new(opts)
   }, Store)
   -- ducky calls token_cache.load(key, ...) as plain functions, not methods.
   return {
-    load = function(key) return self:load(key) end,
-    store = function(key, entry) return self:store(key, entry) end,
+    load = function(key, timeout) return self:load(key, timeout) end,
+    store = function(key, entry, timeout) return self:store(key, entry, timeout) end,
     lock = function(key, timeout) return self:lock(key, timeout) end,
-    unlock = function(key) return self:unlock(key) end,
+    unlock = function(key, timeout) return self:unlock(key, timeout) end,
     close = function() self:drop_connection() end,
   }
 end

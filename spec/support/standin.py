@@ -5,10 +5,13 @@ Usage:
   /usr/bin/python3 spec/support/standin.py --dir DIR [--audience ducky-api-test]
       [--lifetime 86400] [--exit-with PID] [--remove-dir] [--verbose]
 
-Python standard library only; certificates are made with the `openssl` CLI.
-On start it writes DIR/{ca.pem,other_ca.pem,...}, listens on 127.0.0.1 (plain
-HTTP, HTTPS good cert, HTTPS wrong-host cert, HTTPS expired cert) and on [::1]
-(plain HTTP, if available), then writes DIR/standin.json atomically and prints
+Python standard library, plus python3-cryptography to verify private_key_jwt
+signatures (standin_auth.py; without it everything else works); keys and
+certificates are made with the `openssl` CLI.  On start it writes
+DIR/{ca.pem,other_ca.pem,...}, DIR/jwt/ and DIR/mtls/ (below), listens on
+127.0.0.1 (plain HTTP, HTTPS good cert, HTTPS wrong-host cert, HTTPS expired
+cert, HTTPS asking for a client certificate: mtls_port) and on [::1] (plain
+HTTP, if available), then writes DIR/standin.json atomically and prints
 "ready".  All listeners share one handler and one in-memory state (one lock).
 
 Counting rules
@@ -50,12 +53,48 @@ Every answer carries x-request-id: req-<counter> unless the route/fault sets one
 
 Controls (JSON in/out, no auth): GET|POST /_control/stats, reset, fault,
 config {client_id, expires_in} (expires_in absent: drop the override),
-revoke {client_id} -> {"ok":true,"revoked":N}, ban/unban {client_id}, shutdown.
+revoke {client_id} -> {"ok":true,"revoked":N}, ban/unban {client_id}, shutdown,
+jwt_client and mtls_client (Client authentication, below).
 stats.last_token_request = {content_type (raw header or null), authorization
 (bool), authorization_value (raw header or null), body (raw, latin-1),
 client_id, params (decoded fields minus client_secret; null if unparseable),
-auth_method ("json"|"form"|"basic"|null)}; stats.last_api_auth = {client_id
-(owner of the presented bearer token, any state), authorization (bool), path}.
+auth_method ("json"|"form"|"basic"|"private_key_jwt"|"tls_client_auth"|null),
+client_cert (CN of the connection's client certificate, mtls_port only, or
+null)}; stats.last_api_auth = {client_id (owner of the presented bearer token,
+any state), authorization (bool), path, client_cert}; the echo route answers
+client_cert too.
+
+Client authentication
+  * client secret (json, form, basic): the secret is "secret-" + client_id.
+  * private_key_jwt (RFC 7523 §2.2; rules in standin_auth.py): a request with
+    client_assertion(_type).  Errors: 400 invalid_request (assertion type or
+    assertion missing, client_secret too), else 401 invalid_client.
+    stats.last_assertion = {client_id, header, claims (decoded; never the
+    signature), valid (bool), error (description or null)}.
+    Control jwt_client {client_id, key: "rsa"|"ec"|"rsa_other" (DIR/jwt key
+    names) | public_key: PEM (public key or certificate), kid, alg (string or
+    list: pin the algorithms), audiences (list of accepted `aud`; null/absent:
+    the origin the request came to + "/", e.g. "https://localhost:PORT/"),
+    add (keep the client's other keys), remove (forget the client)}; with
+    only audiences, changes those.  Registrations last until reset, which
+    restores the well-known clients; used jti values are never forgotten
+    before their exp.
+  * tls_client_auth (RFC 8705 §2.1): on mtls_port, a request with a client_id
+    and no secret nor assertion; the connection's client certificate must come
+    from DIR/ca.pem (a certificate from DIR/other_ca.pem passes the handshake
+    and gets 401 invalid_client here) with CN = client_id.  Control mtls_client
+    {client_id ([A-Za-z0-9._:@-]{1,64}), ca: "ca"|"other_ca", password (encrypt
+    the key), key_type: "EC"|"RSA", bound} -> {cert_file, key_file,
+    key_password?}: a fresh certificate in DIR/mtls/; bound = true makes that
+    client's mTLS tokens certificate-bound (RFC 8705 §3: the API answers 401
+    invalid_token unless the same certificate is presented) until reset.
+  * standin.json lists what start-up made: jwt_keys {rsa, ec, rsa_other:
+    {type, private_key_file (PKCS#8, 0600), public_key_file, pkcs1_file (RSA)}},
+    jwt_clients {"jwt-rs256"|"jwt-rs384"|"jwt-ps256"|"jwt-es256": {key, alg,
+    kid}} (registered with that key, alg and kid), mtls_clients {"mtls-client",
+    "mtls-password": {client_id, cert_file, key_file, key_password (the
+    second)}}, mtls_other_ca_client (CN=mtls-client from the unrelated CA),
+    private_key_jwt (false without python3-cryptography), mtls_port.
 
 Token lifetime: the per-client `config` expires_in (any JSON value) or
 --lifetime is sent verbatim.  Server-side expiry uses it when it is a positive
@@ -83,6 +122,9 @@ import tempfile
 import threading
 import time
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import standin_auth  # noqa: E402  private_key_jwt and tls_client_auth (this directory)
 
 VERBOSE = False
 CONN_TIMEOUT = 30
@@ -188,11 +230,13 @@ def make_certs(d):
 # state
 
 class State:
-    def __init__(self, audience, lifetime):
+    def __init__(self, audience, lifetime, d, jwt):
         self.lock = threading.Lock()
         self.audience = audience
         self.lifetime = lifetime
-        self.tokens = {}  # token -> {client_id, expires_at, revoked}
+        self.dir = d
+        self.jwt = jwt  # standin_auth.JwtClients: keys, audiences, used jti (own lock)
+        self.tokens = {}  # token -> {client_id, expires_at, revoked, x5t}
         self.id_counter = 0
         self.connections_total = 0
         self.generation = 0
@@ -213,6 +257,9 @@ class State:
         self.last_api_auth = None
         self.banned = set()
         self.client_lifetime = {}
+        self.last_assertion = None
+        self.cert_bound = set()  # client ids whose mTLS tokens are certificate-bound
+        self.jwt.reset()
 
     def next_request_id(self):
         with self.lock:
@@ -234,6 +281,12 @@ class State:
         with self.lock:
             rec = self.tokens.get(token)
             return rec["client_id"] if rec else None
+
+    def token_x5t(self, token):
+        """The certificate thumbprint a token is bound to (RFC 8705 §3), or None."""
+        with self.lock:
+            rec = self.tokens.get(token)
+            return rec.get("x5t") if rec else None
 
     def check_token(self, token):
         """-> (client_id or None, error description or None)"""
@@ -467,6 +520,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self.server.abrupt.add(self.connection)
 
+    def peer_cert(self):
+        """The client certificate of this connection (mTLS listener only), or None."""
+        if not self.server.client_certs:
+            return None
+        if not hasattr(self, "_peer"):
+            self._peer = standin_auth.peer_cert(self.connection)
+        return self._peer
+
+    def peer_cn(self):
+        return (self.peer_cert() or {}).get("cn")
+
+    def origin(self):
+        """scheme://host[:port] as the client addressed this listener."""
+        host = self.headers.get("Host") or "%s:%d" % (self.server.server_name, self.server.server_port)
+        return ("https://" if self.server.ssl_ctx else "http://") + host
+
     # ---- dispatch
 
     def dispatch(self):
@@ -495,6 +564,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         token_ctx = None
         if path == "/oauth/token":
             token_ctx = parse_token_request(self.headers, body)
+            token_ctx["record"]["client_cert"] = self.peer_cn()
             with st.lock:
                 st.last_token_request = token_ctx["record"]
             fault_client = token_ctx.get("client_id")
@@ -504,7 +574,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path.startswith("/v3"):
                 with st.lock:
                     st.last_api_auth = {"client_id": fault_client, "authorization": auth is not None,
-                                        "path": path}
+                                        "path": path, "client_cert": self.peer_cn()}
                     if path == "/v3/ping":
                         st.last_ping_had_auth = auth is not None
 
@@ -558,16 +628,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if p.get("grant_type") != "client_credentials":
             return oauth_error(400, "unsupported_grant_type",
                                "Unsupported grant type: %s" % p.get("grant_type"), rl)
-        cid, secret = ctx.get("client_id"), ctx.get("client_secret")
-        if not cid or not secret or not isinstance(cid, str) or not isinstance(secret, str):
-            return oauth_error(401, "access_denied", "Unauthorized", rl)
+        cid, x5t, err = self.authenticate_client(ctx, rl)
+        if err:
+            return err
         with st.lock:
-            banned = cid in st.banned
             lifetime = st.client_lifetime.get(cid, st.lifetime)
-        if banned:
-            return oauth_error(401, "invalid_client", "Client is banned", rl)
-        if secret != "secret-" + cid:
-            return oauth_error(401, "access_denied", "Unauthorized", rl)
         aud = p.get("audience")
         if aud is None or aud == "":
             return oauth_error(403, "access_denied",
@@ -577,13 +642,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return oauth_error(403, "access_denied", "Service not enabled within domain: %s" % aud, rl)
         token = "tok_" + secrets.token_hex(16)
         with st.lock:
-            st.tokens[token] = {"client_id": cid, "revoked": False,
+            st.tokens[token] = {"client_id": cid, "revoked": False, "x5t": x5t,
                                 "expires_at": time.monotonic() + server_lifetime(lifetime, st.lifetime)}
             if counting:
                 st.exchanges += 1
                 st.exchanges_by_client[cid] = st.exchanges_by_client.get(cid, 0) + 1
         return jresp(200, {"access_token": token, "token_type": "Bearer", "expires_in": lifetime},
                      rl + [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
+
+    def authenticate_client(self, ctx, rl):
+        """-> (client_id, certificate thumbprint to bind the token to or None, None)
+        or (None, None, error Response), for each way a client authenticates."""
+        st = self.server.state
+        p, rec = ctx["params"], ctx["record"]
+        cid, secret = ctx.get("client_id"), ctx.get("client_secret")
+        x5t = None
+        if "client_assertion" in p or "client_assertion_type" in p:  # private_key_jwt
+            rec["auth_method"] = "private_key_jwt"
+            arec, refused = st.jwt.check(p, self.origin() + "/")
+            with st.lock:
+                st.last_assertion = arec
+            if refused:
+                return None, None, oauth_error(refused.status, refused.error, refused.desc, rl)
+            cid = rec["client_id"] = arec["client_id"]
+        elif secret is None and self.server.client_certs and isinstance(cid, str) and cid:
+            rec["auth_method"] = "tls_client_auth"
+            cert = self.peer_cert()
+            if cert is None:
+                return None, None, oauth_error(401, "invalid_client",
+                                               "tls_client_auth: no client certificate presented", rl)
+            if not cert["trusted"]:
+                return None, None, oauth_error(401, "invalid_client",
+                                               "Client certificate not issued by a trusted CA "
+                                               "(issuer: %s)" % cert["issuer"], rl)
+            if cert["cn"] != cid:
+                return None, None, oauth_error(401, "invalid_client",
+                                               "Client certificate subject CN=%s does not match "
+                                               "client_id %s" % (cert["cn"], cid), rl)
+            with st.lock:
+                x5t = cert["x5t"] if cid in st.cert_bound else None
+        elif not cid or not secret or not isinstance(cid, str) or not isinstance(secret, str):
+            return None, None, oauth_error(401, "access_denied", "Unauthorized", rl)
+        with st.lock:
+            banned = cid in st.banned
+        if banned:
+            return None, None, oauth_error(401, "invalid_client", "Client is banned", rl)
+        if rec["auth_method"] in ("json", "form", "basic") and secret != "secret-" + cid:
+            return None, None, oauth_error(401, "access_denied", "Unauthorized", rl)
+        return cid, x5t, None
 
     # ---- API
 
@@ -594,7 +700,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             desc = "Missing bearer token" if auth is None else "Malformed Authorization header"
         else:
             cid, desc = self.server.state.check_token(bearer)
-            if desc is None:
+            bound = self.server.state.token_x5t(bearer) if desc is None else None
+            if bound and bound != (self.peer_cert() or {}).get("x5t"):
+                desc = "Certificate-bound token presented without its certificate"
+            elif desc is None:
                 return cid, None
         return None, oauth_error(401, "invalid_token", desc,
                                  [("WWW-Authenticate", 'Bearer error="invalid_token"')])
@@ -628,7 +737,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 k = k.lower()
                 headers[k] = headers[k] + ", " + v if k in headers else v
             return jresp(200, {"method": self.command, "path": path, "query": query, "args": args,
-                               "headers": headers, "body": text, "json": parsed, "client_id": cid})
+                               "headers": headers, "body": text, "json": parsed, "client_id": cid,
+                               "client_cert": self.peer_cn()})
         if path.startswith("/v3/status/"):
             try:
                 code = int(path[len("/v3/status/"):])
@@ -665,6 +775,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not isinstance(req, dict):
             return jresp(400, {"error": "body must be a JSON object"})
         cid = req.get("client_id")
+        if name in ("jwt_client", "mtls_client"):  # own locks; mtls_client runs openssl
+            return self.auth_control(name, cid, req)
         with st.lock:
             if name == "stats":
                 return jresp(200, {
@@ -674,6 +786,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "last_token_request": st.last_token_request,
                     "last_ping_had_auth": st.last_ping_had_auth,
                     "last_api_auth": st.last_api_auth,
+                    "last_assertion": st.last_assertion,
                     "faults_pending": sum(f["_left"] for q in st.faults.values() for f in q),
                 })
             if name == "reset":
@@ -713,6 +826,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.banned.discard(cid)
                 return jresp(200, {"ok": True})
         return jresp(404, {"error": "unknown control %s" % name})
+
+    def auth_control(self, name, cid, req):
+        st = self.server.state
+        if not isinstance(cid, str) or not cid:
+            return jresp(400, {"error": "client_id (string) required"})
+        if name == "jwt_client":
+            err = st.jwt.register(cid, req)
+            return jresp(400, {"error": err}) if err else jresp(200, {"ok": True})
+        if not standin_auth.SAFE_ID.match(cid):
+            return jresp(400, {"error": "client_id must match %s to name a certificate"
+                               % standin_auth.SAFE_ID.pattern})
+        ca, password = req.get("ca", "ca"), req.get("password")
+        key_type = req.get("key_type", "EC")
+        if ca not in ("ca", "other_ca") or key_type not in ("EC", "RSA") or not (
+                password is None or isinstance(password, str) and password):
+            return jresp(400, {"error": 'ca: "ca" or "other_ca"; key_type: "EC" or "RSA"; '
+                               'password: a non-empty string'})
+        out = standin_auth.make_client_cert(st.dir, cid, ca, password, key_type)
+        with st.lock:
+            if req.get("bound"):
+                st.cert_bound.add(cid)
+            else:
+                st.cert_bound.discard(cid)
+        return jresp(200, dict(out, ok=True))
 
 
 def bearer_token(auth):
@@ -782,6 +919,7 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     ssl_ctx = None
+    client_certs = False  # the mTLS listener: asks for client certificates
 
     def __init__(self, addr, state, ssl_ctx=None, family=socket.AF_INET):
         self.address_family = family
@@ -881,19 +1019,31 @@ def main():
         threading.Thread(target=watch, args=(a.exit_with,), daemon=True).start()
 
     make_certs(d)
+    material = standin_auth.make_material(d)
 
     def tls(cert):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(os.path.join(d, cert), os.path.join(d, "server.key"))
         return ctx
 
-    state = State(a.audience, a.lifetime)
+    def mtls():
+        # a certificate from either CA passes the handshake; the token endpoint
+        # refuses the unrelated CA's (an OAuth error, as from Auth0's mTLS edge)
+        ctx = tls("server.pem")
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(os.path.join(d, "ca.pem"))
+        ctx.load_verify_locations(os.path.join(d, "other_ca.pem"))
+        return ctx
+
+    state = State(a.audience, a.lifetime, d, standin_auth.JwtClients(material))
     servers = {
         "http_port": Server(("127.0.0.1", 0), state),
         "https_port": Server(("127.0.0.1", 0), state, tls("server.pem")),
         "wrong_host_port": Server(("127.0.0.1", 0), state, tls("wrong_host.pem")),
         "expired_port": Server(("127.0.0.1", 0), state, tls("expired.pem")),
+        "mtls_port": Server(("127.0.0.1", 0), state, mtls()),
     }
+    servers["mtls_port"].client_certs = True
     try:
         servers["ipv6_port"] = Server(("::1", 0), state, family=socket.AF_INET6)
     except OSError as e:
@@ -903,7 +1053,7 @@ def main():
 
     info = {"pid": os.getpid(), "dir": d, "audience": a.audience,
             "ca_file": os.path.join(d, "ca.pem"), "other_ca_file": os.path.join(d, "other_ca.pem"),
-            "ipv6_port": None}
+            "ipv6_port": None, **material}
     for k, srv in servers.items():
         info[k] = srv.server_address[1]
     path = os.path.join(d, "standin.json")

@@ -18,7 +18,7 @@ j() { $PY -c 'import json,sys; d=json.load(open(sys.argv[2]) if len(sys.argv)>2 
 INFO=$DIR/standin.json
 HP=$(j 'd["http_port"]' "$INFO"); SP=$(j 'd["https_port"]' "$INFO")
 WP=$(j 'd["wrong_host_port"]' "$INFO"); EP=$(j 'd["expired_port"]' "$INFO")
-V6=$(j 'd["ipv6_port"]' "$INFO"); AUD=$(j 'd["audience"]' "$INFO")
+V6=$(j 'd["ipv6_port"]' "$INFO"); AUD=$(j 'd["audience"]' "$INFO"); MP=$(j 'd["mtls_port"]' "$INFO")
 H=http://127.0.0.1:$HP
 FAILS=0 N=0
 check() { # check NAME EXPECTED ACTUAL
@@ -70,7 +70,7 @@ TOK=$(token alice)
 check "protected no token" '401 invalid_token' "$(req "$H/v3/ping/protected") $(j 'd["error"]' <"$R")"
 check "www-authenticate" 'Bearer error="invalid_token"' "$(hdr www-authenticate)"
 check "protected" '200 true' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["ready"]' <"$R")"
-check "last_api_auth" '{"client_id": "alice", "authorization": true, "path": "/v3/ping/protected"}' "$(stats 'd["last_api_auth"]')"
+check "last_api_auth" '{"client_id": "alice", "authorization": true, "path": "/v3/ping/protected", "client_cert": null}' "$(stats 'd["last_api_auth"]')"
 check "echo post" '200 POST /v3/echo/x/y a=1&b=%20&a=2 {"a": ["1", "2"], "b": [" "]} {"k": [1, 2]} alice yes' \
   "$(req -H "Authorization: Bearer $TOK" -H 'X-Foo: Yes' -H 'content-type: application/json' -d '{"k":[1,2]}' "$H/v3/echo/x/y?a=1&b=%20&a=2") $(j '" ".join([d["method"], d["path"], d["query"], json.dumps(d["args"]), json.dumps(d["json"]), d["client_id"], d["headers"]["x-foo"].lower()])' <"$R")"
 check "echo chunked request" '200 hello chunked' "$(req -H "Authorization: Bearer $TOK" -H 'Transfer-Encoding: chunked' --data-binary 'hello chunked' "$H/v3/echo") $(j 'd["body"]' <"$R")"
@@ -157,6 +157,87 @@ curl -sS --cacert "$DIR/other_ca.pem" "https://localhost:$SP/v3/ping" >/dev/null
 check "https still ok" 200 "$(curl -sS --cacert "$CA" -o /dev/null -w '%{http_code}' "https://localhost:$SP/v3/ping")"
 curl -sS --cacert "$CA" "https://localhost:$SP/v3/ping" "https://localhost:$SP/v3/ping" >/dev/null
 if [ "$V6" != null ]; then check "ipv6" pong "$(curl -sS "http://[::1]:$V6/v3/ping" | j 'd["message"]')"; fi
+
+# ---- private_key_jwt: assertions signed with the openssl CLI (independent of the
+# stand-in's verifier) and with make_jwt.py (ES256 and deliberate mistakes)
+J=$DIR/jwt URN=urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+b64u() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+# osl_jwt CLIENT ALG AUD EXP_IN JTI [openssl dgst options]: an RSA assertion signed with jwt/rsa.key
+osl_jwt() {
+  local cid=$1 alg=$2 aud=$3 now; now=$(date +%s)
+  local h c; h=$(printf '{"alg":"%s","typ":"JWT","kid":"rsa-1"}' "$alg" | b64u)
+  c=$(printf '{"iss":"%s","sub":"%s","aud":"%s","iat":%d,"exp":%d,"jti":"%s"}' "$cid" "$cid" "$3" "$now" $((now + $4)) "$5" | b64u)
+  shift 5
+  printf '%s.%s.%s' "$h" "$c" "$(printf '%s.%s' "$h" "$c" | openssl dgst "-sha${alg:2}" -sign "$J/rsa.key" "$@" | b64u)"
+}
+mk_jwt() { $PY spec/support/make_jwt.py "$@"; }
+# [JURL=token URL] jtok CLIENT ASSERTION [curl args] -> status of a private_key_jwt token request
+jtok() { req "${JURL:-$H/oauth/token}" --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$1" --data-urlencode "client_assertion_type=$URN" --data-urlencode "client_assertion=$2" --data-urlencode "audience=$AUD" "${@:3}"; }
+err() { j 'd["error"]+": "+d["error_description"]' <"$R"; }
+ctl reset >/dev/null
+check "jwt RS256 (openssl)" 200 "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS256 "$H/" 60 "$(openssl rand -hex 16)")")"
+check "jwt record" 'private_key_jwt RS256 JWT rsa-1 jwt-rs256 jwt-rs256 60 32 True None' \
+  "$(stats '" ".join(str(x) for x in [d["last_token_request"]["auth_method"], d["last_assertion"]["header"]["alg"], d["last_assertion"]["header"]["typ"], d["last_assertion"]["header"]["kid"], d["last_assertion"]["claims"]["iss"], d["last_assertion"]["client_id"], d["last_assertion"]["claims"]["exp"] - d["last_assertion"]["claims"]["iat"], len(d["last_assertion"]["claims"]["jti"]), d["last_assertion"]["valid"], d["last_assertion"]["error"]])')"
+check "jwt record has no signature" 0 "$(stats 'json.dumps(d["last_assertion"])' | grep -c "$(tail -c 20 <<<"$(osl_jwt jwt-rs256 RS256 "$H/" 60 x)")")"
+check "jwt RS384 (openssl)" 200 "$(jtok jwt-rs384 "$(osl_jwt jwt-rs384 RS384 "$H/" 60 "$(openssl rand -hex 16)")")"
+check "jwt PS256 salt = hash length (openssl)" 200 "$(jtok jwt-ps256 "$(osl_jwt jwt-ps256 PS256 "$H/" 60 "$(openssl rand -hex 16)" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest)")"
+check "jwt PS256 openssl's default salt" "401 invalid_client: Invalid signature for client_assertion" \
+  "$(jtok jwt-ps256 "$(osl_jwt jwt-ps256 PS256 "$H/" 60 "$(openssl rand -hex 16)" -sigopt rsa_padding_mode:pss)") $(err)"
+check "jwt ES256" 200 "$(jtok jwt-es256 "$(mk_jwt --key "$J/ec.key" --client-id jwt-es256 --aud "$H/" --alg ES256 --kid ec-1)")"
+check "jwt ES256 DER signature" 401 "$(jtok jwt-es256 "$(mk_jwt --key "$J/ec.key" --client-id jwt-es256 --aud "$H/" --alg ES256 --ecdsa-der)")"
+check "jwt alg not pinned" "401 invalid_client: alg RS384 does not match the credential of client jwt-rs256" \
+  "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS384 "$H/" 60 "$(openssl rand -hex 16)")") $(err)"
+check "jwt wrong key" "401 invalid_client: Invalid signature for client_assertion" \
+  "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa_other.key" --client-id jwt-rs256 --aud "$H/")") $(err)"
+check "jwt wrong kid" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --kid rsa-2)")"
+check "jwt expired" "401 invalid_client: client_assertion has expired" \
+  "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --iat-in -600 --exp-in -540)") $(err)"
+check "jwt exp - iat > 300" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --exp-in 301)")"
+check "jwt iat in the future" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --iat-in 60)")"
+check "jwt sub != client_id" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --claims '{"sub":"jwt-rs384"}')")"
+check "jwt no jti" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --claims '{"jti":null}')")"
+check "jwt alg none" 401 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/" --header '{"alg":"none"}' --sign-alg RS256 | cut -d. -f1-2)".)"
+check "jwt with client_secret too" 400 "$(jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "$H/")" -d client_secret=secret-jwt-rs256)"
+A=$(osl_jwt jwt-rs256 RS256 "$H/" 60 "replay-$$")
+check "jwt once" 200 "$(jtok jwt-rs256 "$A")"
+check "jwt replayed" "401 invalid_client: jti claim has already been used (client_assertion replayed)" "$(jtok jwt-rs256 "$A") $(err)"
+check "jwt exchanges" '{"jwt-rs256": 2, "jwt-rs384": 1, "jwt-ps256": 1, "jwt-es256": 1}' "$(stats 'd["exchanges_by_client"]')"
+check "jwt aud = token URL refused by default" 401 "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS256 "$H/oauth/token" 60 "$(openssl rand -hex 16)")")"
+check "jwt_client audiences" '{"ok": true}' "$(ctl jwt_client "{\"client_id\":\"jwt-rs256\",\"audiences\":[\"$H/oauth/token\"]}")"
+check "jwt aud = token URL configured" 200 "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS256 "$H/oauth/token" 60 "$(openssl rand -hex 16)")")"
+check "jwt origin no longer accepted" 401 "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS256 "$H/" 60 "$(openssl rand -hex 16)")")"
+PEM=$($PY -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$J/ec.pub")
+check "jwt_client public_key" '{"ok": true}' "$(ctl jwt_client "{\"client_id\":\"gina\",\"public_key\":$PEM}")"
+check "jwt registered PEM" 200 "$(jtok gina "$(mk_jwt --key "$J/ec.key" --client-id gina --aud "$H/" --alg ES256 --kid any)")"
+check "jwt_client bad key" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$H/_control/jwt_client" -d '{"client_id":"gina","key":"nope"}')"
+ctl reset >/dev/null
+check "reset forgets gina" 401 "$(jtok gina "$(mk_jwt --key "$J/ec.key" --client-id gina --aud "$H/" --alg ES256)")"
+check "reset restores audiences" 200 "$(jtok jwt-rs256 "$(osl_jwt jwt-rs256 RS256 "$H/" 60 "$(openssl rand -hex 16)")")"
+check "jwt over https: aud is the https origin" 200 "$(JURL=https://localhost:$SP/oauth/token jtok jwt-rs256 "$(mk_jwt --key "$J/rsa.key" --client-id jwt-rs256 --aud "https://localhost:$SP/")" --cacert "$DIR/ca.pem")"
+
+# ---- tls_client_auth on mtls_port
+M=https://localhost:$MP MT=$DIR/mtls
+mtok() { req --cacert "$DIR/ca.pem" "$@" "$M/oauth/token" -d grant_type=client_credentials --data-urlencode "audience=$AUD"; }
+CERT=(--cert "$MT/mtls-client.pem" --key "$MT/mtls-client.key")
+check "mtls right certificate" 200 "$(mtok "${CERT[@]}" -d client_id=mtls-client)"
+check "mtls record" 'tls_client_auth mtls-client false null' \
+  "$(stats '" ".join(str(x) for x in [d["last_token_request"]["auth_method"], d["last_token_request"]["client_cert"], str(d["last_token_request"]["authorization"]).lower(), json.dumps(d["last_token_request"]["params"].get("client_secret"))])')"
+check "mtls no certificate" "401 invalid_client: tls_client_auth: no client certificate presented" "$(mtok -d client_id=mtls-client) $(err)"
+check "mtls another CA" "401 invalid_client" "$(mtok --cert "$MT/mtls-client.other_ca.pem" --key "$MT/mtls-client.other_ca.key" -d client_id=mtls-client) $(j 'd["error"]' <"$R")"
+check "mtls another client's certificate" 401 "$(mtok "${CERT[@]}" -d client_id=mtls-password)"
+check "mtls encrypted key" 200 "$(mtok --cert "$MT/mtls-password.pem" --key "$MT/mtls-password.key" --pass "$(j 'd["mtls_clients"]["mtls-password"]["key_password"]' "$INFO")" -d client_id=mtls-password)"
+check "mtls secret still works" 200 "$(mtok -d client_id=bob -d client_secret=secret-bob)"
+check "mtls no secret off mtls_port" 401 "$(req "$H/oauth/token" -d client_id=mtls-client -d grant_type=client_credentials --data-urlencode "audience=$AUD")"
+check "mtls_client control" "$MT/hana.pem $MT/hana.key" "$(ctl mtls_client '{"client_id":"hana","bound":true}' | j 'd["cert_file"]+" "+d["key_file"]')"
+HANA=(--cert "$MT/hana.pem" --key "$MT/hana.key")
+TOK=$(curl -sS --cacert "$DIR/ca.pem" "${HANA[@]}" "$M/oauth/token" -d grant_type=client_credentials -d client_id=hana --data-urlencode "audience=$AUD" | j 'd["access_token"]')
+check "mtls bound token with its certificate" '200 hana' "$(req --cacert "$DIR/ca.pem" "${HANA[@]}" -H "Authorization: Bearer $TOK" "$M/v3/echo") $(j 'd["client_cert"]' <"$R")"
+check "mtls API client_cert" hana "$(stats 'd["last_api_auth"]["client_cert"]')"
+check "mtls bound token without it" "401 invalid_token" "$(req --cacert "$DIR/ca.pem" -H "Authorization: Bearer $TOK" "$M/v3/ping/protected") $(j 'd["error"]' <"$R")"
+check "mtls bound token with another" 401 "$(req --cacert "$DIR/ca.pem" "${CERT[@]}" -H "Authorization: Bearer $TOK" "$M/v3/ping/protected")"
+check "mtls_client other CA, password" "$MT/ida.other_ca.pem yes" "$(ctl mtls_client '{"client_id":"ida","ca":"other_ca","password":"pw"}' | j 'd["cert_file"]+" "+("yes" if d["key_password"]=="pw" else "no")')"
+check "mtls_client bad id" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$H/_control/mtls_client" -d '{"client_id":"../x"}')"
+check "mtls ping without certificate" 200 "$(req --cacert "$DIR/ca.pem" "$M/v3/ping")"
 
 # ---- --exit-with and shutdown
 D2=$(mktemp -d); sleep 1.5 & SL=$!

@@ -1,8 +1,6 @@
-/* The error record shared by the C core; error.c turns it into a Lua table. */
-#ifndef DUCKY_ERROR_H
-#define DUCKY_ERROR_H
-
-#include <lua.h>
+/* The error record of the C core: a kind, a message and what the server said. */
+#ifndef DUCKY_ERR_H
+#define DUCKY_ERR_H
 
 /* X-macro: every error kind, once. */
 #define DUCKY_KINDS(X)                                                                             \
@@ -20,6 +18,7 @@ typedef enum {
 #define DUCKY_KIND_ENUM(e, s) DUCKY_E_##e,
 	DUCKY_KINDS(DUCKY_KIND_ENUM)
 #undef DUCKY_KIND_ENUM
+	    DUCKY_NKINDS
 } ducky_kind;
 
 typedef struct ducky_err {
@@ -34,7 +33,10 @@ typedef struct ducky_err {
 	int retryable;
 } ducky_err;
 
+/* "config", "network", …; "ok" for DUCKY_OK. */
 const char *ducky_kind_name(ducky_kind kind);
+/* The kind named s, or DUCKY_OK if s names none. */
+ducky_kind ducky_kind_of(const char *s);
 void ducky_err_init(ducky_err *err);
 void ducky_err_clear(ducky_err *err);
 /* Sets kind and a printf-formatted message; returns -1 for `return ducky_fail(...)`. */
@@ -45,14 +47,5 @@ int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
     ;
 /* Deep copy; on allocation failure the copy keeps kind and numbers. */
 void ducky_err_copy(ducky_err *dst, const ducky_err *src);
-char *ducky_strdup(const char *s);
-char *ducky_strndup(const char *s, size_t n);
-
-/* Lua side: the "ducky.error" metatable and constructor. */
-void ducky_error_open(lua_State *L);                       /* leaves nothing on the stack */
-void ducky_error_push(lua_State *L, const ducky_err *err); /* pushes the table */
-int ducky_error_is(lua_State *L, int idx);
-int ducky_is_error(lua_State *L);
-int ducky_error_new(lua_State *L);
 
 #endif

@@ -1,0 +1,63 @@
+/* The token request for each token_auth, the cache key, fingerprints and the
+ * masking of the secret. Plain C: the binding hands in plain fields. The
+ * secret lives here only, in memory this owns, and is wiped on free. */
+#ifndef DUCKY_CREDENTIALS_H
+#define DUCKY_CREDENTIALS_H
+
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+#include "err.h"
+#include "util.h"
+
+/* X-macro: every token_auth, once. */
+#define DUCKY_AUTHS(X)                                                                             \
+	X(JSON, "json")                                                                            \
+	X(FORM, "form")                                                                            \
+	X(BASIC, "basic")
+
+typedef enum {
+#define DUCKY_AUTH_ENUM(e, s) DUCKY_AUTH_##e,
+	DUCKY_AUTHS(DUCKY_AUTH_ENUM)
+#undef DUCKY_AUTH_ENUM
+	    DUCKY_NAUTHS
+} ducky_auth;
+
+extern const char *const ducky_auth_names[DUCKY_NAUTHS + 1]; /* NULL-terminated */
+
+typedef struct ducky_param { /* one of token_params */
+	const char *name, *value;
+	size_t name_len, value_len;
+} ducky_param;
+
+typedef struct ducky_creds_conf {
+	ducky_auth auth;
+	const char *token_url, *audience, *ua_line;
+	const char *client_id, *secret; /* NULL: none */
+	const ducky_param *params;
+	size_t nparams;
+} ducky_creds_conf;
+
+#define DUCKY_MASKS 4 /* the secret as given, and as sent: JSON, form, Basic */
+
+typedef struct ducky_creds {
+	ducky_auth auth;
+	int complete; /* a client_id and a secret: an exchange can be made */
+	char *token_url;
+	ducky_buf body;               /* the token request's body: holds the secret */
+	struct curl_slist *headers;   /* its headers: Basic holds the secret */
+	char key[65];                 /* the cache key: hex SHA-256 of what identifies the token */
+	ducky_buf masks[DUCKY_MASKS]; /* every form of the secret ducky sent */
+} ducky_creds;
+
+int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *err);
+void ducky_creds_free(ducky_creds *c); /* wipes */
+
+/* A malloc'd copy of server text with every form of the secret masked, or NULL. */
+char *ducky_creds_scrub(const ducky_creds *c, const char *text);
+
+/* 12 hex digits of a token's SHA-256: what events show instead of a token. */
+void ducky_fingerprint(const char *token, size_t len, char out[13]);
+
+#endif

@@ -1,0 +1,20 @@
+/* URLs on libcurl's parser: check, same origin, join. Plain C. */
+#ifndef DUCKY_URL_H
+#define DUCKY_URL_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "util.h"
+
+/* 1: an absolute http(s) URL with a host. */
+int ducky_url_check(const char *url);
+/* 1: same scheme, host and port. */
+int ducky_url_same_origin(const char *a, const char *b);
+/* u = base + "/" + path (leading slashes dropped), or path itself when it is an
+ * absolute URL on base's origin; anything else is a config error. */
+int ducky_url_join(ducky_buf *u, const char *base, const char *path, size_t plen, ducky_err *err);
+/* The scheme://host[:port] of url, malloc'd, or NULL. */
+char *ducky_url_origin(const char *url);
+
+#endif

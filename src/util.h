@@ -1,0 +1,43 @@
+/* Small things every part of the core uses: a growable buffer, escaping,
+ * strings, the one wipe, clocks. Plain C. */
+#ifndef DUCKY_UTIL_H
+#define DUCKY_UTIL_H
+
+#include <stddef.h>
+
+typedef struct ducky_buf {
+	char *data; /* NUL-terminated once anything was added */
+	size_t len, cap;
+} ducky_buf;
+
+int ducky_buf_add(ducky_buf *b, const void *p, size_t n); /* 0, or -1 out of memory */
+int ducky_buf_adds(ducky_buf *b, const char *s);
+void ducky_buf_free(ducky_buf *b); /* wipes before freeing: buffers may hold secrets */
+/* Appends s percent-encoded (everything but RFC 3986 unreserved characters). */
+int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);
+/* Appends s as a JSON string literal, quotes included. */
+int ducky_buf_add_json(ducky_buf *b, const char *s, size_t len);
+/* Appends s with each byte below 0x20 and 0x7f written as \xNN: one printable line. */
+int ducky_buf_add_printable(ducky_buf *b, const char *s, size_t len);
+/* Writes n bytes as 2n lower-case hex digits and a NUL to out. */
+void ducky_hex(const unsigned char *p, size_t n, char *out);
+
+char *ducky_strdup(const char *s); /* NULL for NULL or out of memory */
+char *ducky_strndup(const char *s, size_t n);
+
+/* The one wipe: zeroes n bytes in a way the compiler may not remove. */
+void ducky_wipe(void *p, size_t n);
+/* Wipes n bytes at p, then frees p; NULL is fine. */
+void ducky_wipe_free(void *p, size_t n);
+/* The same for a NUL-terminated string. */
+void ducky_wipe_str(char *s);
+
+/* Seconds on a clock that keeps counting through suspend and ignores
+ * wall-clock jumps (CLOCK_BOOTTIME, else CLOCK_MONOTONIC). */
+double ducky_now(void);
+/* Wall-clock seconds since the epoch. */
+double ducky_wall(void);
+/* Sleeps that long (whole, through signals). */
+void ducky_sleep(double seconds);
+
+#endif
