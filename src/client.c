@@ -133,6 +133,8 @@ int cl_push_error(lua_State *L, client *c, ducky_err *err)
 typedef struct options {
 	const char *client_id, *client_secret, *base_url, *token_url, *audience, *token_auth;
 	const char *ca_file, *ca_path, *proxy, *user_agent, *http_version;
+	const char *private_key, *private_key_file, *key_id, *signing_alg, *assertion_audience;
+	const char *client_cert, *client_key, *client_key_password;
 	double timeout, connect_timeout, retries, refresh_margin, auth_backoff, max_per_hour,
 	    max_retry_after, max_body;
 	int insecure;
@@ -171,6 +173,14 @@ static const cl_opt client_opts[] = {
     O("max_retry_after", N, NULL, 0, 1e6, max_retry_after),
     O("log", CL_T(LUA_TFUNCTION), NULL, 0, 0, log),
     O("http_version", S, NULL, 0, 0, http_version),
+    O("private_key", S, NULL, 0, 0, private_key),
+    O("private_key_file", S, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
+    O("key_id", S, "DUCKY_KEY_ID", 0, 0, key_id),
+    O("signing_alg", S, "DUCKY_SIGNING_ALG", 0, 0, signing_alg),
+    O("assertion_audience", S, "DUCKY_ASSERTION_AUDIENCE", 0, 0, assertion_audience),
+    O("client_cert", S, "DUCKY_CLIENT_CERT", 0, 0, client_cert),
+    O("client_key", S, "DUCKY_CLIENT_KEY", 0, 0, client_key),
+    O("client_key_password", S, "DUCKY_CLIENT_KEY_PASSWORD", 0, 0, client_key_password),
     {NULL, 0, NULL, 0, 0, 0},
 };
 #undef O
@@ -183,6 +193,7 @@ static const options defaults = {
     .audience = DEFAULT_AUDIENCE,
     .token_auth = "json",
     .http_version = "2",
+    .signing_alg = "RS256",
     .timeout = 30,
     .connect_timeout = 10,
     .retries = 2,
@@ -276,6 +287,7 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	if (!ducky_url_check(o->token_url))
 		luaL_error(L, "ducky.client: token_url is not an http(s) URL: %s", o->token_url);
 	int auth = choice(L, "token_auth", ducky_auth_names, o->token_auth);
+	int alg = choice(L, "signing_alg", ducky_jwt_alg_names, o->signing_alg);
 	c->base_url = dup_or_raise(L, o->base_url);
 	for (size_t n = strlen(c->base_url); n > 0 && c->base_url[n - 1] == '/'; n--)
 		c->base_url[n - 1] = '\0';
@@ -291,6 +303,14 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	    .secret = o->client_secret,
 	    .params = params,
 	    .nparams = nparams,
+	    .private_key = o->private_key,
+	    .private_key_len = o->private_key ? strlen(o->private_key) : 0,
+	    .private_key_file = o->private_key_file,
+	    .key_id = o->key_id,
+	    .assertion_audience = o->assertion_audience,
+	    .signing_alg = (ducky_jwt_alg)alg,
+	    .client_cert = o->client_cert,
+	    .client_key = o->client_key,
 	};
 	ducky_err err;
 	ducky_err_init(&err);
@@ -358,6 +378,9 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	    .proxy = dup_or_raise(L, o->proxy),
 	    .insecure = o->insecure,
 	    .max_body = (size_t)o->max_body,
+	    .client_cert = dup_or_raise(L, o->client_cert),
+	    .client_key = dup_or_raise(L, o->client_key),
+	    .key_password = dup_or_raise(L, o->client_key_password),
 	    .http_version = curl_versions[choice(L, "http_version", versions, o->http_version)],
 	};
 	ducky_err err;
@@ -451,6 +474,10 @@ static void close_client(lua_State *L, client *c)
 	free_str((char **)&c->conf.ca_file);
 	free_str((char **)&c->conf.ca_path);
 	free_str((char **)&c->conf.proxy);
+	free_str((char **)&c->conf.client_cert);
+	free_str((char **)&c->conf.client_key);
+	ducky_wipe_str((char *)c->conf.key_password);
+	c->conf.key_password = NULL;
 	int *refs[] = {&c->ref_log, &c->ref_store, &c->ref_limits, &c->ref_encode, &c->ref_decode};
 	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
 		luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);

@@ -170,32 +170,44 @@ static int read_token_answer(lua_State *L)
 	return 0;
 }
 
+/* Before each attempt of the exchange: the body it sends (a fresh client
+ * assertion for private_key_jwt). */
+static int next_body(void *ud, ducky_req *req, ducky_err *err)
+{
+	ducky_creds *creds = ud;
+	if (ducky_creds_next(creds, err))
+		return -1;
+	req->body = creds->body.data;
+	req->body_len = creds->body.len;
+	return 0;
+}
+
 static int exchange(void *ud, ducky_fresh *out, int *sent, ducky_err *err)
 {
 	const cl_run *r = ud;
 	client *c = r->c;
 	exchange_ctx x = {.r = r, .out = out, .err = err};
-	int attempts = 0;
 	ducky_req req = {
 	    .method = "POST",
 	    .url = c->creds.token_url,
 	    .headers = c->creds.headers,
-	    .body = c->creds.body.data,
-	    .body_len = c->creds.body.len,
 	    .idempotent = 1,
 	    .deadline = r->deadline,
 	    .connect_timeout = c->lim.connect_timeout,
 	    .retries = r->retries,
 	    .max_retry_after = c->lim.max_retry_after,
+	    .before = next_body,
+	    .before_ud = &c->creds,
 	};
 
-	if (!c->creds.complete)
-		return ducky_fail(err, DUCKY_E_CONFIG,
-		                  "no credentials: set client_id and client_secret "
-		                  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+	*sent = 0;
+	if (c->creds.problem.kind != DUCKY_OK) { /* nothing to authenticate with */
+		ducky_err_copy(err, &c->creds.problem);
+		return -1;
+	}
 	c->st.token_fetches++;
-	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, &attempts, err);
-	err->attempts = *sent = attempts;
+	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, sent, err);
+	err->attempts = *sent;
 	if (rc)
 		return rc;
 	if (ducky_cpcall(r->L, read_token_answer, &x) != 0) {

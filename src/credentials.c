@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "url.h"
 
 const char *const ducky_auth_names[DUCKY_NAUTHS + 1] = {
 #define DUCKY_AUTH_NAME(e, s) s,
@@ -29,13 +30,14 @@ static int add_str(ducky_buf *b, int json, const char *k, const char *v)
 	return add_field(b, json, k, strlen(k), v, strlen(v));
 }
 
+#define ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
 /* The body: the grant, the audience, the client's credentials where they go in
- * the body, token_params. */
+ * the body, token_params (private_key_jwt: all but the assertion, in form). */
 static int build_body(ducky_creds *c, const ducky_creds_conf *conf)
 {
-	ducky_buf *b = &c->body;
-	int json = conf->auth == DUCKY_AUTH_JSON;
-	int in_body = conf->auth != DUCKY_AUTH_BASIC;
+	int json = conf->auth == DUCKY_AUTH_JSON, jwt = conf->auth == DUCKY_AUTH_JWT;
+	ducky_buf *b = jwt ? &c->form : &c->body;
 	const char *id = conf->client_id ? conf->client_id : "";
 	const char *secret = conf->secret ? conf->secret : "";
 	int bad = json && ducky_buf_adds(b, "{");
@@ -47,13 +49,65 @@ static int build_body(ducky_creds *c, const ducky_creds_conf *conf)
 	else
 		bad = bad || add_str(b, 0, "grant_type", "client_credentials") ||
 		      add_str(b, 0, "audience", conf->audience) ||
-		      (in_body &&
-		       (add_str(b, 0, "client_id", id) || add_str(b, 0, "client_secret", secret)));
+		      (conf->auth != DUCKY_AUTH_BASIC && add_str(b, 0, "client_id", id)) ||
+		      (conf->auth == DUCKY_AUTH_FORM && add_str(b, 0, "client_secret", secret)) ||
+		      (jwt && add_str(b, 0, "client_assertion_type", ASSERTION_TYPE));
 	for (size_t i = 0; i < conf->nparams && !bad; i++) {
 		const ducky_param *p = &conf->params[i];
 		bad = add_field(b, json, p->name, p->name_len, p->value, p->value_len);
 	}
 	return bad || (json && ducky_buf_adds(b, "}"));
+}
+
+#define MAX_KEY 65536 /* bytes of a PEM private key file */
+
+/* private_key_jwt: the key, from its text or its file, read once. A problem
+ * with it is kept in c->problem for every exchange to give (ping needs none of
+ * it); only running out of memory fails here. */
+static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
+{
+	ducky_buf pem = {0}, aud = {0};
+	const char *problem = NULL, *file = conf->private_key_file;
+	char *origin = NULL;
+	int bad = 0;
+	c->complete = 0;
+	if (!conf->private_key && !file) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG,
+		           "no credentials: set client_id and private_key_file (or private_key, "
+		           "or DUCKY_PRIVATE_KEY_FILE)");
+		return 0;
+	}
+	if (file && ducky_read_private(file, MAX_KEY, &pem, 0, &problem)) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "private_key_file %s %s", file, problem);
+		ducky_buf_free(&pem);
+		return 0;
+	}
+	if (conf->assertion_audience) /* else Auth0's: the token URL's origin and "/" */
+		bad = ducky_buf_adds(&aud, conf->assertion_audience);
+	else
+		bad = !(origin = ducky_url_origin(conf->token_url)) ||
+		      ducky_buf_adds(&aud, origin) || ducky_buf_adds(&aud, "/");
+	if (!bad && ducky_jwt_init(&c->jwt, file ? pem.data : conf->private_key,
+	                           file ? pem.len : conf->private_key_len, file, conf->signing_alg,
+	                           conf->key_id, conf->client_id, aud.data, &c->problem) == 0)
+		c->complete = conf->client_id != NULL;
+	bad = bad || c->problem.kind == DUCKY_E_LIMIT;
+	free(origin);
+	ducky_buf_free(&pem);
+	ducky_buf_free(&aud);
+	return bad;
+}
+
+/* tls_client_auth: the certificate's key must be the user's alone, as a key
+ * file is; libcurl reads both. */
+static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
+{
+	const char *problem = NULL;
+	if (conf->client_key && ducky_read_private(conf->client_key, MAX_KEY, NULL, 1, &problem)) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", conf->client_key,
+		           problem);
+		c->complete = 0;
+	}
 }
 
 /* "Authorization: Basic base64(form(id):form(secret))" (RFC 6749 §2.3.1) in
@@ -117,18 +171,27 @@ static int build_masks(ducky_creds *c, const char *secret)
 }
 
 /* The cache key: a SHA-256 over the token URL, token_auth and everything the
- * request says about the credential (its body and its Authorization line). */
+ * request says about the credential (its body and its Authorization line),
+ * the public key of private_key_jwt (never the private one) and its alg and
+ * audience, the certificate of tls_client_auth. */
 static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	const char *auth = ducky_auth_names[conf->auth];
+	const ducky_buf *body = conf->auth == DUCKY_AUTH_JWT ? &c->form : &c->body;
+	const char *cert = conf->client_cert ? conf->client_cert : "";
+	const char *aud = c->jwt.aud ? c->jwt.aud : "";
 	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
 	         EVP_DigestUpdate(ctx, conf->token_url, strlen(conf->token_url) + 1) &&
 	         EVP_DigestUpdate(ctx, auth, strlen(auth) + 1) &&
-	         EVP_DigestUpdate(ctx, c->body.data, c->body.len + 1) &&
+	         EVP_DigestUpdate(ctx, body->data ? body->data : "", body->len + 1) &&
 	         EVP_DigestUpdate(ctx, c->masks[3].data ? c->masks[3].data : "", c->masks[3].len) &&
+	         EVP_DigestUpdate(ctx, c->jwt.pub_hash, sizeof c->jwt.pub_hash) &&
+	         EVP_DigestUpdate(ctx, &c->jwt.alg, sizeof c->jwt.alg) &&
+	         EVP_DigestUpdate(ctx, aud, strlen(aud) + 1) &&
+	         EVP_DigestUpdate(ctx, cert, strlen(cert) + 1) &&
 	         EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
 	EVP_MD_CTX_free(ctx);
 	if (ok)
@@ -139,15 +202,49 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *err)
 {
 	memset(c, 0, sizeof *c);
+	ducky_err_init(&c->problem);
 	c->auth = conf->auth;
-	c->complete = conf->client_id && conf->secret;
-	if (!(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
-	    build_masks(c, conf->secret ? conf->secret : "") || build_headers(c, conf) ||
-	    make_key(c, conf)) {
+	/* json, form, basic: a client_id and a secret; tls_client_auth: a client_id
+	 * (the certificate is the server's to judge); private_key_jwt: a key too */
+	c->complete = conf->client_id && (conf->secret || conf->auth == DUCKY_AUTH_MTLS);
+	int with_secret = conf->auth <= DUCKY_AUTH_BASIC;
+	int bad = !(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
+	          (with_secret && build_masks(c, conf->secret ? conf->secret : "")) ||
+	          build_headers(c, conf) || (conf->auth == DUCKY_AUTH_JWT && load_key(c, conf));
+	if (!bad && conf->auth == DUCKY_AUTH_MTLS)
+		check_client_key(c, conf);
+	if (!c->complete && c->problem.kind == DUCKY_OK)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "no credentials: set client_id%s",
+		           conf->auth == DUCKY_AUTH_MTLS
+		               ? " (or DUCKY_CLIENT_ID)"
+		               : " and client_secret (or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+	if (bad || make_key(c, conf)) {
 		ducky_creds_free(c);
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	}
 	return 0;
+}
+
+int ducky_creds_next(ducky_creds *c, ducky_err *err)
+{
+	if (c->problem.kind != DUCKY_OK) {
+		ducky_err_copy(err, &c->problem);
+		return -1;
+	}
+	if (c->auth != DUCKY_AUTH_JWT)
+		return 0;
+	c->body.len = 0;
+	if (ducky_buf_add(&c->body, c->form.data, c->form.len) ||
+	    ducky_buf_adds(&c->body, "&client_assertion="))
+		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	size_t at = c->body.len;
+	if (ducky_jwt_sign(&c->jwt, &c->body, err)) /* base64url: nothing to escape */
+		return -1;
+	/* a server that quotes the assertion back has it masked, like a secret */
+	c->masks[0].len = 0;
+	return ducky_buf_add(&c->masks[0], c->body.data + at, c->body.len - at)
+	           ? ducky_fail(err, DUCKY_E_LIMIT, "out of memory")
+	           : 0;
 }
 
 void ducky_creds_free(ducky_creds *c)
@@ -159,6 +256,9 @@ void ducky_creds_free(ducky_creds *c)
 	c->headers = NULL;
 	for (int i = 0; i < DUCKY_MASKS; i++)
 		ducky_buf_free(&c->masks[i]);
+	ducky_buf_free(&c->form);
+	ducky_jwt_free(&c->jwt);
+	ducky_err_clear(&c->problem);
 	c->complete = 0;
 }
 

@@ -241,6 +241,9 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
 	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
+	    (conf->client_cert && curl_easy_setopt(e, CURLOPT_SSLCERT, conf->client_cert)) ||
+	    (conf->client_key && curl_easy_setopt(e, CURLOPT_SSLKEY, conf->client_key)) ||
+	    (conf->key_password && curl_easy_setopt(e, CURLOPT_KEYPASSWD, conf->key_password)) ||
 	    (conf->insecure && (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) ||
 	                        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))
 		return ducky_fail(err, DUCKY_E_CONFIG, "libcurl refused an option");
@@ -445,15 +448,18 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	                  failure_text(h, rc));
 }
 
-int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
-                    ducky_err *err)
+int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, void *ud,
+                    int *attempts, ducky_err *err)
 {
+	ducky_req r = *given, *req = &r;
+	*attempts = 0;
 	for (int attempt = 1;; attempt++) {
 		double remaining;
 		ducky_retry_event ev;
-		*attempts = attempt;
-		if (ducky_time_left(req, attempt, &remaining, err))
+		if (ducky_time_left(req, attempt, &remaining, err) ||
+		    (req->before && req->before(req->before_ud, req, err)))
 			return -1;
+		*attempts = attempt;
 		ducky_http_setup(h, req, remaining);
 		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
 		if (rc <= 0)

@@ -15,6 +15,7 @@
 
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
+	const char *client_cert, *client_key, *key_password; /* presented on every request */
 	int insecure;
 	size_t max_body;
 	long http_version; /* CURL_HTTP_VERSION_… */
@@ -50,6 +51,10 @@ typedef struct ducky_req {
 	double connect_timeout; /* seconds */
 	int retries;
 	double max_retry_after;
+	/* optional, before each attempt of ducky_http_send: may set a new body (a
+	 * fresh client assertion); -1 with err ends the send */
+	int (*before)(void *ud, struct ducky_req *req, ducky_err *err);
+	void *before_ud;
 } ducky_req;
 
 typedef struct ducky_retry_event {
