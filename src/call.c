@@ -7,6 +7,7 @@
 
 #include "call.h"
 #include "client_token.h"
+#include "headers.h"
 #include "lua_error.h"
 #include "url.h"
 
@@ -228,33 +229,13 @@ static int is_json_type(const char *ct)
 	       (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-static void push_headers(lua_State *L, const ducky_http *h)
-{
-	const char *pos = NULL, *name, *value;
-	lua_createtable(L, 0, (int)h->nheaders);
-	while (ducky_http_next_header(h, &pos, &name, &value)) {
-		lua_pushstring(L, name); /* pushed once for the lookup and the set */
-		lua_pushvalue(L, -1);
-		lua_rawget(L, -3);
-		if (lua_isstring(L, -1)) { /* repeated: joined with ", " */
-			lua_pushliteral(L, ", ");
-			lua_pushstring(L, value);
-			lua_concat(L, 3);
-		} else {
-			lua_pop(L, 1);
-			lua_pushstring(L, value);
-		}
-		lua_rawset(L, -3);
-	}
-}
-
 /* Sets status, headers, body, json (when decodable) on the table on top. 1 if JSON failed. */
 static int add_response(lua_State *L, const client *c, const ducky_http *h)
 {
 	int bad_json = 0;
 	lua_pushinteger(L, (lua_Integer)h->status);
 	lua_setfield(L, -2, "status");
-	push_headers(L, h);
+	cl_headers_push(L, h->head.data, h->head.len);
 	lua_setfield(L, -2, "headers");
 	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
 	lua_setfield(L, -2, "body");

@@ -131,7 +131,8 @@ int cl_push_error(lua_State *L, client *c, ducky_err *err)
 
 /* What the options say, before the client takes it over. */
 typedef struct options {
-	const char *client_id, *client_secret, *base_url, *token_url, *audience, *token_auth;
+	const char *client_id, *client_secret, *client_secret_file, *base_url, *token_url,
+	    *audience, *token_auth;
 	const char *ca_file, *ca_path, *proxy, *user_agent, *http_version;
 	const char *private_key, *private_key_file, *key_id, *signing_alg, *assertion_audience;
 	const char *client_cert, *client_key, *client_key_password;
@@ -151,6 +152,7 @@ typedef struct options {
 static const cl_opt client_opts[] = {
     O("client_id", S, "DUCKY_CLIENT_ID", 0, 0, client_id),
     O("client_secret", S, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
+    O("client_secret_file", S, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
     O("base_url", S, "DUCKY_BASE_URL", 0, 0, base_url),
     O("token_url", S, "DUCKY_TOKEN_URL", 0, 0, token_url),
     O("audience", S, "DUCKY_AUDIENCE", 0, 0, audience),
@@ -301,6 +303,7 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	    .ua_line = ua_line,
 	    .client_id = o->client_id,
 	    .secret = o->client_secret,
+	    .secret_file = o->client_secret_file,
 	    .params = params,
 	    .nparams = nparams,
 	    .private_key = o->private_key,

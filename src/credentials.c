@@ -199,11 +199,9 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	return !ok;
 }
 
-int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *err)
+/* Everything of the request and the key; 0, or -1 out of memory. */
+static int build(ducky_creds *c, const ducky_creds_conf *conf)
 {
-	memset(c, 0, sizeof *c);
-	ducky_err_init(&c->problem);
-	c->auth = conf->auth;
 	/* json, form, basic: a client_id and a secret; tls_client_auth: a client_id
 	 * (the certificate is the server's to judge); private_key_jwt: a key too */
 	c->complete = conf->client_id && (conf->secret || conf->auth == DUCKY_AUTH_MTLS);
@@ -218,7 +216,38 @@ int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *er
 		           conf->auth == DUCKY_AUTH_MTLS
 		               ? " (or DUCKY_CLIENT_ID)"
 		               : " and client_secret (or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
-	if (bad || make_key(c, conf)) {
+	return bad || make_key(c, conf);
+}
+
+/* client_secret_file: the secret read into secret (C memory, wiped by the
+ * caller); 0, or -1 with a problem kept for the exchanges. */
+static int read_secret(ducky_creds *c, const char *file, ducky_buf *secret)
+{
+	const char *problem;
+	if (ducky_read_private(file, MAX_KEY, secret, 0, &problem) == 0) {
+		while (secret->len && (secret->data[secret->len - 1] == '\n' ||
+		                       secret->data[secret->len - 1] == '\r'))
+			secret->data[--secret->len] = '\0'; /* the file's last line break */
+		if (secret->data && strlen(secret->data) == secret->len)
+			return 0;
+		problem = secret->data ? "holds NUL" : "is empty";
+	}
+	ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_secret_file %s %s", file, problem);
+	return -1;
+}
+
+int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *given, ducky_err *err)
+{
+	ducky_creds_conf conf = *given;
+	ducky_buf secret = {0};
+	memset(c, 0, sizeof *c);
+	ducky_err_init(&c->problem);
+	c->auth = conf.auth;
+	if (!conf.secret && conf.secret_file && read_secret(c, conf.secret_file, &secret) == 0)
+		conf.secret = secret.data;
+	int bad = build(c, &conf);
+	ducky_buf_free(&secret);
+	if (bad) {
 		ducky_creds_free(c);
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	}

@@ -38,6 +38,7 @@ typedef struct ducky_creds_conf {
 	ducky_auth auth;
 	const char *token_url, *audience, *ua_line;
 	const char *client_id, *secret; /* NULL: none */
+	const char *secret_file;        /* read when secret is NULL */
 	const ducky_param *params;
 	size_t nparams;
 	/* private_key_jwt: the key as text, or a file; the JWT's kid, alg and aud

@@ -109,16 +109,22 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
-                           const char **value)
+int ducky_headers_next(const char *block, size_t len, const char **pos, const char **name,
+                       const char **value)
 {
-	const char *p = *pos ? *pos : h->head.data;
-	if (!p || p >= h->head.data + h->head.len)
+	const char *p = *pos ? *pos : block;
+	if (!p || p >= block + len)
 		return 0;
 	*name = p;
 	*value = p + strlen(p) + 1;
 	*pos = *value + strlen(*value) + 1;
 	return 1;
+}
+
+int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
+                           const char **value)
+{
+	return ducky_headers_next(h->head.data, h->head.len, pos, name, value);
 }
 
 const char *ducky_http_header(const ducky_http *h, const char *name)
@@ -139,10 +145,18 @@ const char *ducky_http_header(const ducky_http *h, const char *name)
 #ifdef __GLIBC__
 #include <malloc.h>
 
+/* Set while a request carries the secret (the token exchange) and while
+ * handles close: then every block is wiped. Else only small ones are: they
+ * are where a request's lines (the bearer token) go, and cheap to clear. */
+static _Thread_local int wipe_all;
+#define WIPE_SMALL 2048
+
 static void wiping_free(void *p)
 {
 	if (p) {
-		ducky_wipe(p, malloc_usable_size(p));
+		size_t n = malloc_usable_size(p);
+		if (wipe_all || n <= WIPE_SMALL)
+			ducky_wipe(p, n);
 		free(p);
 	}
 }
@@ -212,6 +226,19 @@ int ducky_http_global_init(ducky_err *err)
 	return 0;
 }
 
+/* Whether the environment names a proxy libcurl would use. When none does,
+ * the handle says "no proxy" once instead of libcurl reading the environment
+ * on every request. */
+static int env_proxy(void)
+{
+	static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
+	                                    "all_proxy",  "ALL_PROXY",   NULL};
+	for (const char *const *n = names; *n; n++)
+		if (getenv(*n) && *getenv(*n))
+			return 1;
+	return 0;
+}
+
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
@@ -238,7 +265,10 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
 	    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) ||
-	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
+	    curl_easy_setopt(e, CURLOPT_PROXY,
+	                     conf->proxy   ? conf->proxy
+	                     : env_proxy() ? NULL
+	                                   : "") ||
 	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
 	    (conf->client_cert && curl_easy_setopt(e, CURLOPT_SSLCERT, conf->client_cert)) ||

@@ -101,8 +101,11 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 /* libcurl's header callback (ud: the ducky_http): collects one header line. */
 size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud);
 
-/* Walks the answer's headers in arrival order: *pos NULL to start; 1 with
- * name (lower-case) and value set, 0 at the end. */
+/* Walks a block of "name\0value\0" pairs: *pos NULL to start; 1 with name
+ * and value set, 0 at the end. */
+int ducky_headers_next(const char *block, size_t len, const char **pos, const char **name,
+                       const char **value);
+/* The same over the answer's headers (names lower-case, in arrival order). */
 int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
                            const char **value);
 /* First value of a response header (name lower-case), or NULL. */
