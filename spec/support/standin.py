@@ -57,6 +57,10 @@ client_id, params (decoded fields minus client_secret; null if unparseable),
 auth_method ("json"|"form"|"basic"|null)}; stats.last_api_auth = {client_id
 (owner of the presented bearer token, any state), authorization (bool), path}.
 
+More methods (issue 13): LOCK, UNLOCK, MKCOL, PURGE, COPY, MOVE, PROPFIND and
+PROPPATCH are routed like GET (the echo route answers them, faults apply to
+them); without this the handler answers 501 to any method it has no do_X for.
+
 Token lifetime: the per-client `config` expires_in (any JSON value) or
 --lifetime is sent verbatim.  Server-side expiry uses it when it is a positive
 number (or a string holding one); otherwise (0, -5, "abc", null, ...) the
@@ -713,6 +717,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.banned.discard(cid)
                 return jresp(200, {"ok": True})
         return jresp(404, {"error": "unknown control %s" % name})
+
+
+# --------------------------------------------------------------------------
+# issue 13 additions: more methods (see the docstring), for the retry policy
+
+for _method in ("LOCK", "UNLOCK", "MKCOL", "PURGE", "COPY", "MOVE", "PROPFIND", "PROPPATCH"):
+    setattr(Handler, "do_" + _method, Handler.do_GET)
 
 
 def bearer_token(auth):
