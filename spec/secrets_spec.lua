@@ -170,22 +170,8 @@ describe("secrets", function()
   -- space, a slash, a plus, an ampersand, é and a control character.
   local ECHO_PREFIX = "q\"b\\ s/p+a&\195\169\1"
 
-  -- the secret as ducky sends it: raw, JSON-escaped (without the quotes), form
-  -- (percent-encoded, upper-case hex, space as %20) and Basic
-  local function sent_forms(id, secret)
-    local function form(s)
-      return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
-    end
-    local function json(s)
-      return (s:gsub('[%z\1-\31"\\]', function(ch)
-        if ch == '"' or ch == "\\" then return "\\" .. ch end
-        return ("\\u%04x"):format(ch:byte())
-      end))
-    end
-    return { raw = secret, json = json(secret), form = form(secret),
-      basic = (mime.b64(form(id) .. ":" .. form(secret))) }
-  end
-  local FORM_NAMES = { "raw", "json", "form", "basic" }
+  -- the secret as ducky sends it (raw, JSON-escaped, form, Basic): see fault_matrix.lua
+  local sent_forms, FORM_NAMES = M.sent_forms, M.FORM_NAMES
 
   -- the forms as a list for find_leak, each also with control characters
   -- replaced by spaces (what bin/ducky does to its error line)
