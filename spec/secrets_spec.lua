@@ -283,8 +283,9 @@ describe("secrets", function()
   it("stats().rate_limit keeps numeric values, as numbers, and nothing else (issue 13 item 4)", function()
     local id = H.new_id(PREFIX)
     local secret = H.secret(id)
+    local echoed = M.header_bytes(secret) -- byte for byte on the wire
     H.fault { path = M.TOKEN_PATH, client_id = id, headers = {
-      ["x-ratelimit-remaining"] = secret, ["auth0-client-quota-limit"] = secret,
+      ["x-ratelimit-remaining"] = echoed, ["auth0-client-quota-limit"] = echoed,
       ["x-ratelimit-reset"] = "1700000000" } }
     local c = ducky.client(H.opts { client_id = id, client_secret = secret })
     assert(c:token())
