@@ -342,6 +342,7 @@ describe("file token cache", function()
         end
         c:invalidate()
         unchanged("by invalidate()")
+        assert(c:ping_protected()) -- a new token, to be revoked
         H.revoke(id)
         local res = assert(c:ping_protected())
         assert.equals(2, res.attempts) -- 401, new token, replay

@@ -359,6 +359,9 @@ static void setup_store(lua_State *L, client *c, const options *o)
 		c->store_kind = STORE_LUA;
 		return;
 	}
+	size_t len;
+	if (t && lua_type(L, t) == LUA_TSTRING && strlen(lua_tolstring(L, t, &len)) != len)
+		luaL_error(L, "ducky.client: option 'token_cache' holds NUL");
 	if (t && lua_toboolean(L, t) && !lua_isstring(L, t))
 		luaL_error(L,
 		           "ducky.client: option 'token_cache' must be false, a path or a table, "

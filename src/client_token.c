@@ -84,6 +84,12 @@ static void keep_rate_limit(lua_State *L, const char *name, const char *value)
 			add_bucket(L, b, n);
 			b += n;
 		}
+		lua_pushnil(L);
+		if (!lua_next(L, -2)) { /* no bucket of a known name: nothing kept */
+			lua_pop(L, 1);
+			return;
+		}
+		lua_pop(L, 2);
 	} else if (!isnan(number_of(value, strlen(value)))) {
 		push_number(L, number_of(value, strlen(value)));
 	} else {

@@ -110,9 +110,9 @@ static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 	}
 }
 
-/* "Authorization: Basic base64(form(id):form(secret))" (RFC 6749 §2.3.1) in
- * line, its base64 part kept as a mask. */
-static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *line)
+/* base64(form(client_id) ":" form(secret)): the Basic credentials (RFC 6749
+ * §2.3.1), into masks[3] whatever token_auth is (a server may quote any form). */
+static int basic_mask(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	ducky_buf raw = {0};
 	unsigned char *enc = NULL;
@@ -123,9 +123,7 @@ static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *l
 	          !(enc = malloc(4 * ((raw.len + 2) / 3) + 1));
 	if (!bad) {
 		int n = EVP_EncodeBlock(enc, (unsigned char *)raw.data, (int)raw.len);
-		bad = ducky_buf_adds(line, "Authorization: Basic ") ||
-		      ducky_buf_add(line, enc, (size_t)n) ||
-		      ducky_buf_add(&c->masks[3], enc, (size_t)n);
+		bad = ducky_buf_add(&c->masks[3], enc, (size_t)n);
 		ducky_wipe(enc, (size_t)n);
 	}
 	free(enc);
@@ -136,7 +134,9 @@ static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *l
 static int build_headers(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	ducky_buf basic = {0};
-	int bad = conf->auth == DUCKY_AUTH_BASIC && basic_line(c, conf, &basic);
+	int bad = conf->auth == DUCKY_AUTH_BASIC &&
+	          (ducky_buf_adds(&basic, "Authorization: Basic ") ||
+	           ducky_buf_add(&basic, c->masks[3].data, c->masks[3].len));
 	const char *lines[] = {conf->auth == DUCKY_AUTH_JSON
 	                           ? "Content-Type: application/json"
 	                           : "Content-Type: application/x-www-form-urlencoded",
@@ -152,16 +152,19 @@ static int build_headers(ducky_creds *c, const ducky_creds_conf *conf)
 	return bad;
 }
 
-/* The secret as given, JSON-escaped and form-encoded (the Basic form is added
- * by basic_line): a server that quotes any of them back has it masked. */
-static int build_masks(ducky_creds *c, const char *secret)
+/* The secret as given, and as each token_auth sends it: JSON-escaped,
+ * form-encoded, in the Basic credentials. A server that quotes any of them
+ * back has it masked. */
+static int build_masks(ducky_creds *c, const ducky_creds_conf *conf)
 {
+	const char *secret = conf->secret ? conf->secret : "";
 	size_t n = strlen(secret);
-	if (n == 0)
-		return 0;
-	int bad = ducky_buf_add(&c->masks[0], secret, n) ||
-	          ducky_buf_add_json(&c->masks[1], secret, n) ||
-	          ducky_buf_add_escaped(&c->masks[2], secret, n);
+	int bad = basic_mask(c, conf);
+	if (n == 0 || bad)
+		return bad;
+	bad = ducky_buf_add(&c->masks[0], secret, n) ||
+	      ducky_buf_add_json(&c->masks[1], secret, n) ||
+	      ducky_buf_add_escaped(&c->masks[2], secret, n);
 	if (!bad && c->masks[1].len >= 2) { /* without its quotes */
 		memmove(c->masks[1].data, c->masks[1].data + 1, c->masks[1].len - 2);
 		c->masks[1].len -= 2;
@@ -207,8 +210,8 @@ static int build(ducky_creds *c, const ducky_creds_conf *conf)
 	c->complete = conf->client_id && (conf->secret || conf->auth == DUCKY_AUTH_MTLS);
 	int with_secret = conf->auth <= DUCKY_AUTH_BASIC;
 	int bad = !(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
-	          (with_secret && build_masks(c, conf->secret ? conf->secret : "")) ||
-	          build_headers(c, conf) || (conf->auth == DUCKY_AUTH_JWT && load_key(c, conf));
+	          (with_secret && build_masks(c, conf)) || build_headers(c, conf) ||
+	          (conf->auth == DUCKY_AUTH_JWT && load_key(c, conf));
 	if (!bad && conf->auth == DUCKY_AUTH_MTLS)
 		check_client_key(c, conf);
 	if (!c->complete && c->problem.kind == DUCKY_OK)
