@@ -150,8 +150,11 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
                   struct curl_slist **extra, ducky_buf *url, ducky_err *err)
 {
 	size_t mlen, plen;
-	const char *m = luaL_checklstring(L, at[0], &mlen);
-	const char *path = luaL_checklstring(L, at[1], &plen);
+	if (lua_type(L, at[0]) != LUA_TSTRING || lua_type(L, at[1]) != LUA_TSTRING)
+		luaL_error(L, "%s: the method and the path must be strings, not %s and %s", what,
+		           luaL_typename(L, at[0]), luaL_typename(L, at[1]));
+	const char *m = lua_tolstring(L, at[0], &mlen);
+	const char *path = lua_tolstring(L, at[1], &plen);
 	const char *ctype;
 	int top = lua_gettop(L);
 	call_opts o = {.timeout = c->lim.timeout, .retries = c->lim.retries, .auth = 1};
@@ -398,22 +401,22 @@ static int request_body(lua_State *L)
 	ducky_headers_free(c->extra);
 	c->extra = NULL;
 	ducky_err_init(&err);
-	if (cl_parse_call(L, c, at, "request", &k, &c->extra, &c->url, &err))
+	if (cl_parse_call(L, c, at, "client:request", &k, &c->extra, &c->url, &err))
 		return cl_push_error(L, c, &err);
 	return do_call(L, c, &k);
 }
 
 int cl_ping(lua_State *L)
 {
-	return cl_guarded(L, ping_body);
+	return cl_guarded(L, ping_body, "ping");
 }
 
 int cl_ping_protected(lua_State *L)
 {
-	return cl_guarded(L, ping_protected_body);
+	return cl_guarded(L, ping_protected_body, "ping_protected");
 }
 
 int cl_request(lua_State *L)
 {
-	return cl_guarded(L, request_body);
+	return cl_guarded(L, request_body, "request");
 }

@@ -13,15 +13,26 @@
 
 /* ---- the guard ------------------------------------------------------- */
 
-client *cl_check(lua_State *L)
+client *cl_client(lua_State *L, const char *method)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = ducky_testudata(L, 1, CLIENT_MT);
+	if (!c)
+		luaL_error(L, "client:%s: call it on a ducky.client, as client:%s(…), not on a %s",
+		           method, method, luaL_typename(L, 1));
+	return c;
+}
+
+client *cl_check(lua_State *L, const char *method)
+{
+	client *c = cl_client(L, method);
 	if (c->closed)
-		luaL_error(L, "attempt to use a closed ducky client");
+		luaL_error(L, "client:%s: attempt to use a closed ducky client", method);
 	if (c->busy)
-		luaL_error(L, "a ducky client cannot be used while one of its calls is under way "
-		              "(from its own log or token_cache callbacks, a metamethod or a "
-		              "finalizer)");
+		luaL_error(L,
+		           "client:%s: a ducky client cannot be used while one of its calls is "
+		           "under way (from its own log or token_cache callbacks, a metamethod "
+		           "or a finalizer)",
+		           method);
 	return c;
 }
 
@@ -32,9 +43,9 @@ static void close_client(lua_State *L, client *c);
  * argument, any finalizer the collector calls) cannot reenter the client, and a
  * close() it asks for waits for the call to end. The mark is cleared on every
  * path, raises included: body runs protected and its error is raised again. */
-int cl_guarded(lua_State *L, lua_CFunction body)
+int cl_guarded(lua_State *L, lua_CFunction body, const char *method)
 {
-	client *c = cl_check(L);
+	client *c = cl_check(L, method);
 	lua_pushcfunction(L, body); /* may raise: before the mark */
 	lua_insert(L, 1);
 	c->busy = 1;
@@ -412,7 +423,9 @@ int cl_new(lua_State *L)
 		lua_settop(L, 0);
 		lua_newtable(L);
 	}
-	luaL_checktype(L, 1, LUA_TTABLE);
+	if (!lua_istable(L, 1))
+		return luaL_error(L, "ducky.client: options must be a table, not %s",
+		                  luaL_typename(L, 1));
 	lua_settop(L, 1);
 	cl_read_options(L, 1, client_opts, &o, "ducky.client");
 	const char *agent = o.user_agent
@@ -495,7 +508,7 @@ static void close_client(lua_State *L, client *c)
  * way (from a callback, a metamethod or a finalizer), it happens when the call ends. */
 int cl_close(lua_State *L)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = cl_client(L, "close");
 	if (c->busy)
 		c->close_pending = 1;
 	else
@@ -515,13 +528,13 @@ static int tostring_body(lua_State *L)
  * (whose fields stay put: a close waits for the call to end). */
 int cl_tostring(lua_State *L)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = cl_client(L, "tostring");
 	if (c->closed) {
 		lua_pushfstring(L, "ducky.client (closed): %p", (void *)c);
 		return 1;
 	}
 	lua_settop(L, 1);
-	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body);
+	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body, "tostring");
 }
 
 static int stats_body(lua_State *L)
@@ -557,5 +570,5 @@ static int stats_body(lua_State *L)
 
 int cl_stats(lua_State *L)
 {
-	return cl_guarded(L, stats_body);
+	return cl_guarded(L, stats_body, "stats");
 }

@@ -73,9 +73,13 @@ typedef struct cl_run {
 
 /* ---- client.c ---- */
 
-client *cl_check(lua_State *L);
-/* Runs body with the client at 1 marked busy (see client.c). */
-int cl_guarded(lua_State *L, lua_CFunction body);
+/* The client at 1, or a raise naming client:<method>; cl_check also raises
+ * when it is closed or busy. */
+client *cl_client(lua_State *L, const char *method);
+client *cl_check(lua_State *L, const char *method);
+/* Runs body with the client at 1 marked busy (see client.c); errors are
+ * "client:<method>: …". */
+int cl_guarded(lua_State *L, lua_CFunction body, const char *method);
 /* The client inside a guarded body. */
 static inline client *cl_self(lua_State *L)
 {

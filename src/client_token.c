@@ -513,7 +513,7 @@ static int token_body(lua_State *L)
 
 int cl_token(lua_State *L)
 {
-	return cl_guarded(L, token_body);
+	return cl_guarded(L, token_body, "token");
 }
 
 static int invalidate_body(lua_State *L)
@@ -527,5 +527,5 @@ static int invalidate_body(lua_State *L)
 
 int cl_invalidate(lua_State *L)
 {
-	return cl_guarded(L, invalidate_body);
+	return cl_guarded(L, invalidate_body, "invalidate");
 }

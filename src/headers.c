@@ -63,8 +63,10 @@ static int h_index(lua_State *L)
 		return 0;
 	settle(L, 1);
 	lua_pushvalue(L, 2);
-	if (lua_rawget(L, 1) != LUA_TNIL)
+	lua_rawget(L, 1);
+	if (!lua_isnil(L, -1))
 		return 1;
+	lua_pop(L, 1);
 	ducky_buf lower = {0};
 	for (size_t i = 0; i < n; i++) {
 		char c = (char)tolower((unsigned char)k[i]);
@@ -123,7 +125,8 @@ void cl_headers_push(lua_State *L, const char *block, size_t len)
 
 int cl_headers_new(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
+	if (!lua_istable(L, 1))
+		return luaL_error(L, "ducky.headers: expects a table, not %s", luaL_typename(L, 1));
 	lua_settop(L, 1);
 	luaL_getmetatable(L, HEADERS_MT);
 	lua_setmetatable(L, 1);
