@@ -11,6 +11,8 @@
 #include "url.h"
 #include "version.h"
 
+const char *const cl_source_names[SRC_COUNT] = {"memory", "exchange", "file", "store"};
+
 /* ---- the guard ------------------------------------------------------- */
 
 client *cl_client(lua_State *L, const char *method)
@@ -553,6 +555,12 @@ static int stats_body(lua_State *L)
 	STAT(stale_tokens)
 	STAT(errors)
 #undef STAT
+	lua_createtable(L, 0, SRC_COUNT); /* by source, in token()'s and the events' words */
+	for (int i = 0; i < SRC_COUNT; i++) {
+		lua_pushinteger(L, c->st.tokens[i]);
+		lua_setfield(L, -2, cl_source_names[i]);
+	}
+	lua_setfield(L, -2, "tokens");
 	lua_newtable(L);
 	if (c->ref_limits != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);

@@ -24,9 +24,14 @@
 /* A registry table holding cjson's encode and decode (luaopen_ducky). */
 #define CL_JSON "ducky.json"
 
+/* Where a token came from: one vocabulary for events, token() and stats(). */
+typedef enum { SRC_MEMORY, SRC_EXCHANGE, SRC_FILE, SRC_STORE, SRC_COUNT } token_source;
+extern const char *const cl_source_names[SRC_COUNT];
+
 typedef struct stats {
 	lua_Integer requests, token_fetches, token_cache_hits, token_store_hits, retries,
 	    replays_401, stale_tokens, errors;
+	lua_Integer tokens[SRC_COUNT]; /* tokens calls got, by where they came from */
 } stats;
 
 /* The numbers the options set. */

@@ -8,8 +8,6 @@
 
 #include "client_token.h"
 
-static const char *const source_names[] = {"memory", "exchange", "file", "store"};
-
 /* ---- the token exchange (called by token.c, unlocked) ------------------ */
 
 typedef struct exchange_ctx {
@@ -462,6 +460,7 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 	if (ducky_token_get(c->creds.key, &conf, &ops, &c->tok, &info, err))
 		return -1;
 	*src = source_of(c, info.source);
+	c->st.tokens[*src]++;
 	if (*src == SRC_MEMORY)
 		c->st.token_cache_hits++;
 	else if (*src != SRC_EXCHANGE)
@@ -478,7 +477,7 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 		                    .fingerprint = c->fp});
 	}
 	cl_emit(r, &(event){.event = "token",
-	                    .source = source_names[*src],
+	                    .source = cl_source_names[*src],
 	                    .seconds_left = &info.seconds_left,
 	                    .fingerprint = c->fp});
 	return 0;
@@ -504,7 +503,7 @@ static int token_body(lua_State *L)
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
 	lua_createtable(L, 0, 2);
-	lua_pushstring(L, source_names[src]);
+	lua_pushstring(L, cl_source_names[src]);
 	lua_setfield(L, -2, "source");
 	lua_pushstring(L, c->fp);
 	lua_setfield(L, -2, "fingerprint");
