@@ -43,7 +43,7 @@ _ducky() {
 		return 0
 		;;
 	--token-auth)
-		mapfile -t COMPREPLY < <(compgen -W "json form basic" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "json form basic private_key_jwt tls_client_auth" -- "$cur")
 		return 0
 		;;
 	--json | --data)

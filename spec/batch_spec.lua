@@ -152,13 +152,13 @@ describe("client:batch", function()
     local c = ducky.client(H.opts{})
     local before = H.stats().requests
     assert.has_error(function() c:batch({ { "GE T", "/echo" } }) end,
-      "batch item 1: not an HTTP method name")
+      "client:batch: item 1: not an HTTP method name")
     assert.has_error(function() c:batch({ "GET /echo" }) end,
-      "batch item 1: not a { method, path, opts } table")
+      "client:batch: item 1: not a { method, path, opts } table")
     assert.has_error(function() c:batch({ { "GET", "/echo", { bogus = 1 } } }) end,
-      "batch item 1: unknown option 'bogus'")
+      "client:batch: item 1: unknown option 'bogus'")
     assert.has_error(function() c:batch({}, { concurrency = 0 }) end)
-    assert.has_error(function() c:batch({}, { parallel = 2 }) end, "batch: unknown option 'parallel'")
+    assert.has_error(function() c:batch({}, { parallel = 2 }) end, "client:batch: unknown option 'parallel'")
     assert.equals(before, H.stats().requests)
   end)
 
@@ -168,7 +168,7 @@ describe("client:batch", function()
     assert(c:request("GET", "/echo"))
     assert(c:batch(echo_items(2))[2].res)
     c:close()
-    assert.has_error(function() c:batch({}) end, "attempt to use a closed ducky client")
+    assert.has_error(function() c:batch({}) end, "client:batch: attempt to use a closed ducky client")
   end)
 
   it("http_version is checked", function()

@@ -13,7 +13,9 @@ local ROOT = io.popen("pwd"):read("*l") -- the checkout
 local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET",
   "DUCKY_CLIENT_SECRET_FILE", "DUCKY_BASE_URL", "DUCKY_TOKEN_URL", "DUCKY_AUDIENCE", "DUCKY_TOKEN_AUTH",
   "DUCKY_CA_FILE", "DUCKY_CA_PATH", "DUCKY_INSECURE", "DUCKY_PROXY", "DUCKY_TIMEOUT",
-  "DUCKY_CONNECT_TIMEOUT", "DUCKY_RETRIES", "DUCKY_MAX_BODY" }
+  "DUCKY_CONNECT_TIMEOUT", "DUCKY_RETRIES", "DUCKY_MAX_BODY", "DUCKY_PRIVATE_KEY_FILE", "DUCKY_KEY_ID",
+  "DUCKY_SIGNING_ALG", "DUCKY_ASSERTION_AUDIENCE", "DUCKY_CLIENT_CERT", "DUCKY_CLIENT_KEY",
+  "DUCKY_CLIENT_KEY_PASSWORD" }
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -503,6 +505,15 @@ describe("ducky (the command line)", function()
       }) do
         failed(2, nil, ducky(args))
       end
+    end)
+
+    it("private_key_jwt with no secret: the module reads the key from its DUCKY_* variables", function()
+      local key = H.standin().jwt_keys.rsa.private_key_file
+      local out, err, code = ducky({ "ping", "--protected", "--token-auth", "private_key_jwt" },
+        { DUCKY_CLIENT_SECRET = false, DUCKY_CLIENT_ID = "jwt-rs256", DUCKY_PRIVATE_KEY_FILE = key,
+          DUCKY_KEY_ID = "rsa-1" })
+      assert.equals(0, code, err)
+      assert.matches('"ready": true', out)
     end)
 
     it("--version names the version in VERSION; fails (exit 1) when the module cannot load", function()

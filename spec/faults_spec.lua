@@ -19,7 +19,7 @@ describe("fault matrix", function()
       assert.is_string(r.outcome)
       assert.truthy(r.where == "token endpoint" or r.where == "API" or r.where == "TLS", r.where)
     end
-    assert.is_true(#MATRIX >= 50, tostring(#MATRIX))
+    assert.is_true(#MATRIX >= 70, tostring(#MATRIX))
   end)
 
   it("doc/fault-matrix.md is the same matrix", function()

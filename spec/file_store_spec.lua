@@ -2,6 +2,7 @@
 -- explicit file, and everything odd about them (each ignored, never fatal).
 local H = require("spec.helpers")
 local cjson = require("cjson")
+local ducky = require("ducky")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
 
@@ -18,11 +19,13 @@ local function sh(cmd)
   return run("unset LD_PRELOAD; " .. cmd)
 end
 
--- Runs file_worker.lua in a child process; returns ok, events, output.
-local function worker(id, env, cache, calls)
-  local cmd = ("%s LUA_CPATH='./%s/?.so;;' %s spec/support/file_worker.lua %q %q %q %q %q %s %d")
-    :format(env or "", build, H.LUA, H.base_url(), H.token_url(), H.audience(), id, H.secret(id),
-      cache or "default", calls or 1)
+-- Runs file_worker.lua in a child process; returns ok, events, output, exit code.
+-- With `limit` (seconds) the child runs under timeout(1) and is killed then
+-- (exit 137), so a call that hangs fails its spec instead of hanging the suite.
+local function worker(id, env, cache, calls, limit)
+  local cmd = ("%s%s LUA_CPATH='./%s/?.so;;' %s spec/support/file_worker.lua %q %q %q %q %q %s %d")
+    :format(limit and ("timeout -s KILL %d env "):format(limit) or "", env or "", build, H.LUA,
+      H.base_url(), H.token_url(), H.audience(), id, H.secret(id), cache or "default", calls or 1)
   local out, code = H.run(cmd)
   local ok = code == 0
   local events = {}
@@ -30,7 +33,7 @@ local function worker(id, env, cache, calls)
     local good, e = pcall(cjson.decode, line)
     if good and type(e) == "table" then events[#events + 1] = e end
   end
-  return ok, events, out
+  return ok, events, out, code
 end
 
 local function find(events, name, field, value)
@@ -217,4 +220,178 @@ describe("file token cache", function()
     assert.is_truthy(find(events3, "token", "source", "file"))
     assert.equals(2, H.exchanges(id))
   end)
+
+  -- Issue 13 item 1: a FIFO where the token file or its lock file lives (another
+  -- local user can plant one in a shared sticky directory). Opening a FIFO for
+  -- reading waits for a writer: the call must never block on it, and works from
+  -- memory. Each case runs in a child under timeout(1) (see worker).
+  local HANG = 15 -- seconds before the child is killed; the call itself takes well under 1 s
+
+  local function key_of(file) return file:match("([%x]+)%.token$") end
+
+  -- a first process leaves <key>.token and <key>.lock; returns the key
+  local function default_files(id)
+    local ok, _, out = worker(id, env)
+    assert.is_truthy(ok, out)
+    local file = token_file(home)
+    assert.is_string(file, "no token file")
+    return key_of(file)
+  end
+
+  local function fifo_call(id, cache, what)
+    local ok, events, out, code = worker(id, env, cache, 1, HANG)
+    assert.is_not.equals(137, code, what .. ": the call blocked on the FIFO (killed after " .. HANG .. " s)")
+    assert.is_truthy(ok, out)
+    local e = find(events, "store_error")
+    assert.is_truthy(e, "no store_error event: " .. out)
+    assert.equals("file", e.source)
+    assert.is_truthy(find(events, "token", "source", "exchange"), out)
+    return e.reason
+  end
+
+  it("a FIFO at token_cache's path: never blocks, works from memory (issue 13 item 1)", function()
+    local id = H.new_id("file-fifo")
+    local path = home .. "/token"
+    sh("mkfifo " .. path)
+    local reason = fifo_call(id, path, "token_cache path")
+    assert.truthy(reason:find("token cache file", 1, true), reason)
+    assert.truthy(reason:find("is not a regular file", 1, true), reason)
+    assert.equals(1, H.exchanges(id))
+  end)
+
+  it("a FIFO at token_cache's lock path: never blocks, names the lock file (issue 13 item 1)", function()
+    local id = H.new_id("file-fifo-lock")
+    local path = home .. "/token"
+    sh("mkfifo " .. path .. ".lock")
+    local reason = fifo_call(id, path, "token_cache lock")
+    assert.truthy(reason:find("lock file", 1, true), reason)
+    assert.truthy(reason:find("not a regular file", 1, true), reason)
+    assert.equals(1, H.exchanges(id))
+  end)
+
+  it("a FIFO at the default store's <key>.token: never blocks (issue 13 item 1)", function()
+    local id = H.new_id("file-fifo-default")
+    local key = default_files(id)
+    local dir = home .. "/ducky/"
+    sh(("rm -f %s%s.token && mkfifo %s%s.token"):format(dir, key, dir, key))
+    local reason = fifo_call(id, nil, "<key>.token")
+    assert.truthy(reason:find("token cache file", 1, true), reason)
+    assert.truthy(reason:find("is not a regular file", 1, true), reason)
+    assert.equals(2, H.exchanges(id))
+  end)
+
+  it("a FIFO at the default store's <key>.lock: never blocks, names it (issue 13 item 1)", function()
+    local id = H.new_id("file-fifo-default-lock")
+    local key = default_files(id)
+    local dir = home .. "/ducky/"
+    sh(("rm -f %s%s.token %s%s.lock && mkfifo %s%s.lock"):format(dir, key, dir, key, dir, key))
+    local reason = fifo_call(id, nil, "<key>.lock")
+    assert.truthy(reason:find("lock file", 1, true), reason)
+    assert.truthy(reason:find("not a regular file", 1, true), reason)
+    assert.equals(2, H.exchanges(id))
+  end)
+
+  -- Issue 13 item 20: a problem with the lock file names the lock file.
+  local lock_odd = {
+    { "a symbolic link", function(lock) sh("ln -s /nonexistent/elsewhere " .. lock) end },
+    { "a directory", function(lock) sh("mkdir " .. lock) end },
+    { "a file of another user", function(lock) sh(": > " .. lock .. " && chown nobody " .. lock) end },
+  }
+  for _, case in ipairs(lock_odd) do
+    it("a lock file that is " .. case[1] .. ": reported naming the lock file (issue 13 item 20)", function()
+      local id = H.new_id("file-lock-odd")
+      local path = home .. "/token"
+      case[2](path .. ".lock")
+      local events = {}
+      local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id), token_cache = path,
+        log = function(e) events[#events + 1] = e end })
+      assert(c:ping_protected())
+      local e = find(events, "store_error")
+      assert.is_truthy(e, "no store_error event")
+      assert.equals("file", e.source)
+      assert.truthy(e.reason:find("lock file", 1, true), e.reason)
+      assert.is_nil(e.reason:find("token cache file", 1, true), e.reason)
+      c:close()
+    end)
+  end
+
+  -- Issue 13 item 2: token_cache naming a file that is not ducky's (a netrc, say)
+  -- is never written over nor removed: not by a call, invalidate() or a 401 replay.
+  local NETRC = "machine example.com login x password y\n"
+  for _, mode in ipairs { "600", "644" } do
+    it("never writes over nor removes a " .. mode .. " file that is not a token file (issue 13 item 2)",
+      function()
+        local id = H.new_id("file-netrc")
+        local path = home .. "/netrc"
+        H.write_file(path, NETRC)
+        sh("chmod " .. mode .. " " .. path)
+        local inode = sh("stat -c %i " .. path)
+        local events = {}
+        local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id), token_cache = path,
+          log = function(e) events[#events + 1] = e end })
+        local function unchanged(when)
+          assert.equals(NETRC, H.read_file(path), "the file changed " .. when)
+          assert.equals(inode, sh("stat -c %i " .. path), "the file was replaced " .. when)
+        end
+        assert(c:ping_protected())
+        unchanged("by a call")
+        if mode == "600" then
+          local e = find(events, "store_error")
+          assert.is_truthy(e, "no store_error event")
+          assert.truthy(e.reason:find("not a ducky token file", 1, true), e.reason)
+        end
+        c:invalidate()
+        unchanged("by invalidate()")
+        assert(c:ping_protected()) -- a new token, to be revoked
+        H.revoke(id)
+        local res = assert(c:ping_protected())
+        assert.equals(2, res.attempts) -- 401, new token, replay
+        unchanged("by a 401 replay")
+        c:close()
+      end)
+  end
+
+  -- Issue 13 item 14: one size limit for tokens, 16,384 bytes, the same for the
+  -- answer, the file and another process reading it.
+  it("a 16,384-byte token is saved and loaded by another process (issue 13 item 14)", function()
+    local id = H.new_id("file-big")
+    local path = home .. "/token"
+    local tok = "tok_" .. string.rep("Z", 16380)
+    H.fault { path = "/oauth/token", client_id = id, status = 200,
+      body = { access_token = tok, token_type = "Bearer", expires_in = 3600 } }
+    local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id), token_cache = path })
+    local got, _, info = c:token()
+    assert.equals(tok, got)
+    assert.equals("exchange", info.source)
+    assert.is_truthy(H.read_file(path):find(tok, 1, true), "not in the file")
+    local out, code = H.run_lua([[
+      local H = require("spec.helpers")
+      local ducky = require("ducky")
+      local id = os.getenv("HX_ID")
+      local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id),
+        token_cache = os.getenv("HX_PATH") })
+      local t, left, i = c:token()
+      if not t then print("error " .. tostring(left)) os.exit(1) end
+      print(("%s %d %s"):format(i.source, #t, i.fingerprint))
+    ]], { HX_ID = id, HX_PATH = path })
+    assert.equals(0, code, out)
+    assert.equals(("file 16384 %s\n"):format(info.fingerprint), out:match("[^\n]*\n$"), out)
+    assert.equals(0, H.exchanges(id)) -- the fault's token only
+    c:close()
+  end)
+
+  it("a 16,385-byte token is a decode error naming the limit, and nothing is saved (issue 13 item 14)",
+    function()
+      local id = H.new_id("file-too-big")
+      local path = home .. "/token"
+      H.fault { path = "/oauth/token", client_id = id, status = 200,
+        body = { access_token = "tok_" .. string.rep("Z", 16381), token_type = "Bearer", expires_in = 3600 } }
+      local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id), token_cache = path })
+      local tok, err = c:token()
+      assert.is_nil(tok)
+      assert.equals("decode", err.kind, tostring(err))
+      assert.matches("16384", err.message, 1, true)
+      assert.is_nil(H.read_file(path), "a token file was written")
+      c:close()
+    end)
 end)

@@ -287,6 +287,38 @@ describe("redis_store", function()
     c1:close()
   end)
 
+  it("a lock left by a dead process: exchanges without it, within timeout (issue 13 item 9)", function()
+    local id, events = H.new_id("redis-stale-lock"), {}
+    local c = ducky.client(H.opts{
+      client_id = id, client_secret = H.secret(id), token_cache = redis_store.new{ port = port }, timeout = 3,
+      log = function(ev) events[#events + 1] = ev end,
+    })
+    local tok = assert(c:token())
+    local raw = raw_client(port)
+    local key
+    for _, k in ipairs(raw:keys("ducky:*")) do
+      local v = raw:get(k)
+      if type(v) == "string" and v:find(tok, 1, true) then key = k end
+    end
+    assert.is_string(key, "the token is not in Redis")
+    c:invalidate() -- from memory and Redis: the next call exchanges
+    raw:set(key .. ":lock", "a-dead-process")
+    raw:pexpire(key .. ":lock", 30000)
+    local t0 = socket.gettime()
+    local res, err = c:ping_protected()
+    local elapsed = socket.gettime() - t0
+    local lock = raw:get(key .. ":lock")
+    raw:del(key .. ":lock")
+    raw:quit()
+    c:close()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    -- the bound is the contract (no call outlives its timeout), not a speed figure
+    assert.is_true(elapsed < 3, "took " .. elapsed)
+    assert.equals(2, H.exchanges(id))
+    assert.equals("a-dead-process", lock) -- not ours to remove
+  end)
+
   it("no Redis at all: requests succeed, store_error events are logged", function()
     local id, events = H.new_id("redis-down"), {}
     local c = client_with(redis_store.new{ port = H.free_port(), timeout = 1 }, id, events)
@@ -300,5 +332,42 @@ describe("redis_store", function()
       assert.matches("redis", ev.reason)
     end
     c:close()
+  end)
+end)
+
+-- Issue 13 item 9: a Redis that accepts connections and never answers (a
+-- listening socket nobody accepts from: the kernel completes the handshake and
+-- queues what is sent). No redis-server needed, lua-redis is.
+describe("redis_store and a Redis that never answers (issue 13 item 9)", function()
+  -- Store calls get a share of the call's remaining time and the store honours
+  -- it, so the call ends by its deadline; SLACK covers luasocket ending a wait a
+  -- little after its timeout and a busy host scheduling the process late.
+  local SLACK = 0.25
+
+  it("a call with timeout = 3 ends within it: an exchange without the store, store_error events", function()
+    local mute = assert(socket.bind("127.0.0.1", 0))
+    local _, mute_port = mute:getsockname()
+    local id, events = H.new_id("redis-mute"), {}
+    local c = ducky.client(H.opts{
+      client_id = id, client_secret = H.secret(id), timeout = 3,
+      token_cache = redis_store.new{ port = tonumber(mute_port) },
+      log = function(ev) events[#events + 1] = ev end,
+    })
+    local t0 = socket.gettime()
+    local res, err = c:ping_protected()
+    local elapsed = socket.gettime() - t0
+    c:close()
+    mute:close()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.is_true(elapsed < 3 + SLACK, "took " .. elapsed)
+    assert.equals(1, H.exchanges(id))
+    local errs = store_errors(events)
+    assert.is_true(#errs >= 1, "no store_error event")
+    for _, ev in ipairs(errs) do
+      assert.equals("store", ev.source)
+      assert.matches("^token_cache%.%a+: ", ev.reason)
+    end
+    assert.matches("^token_cache%.load: ", errs[1].reason)
   end)
 end)

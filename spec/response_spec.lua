@@ -51,6 +51,29 @@ describe("response", function()
       assert.equals("2", res.headers["content-length"])
     end)
 
+    it("looks headers up in any case; pairs sees lower-case names; ducky.headers re-applies it", function()
+      local res = assert(c:request("GET", "/headers"))
+      assert.equals("Yes", res.headers["X-Mixed-Case"])
+      assert.equals("application/json", res.headers["Content-Type"])
+      assert.equals(res.headers["content-type"], res.headers["CONTENT-TYPE"])
+      assert.is_nil(res.headers["No-Such-Header"])
+      assert.is_nil(res.headers[1])
+      local names = {}
+      for name, value in pairs(res.headers) do
+        assert.equals(name:lower(), name)
+        assert.is_string(value)
+        names[#names + 1] = name
+      end
+      assert.is_true(#names >= 4)
+      -- a copy that crossed a boundary (a thread, a VM) as plain data
+      local copy = {}
+      for k, v in pairs(res.headers) do copy[k] = v end
+      assert.is_nil(copy["Content-Type"])
+      assert.equals(copy, ducky.headers(copy))
+      assert.equals("application/json", copy["Content-Type"])
+      assert.has_error(function() ducky.headers("x") end)
+    end)
+
     it("decodes JSON for application/json with parameters and for +json types", function()
       for _, ct in ipairs({ "application/json", "application/json; charset=utf-8",
                             "Application/JSON", "application/problem+json" }) do

@@ -7,6 +7,7 @@
 local H = require("spec.helpers")
 local M = require("spec.support.fault_matrix")
 local mime = require("mime")
+local ducky = require("ducky")
 
 -- an id (and so a secret, "secret-<id>") with characters that encode differently
 -- in JSON, a form body, a URL and a Basic header
@@ -162,5 +163,273 @@ describe("secrets", function()
       assert.equals("auth", ctx.err.kind)
       assert.equals(401, ctx.err.status)
     end)
+  end)
+
+  -- Issue 13 item 3: a token endpoint quoting the secret back in each encoding
+  -- ducky sends it in. ECHO_PREFIX makes the four differ: a quote, a backslash, a
+  -- space, a slash, a plus, an ampersand, é and a control character.
+  local ECHO_PREFIX = "q\"b\\ s/p+a&\195\169\1"
+
+  -- the secret as ducky sends it (raw, JSON-escaped, form, Basic): see fault_matrix.lua
+  local sent_forms, FORM_NAMES = M.sent_forms, M.FORM_NAMES
+
+  -- the forms as a list for find_leak, each also with control characters
+  -- replaced by spaces (what bin/ducky does to its error line)
+  local function form_list(forms)
+    local out = {}
+    for _, name in ipairs(FORM_NAMES) do
+      out[#out + 1] = forms[name]
+      out[#out + 1] = (forms[name]:gsub("%c", " "))
+    end
+    return out
+  end
+
+  -- the stand-in's record of a request body (latin-1 text, re-encoded to UTF-8
+  -- by the JSON control answer) back to the bytes on the wire
+  local function wire_bytes(s)
+    return (s:gsub("([\194\195])([\128-\191])", function(a, b)
+      return string.char((a:byte() - 192) * 64 + (b:byte() - 128))
+    end))
+  end
+
+  describe("a token endpoint quoting the secret in every encoding ducky sends (issue 13 item 3)", function()
+    it("the spec's encodings are the bytes ducky sends (json, form, basic)", function()
+      for _, auth in ipairs { "json", "form", "basic" } do
+        local id = H.new_id(ECHO_PREFIX)
+        local secret = H.secret(id)
+        local forms = sent_forms(id, secret)
+        local c = ducky.client(H.opts { client_id = id, client_secret = secret, token_auth = auth })
+        assert(c:token())
+        c:close()
+        local sent = H.stats().last_token_request
+        if auth == "json" then
+          local field = '"client_secret":"' .. forms.json .. '"'
+          assert.truthy(wire_bytes(sent.body):find(field, 1, true), sent.body)
+        elseif auth == "form" then
+          assert.truthy(wire_bytes(sent.body):find("client_secret=" .. forms.form, 1, true), sent.body)
+        else
+          assert.equals("Basic " .. forms.basic, sent.authorization_value)
+        end
+      end
+    end)
+
+    for _, auth in ipairs { "json", "form", "basic" } do
+      it("token_auth " .. auth .. ": masked in err, tostring(err) and events", function()
+        for _, name in ipairs(FORM_NAMES) do
+          local id = H.new_id(ECHO_PREFIX)
+          local secret = H.secret(id)
+          local forms = sent_forms(id, secret)
+          local events = {}
+          local c = ducky.client(H.opts { client_id = id, client_secret = secret, token_auth = auth,
+            log = function(e) events[#events + 1] = e end })
+          -- one encoding per answer, so that each fits whole in the one-line message
+          H.fault { path = M.TOKEN_PATH, client_id = id, status = 401,
+            body = { error = "x" .. forms[name], error_description = "got " .. forms[name] } }
+          local res, err = c:ping_protected()
+          c:close()
+          assert.is_nil(res)
+          assert.equals("auth", err.kind, tostring(err))
+          assert.equals(401, err.status)
+          local texts = strings_of(err)
+          texts[#texts + 1] = tostring(err)
+          strings_of(events, texts)
+          local leak = find_leak(texts, form_list(forms))
+          assert.is_nil(leak, ("%s form echoed: %s"):format(name, tostring(leak)))
+          assert.matches("^got %*+$", err.description, nil, nil)
+          assert.matches("^x%*+$", err.code, nil, nil)
+        end
+      end)
+    end
+
+    -- bin/ducky prints tostring(err) (and with -v every event) on stderr
+    local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET",
+      "DUCKY_CLIENT_SECRET_FILE", "DUCKY_BASE_URL", "DUCKY_TOKEN_URL", "DUCKY_AUDIENCE", "DUCKY_TOKEN_AUTH",
+      "DUCKY_CA_FILE", "DUCKY_CA_PATH", "DUCKY_INSECURE", "DUCKY_PROXY", "DUCKY_TIMEOUT",
+      "DUCKY_CONNECT_TIMEOUT", "DUCKY_RETRIES", "DUCKY_MAX_BODY" }
+    local function q(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
+
+    for _, auth in ipairs { "json", "form", "basic" } do
+      it("token_auth " .. auth .. ": bin/ducky's stdout and stderr hold none of them", function()
+        local dir = H.tmpdir()
+        for _, name in ipairs(FORM_NAMES) do
+          local id = H.new_id(ECHO_PREFIX)
+          local secret = H.secret(id)
+          local forms = sent_forms(id, secret)
+          H.fault { path = M.TOKEN_PATH, client_id = id, status = 401,
+            body = { error = "x" .. forms[name], error_description = "got " .. forms[name] } }
+          local env = { XDG_CACHE_HOME = dir .. "/cache", XDG_CONFIG_HOME = dir .. "/config",
+            DUCKY_BASE_URL = H.base_url(), DUCKY_TOKEN_URL = H.token_url(), DUCKY_AUDIENCE = H.audience(),
+            DUCKY_CLIENT_ID = id, DUCKY_CLIENT_SECRET = secret, DUCKY_TOKEN_AUTH = auth, DUCKY_TIMEOUT = "5",
+            NO_COLOR = "1" }
+          local parts = { "env" }
+          for _, k in ipairs(UNSET) do parts[#parts + 1] = "-u " .. k end
+          for k, v in pairs(env) do parts[#parts + 1] = q(k .. "=" .. v) end
+          local cmd = ("%s %s %s bin/ducky -v ping --protected </dev/null 2>%s")
+            :format(table.concat(parts, " "), H.CHILD_ENV, H.LUA, q(dir .. "/stderr"))
+          local out, code = H.run(cmd)
+          local stderr = H.read_file(dir .. "/stderr") or ""
+          assert.equals(4, code, stderr .. out)
+          assert.matches("ducky: auth error", stderr, nil, true)
+          local leak = find_leak({ out, stderr }, form_list(forms))
+          assert.is_nil(leak, ("%s form echoed: %s"):format(name, tostring(leak)))
+        end
+        os.execute(H.CLEAN_ENV .. "rm -rf " .. q(dir))
+      end)
+    end
+  end)
+
+  -- Issue 13 item 4: the token endpoint's rate-limit headers are kept as
+  -- numbers, and only when they are numbers (an echoed secret is not kept).
+  it("stats().rate_limit keeps numeric values, as numbers, and nothing else (issue 13 item 4)", function()
+    local id = H.new_id(PREFIX)
+    local secret = H.secret(id)
+    local echoed = M.header_bytes(secret) -- byte for byte on the wire
+    H.fault { path = M.TOKEN_PATH, client_id = id, headers = {
+      ["x-ratelimit-remaining"] = echoed, ["auth0-client-quota-limit"] = echoed,
+      ["x-ratelimit-reset"] = "1700000000" } }
+    local c = ducky.client(H.opts { client_id = id, client_secret = secret })
+    assert(c:token())
+    local rl = c:stats().rate_limit
+    c:close()
+    assert.equals("number", type(rl["x-ratelimit-limit"]))
+    assert.equals(30, rl["x-ratelimit-limit"]) -- the stand-in's own
+    assert.equals(1700000000, rl["x-ratelimit-reset"])
+    assert.is_nil(rl["x-ratelimit-remaining"])
+    assert.is_nil(rl["auth0-client-quota-limit"])
+    for k, v in pairs(rl) do assert.equals("number", type(v), k) end
+  end)
+
+  -- Issue 13 item 5: after close() no copy of the secret is left in the heap. A
+  -- child process gets the secret only through DUCKY_CLIENT_SECRET (the
+  -- environment lives on the stack; no Lua string of it is made), makes a client
+  -- per token_auth, calls, closes them all, collects garbage twice, then reads
+  -- every readable [heap] or anonymous mapping of /proc/self/maps through
+  -- /proc/self/mem looking for the secret in each encoding. The child never
+  -- holds a whole needle: each comes as two halves, and a hit is the first half
+  -- followed by the second. Not covered: a host that initialised libcurl itself
+  -- before loading ducky (ducky then cannot choose libcurl's allocator), and
+  -- what the TLS library buffers (the stand-in is plain HTTP here).
+  local HEAP_CHILD = [==[
+    local H = require("spec.helpers")
+    local ducky = require("ducky")
+    local id = os.getenv("HX_ID")
+    local needles, longest = {}, 0
+    for i = 1, tonumber(os.getenv("HX_N")) do
+      local n = { name = os.getenv("HX_" .. i .. "_NAME"), a = os.getenv("HX_" .. i .. "_A"),
+        b = os.getenv("HX_" .. i .. "_B") }
+      needles[i] = n
+      longest = math.max(longest, #n.a + #n.b)
+    end
+
+    local clients = {}
+    do -- no H.opts (it would make the secret as a Lua string): the secret from the environment only
+      for _, auth in ipairs { "json", "form", "basic" } do
+        local c = ducky.client { client_id = id, base_url = H.base_url(), token_url = H.token_url(),
+          audience = H.audience(), token_auth = auth, token_cache = false, retries = 0, timeout = 10 }
+        assert(c:ping_protected())
+        assert(c:request("GET", "/echo"))
+        assert(c:request("POST", "/echo", { json = { a = 1 } }))
+        for _, r in ipairs(c:batch({ { "GET", "/echo" }, { "GET", "/ping" } })) do assert(r.res, r.err) end
+        c:invalidate()
+        assert(c:ping_protected()) -- a second exchange
+        clients[#clients + 1] = c
+      end
+    end
+    if os.getenv("HX_CLOSE") == "1" then
+      for _, c in ipairs(clients) do c:close() end
+      clients = nil
+    end
+    collectgarbage()
+    collectgarbage()
+
+    local CHUNK, CAP = 1024 * 1024, 1024 * 1024 * 1024
+    local maps = assert(io.open("/proc/self/maps")):read("*a")
+    local found, scanned, regions, skipped = {}, 0, 0, {}
+    for line in maps:gmatch("[^\n]+") do
+      local lo, hi, perms, path = line:match("^(%x+)%-(%x+) (%S+) %S+ %S+ %S+%s*(.-)%s*$")
+      if lo and perms:sub(1, 1) == "r" and (path == "" or path == "[heap]") then
+        local start, stop = tonumber(lo, 16), tonumber(hi, 16)
+        if stop - start > CAP then
+          skipped[#skipped + 1] = line -- a reservation (sanitizer shadow memory), not an allocation
+        else
+          regions = regions + 1
+          local mem = assert(io.open("/proc/self/mem", "rb"))
+          mem:setvbuf("no")
+          local pos, carry = start, ""
+          while pos < stop do
+            local n = math.min(CHUNK, stop - pos)
+            local data = mem:seek("set", pos) and mem:read(n)
+            if not data then break end -- unreadable: skip the rest of the region
+            scanned = scanned + #data
+            local text = carry .. data
+            local base = pos - #carry
+            for _, nd in ipairs(needles) do
+              local at = 1
+              while true do
+                local p = text:find(nd.a, at, true)
+                if not p then break end
+                if text:sub(p + #nd.a, p + #nd.a + #nd.b - 1) == nd.b then
+                  local before = text:sub(math.max(1, p - 48), p - 1)
+                    :gsub("[^ -~]", function(ch) return ("\\x%02x"):format(ch:byte()) end)
+                  found[#found + 1] = ("%s at 0x%x in %s, after \"%s\"")
+                    :format(nd.name, base + p - 1, line, before)
+                end
+                at = p + 1
+              end
+            end
+            carry = text:sub(-(longest - 1))
+            pos = pos + #data
+          end
+          mem:close()
+        end
+      end
+    end
+    for _, f in ipairs(found) do print("FOUND " .. f) end
+    for _, s in ipairs(skipped) do print("SKIPPED " .. s) end
+    print(("scanned %d bytes in %d regions, %d found"):format(scanned, regions, #found))
+    os.exit(#found == 0 and 0 or 1)
+  ]==]
+
+  -- the environment of a HEAP_CHILD run: the secret, the needles in halves
+  local function heap_env(id, secret, close)
+    local forms = sent_forms(id, secret)
+    local env = { HX_ID = id, DUCKY_CLIENT_SECRET = secret, HX_N = tostring(#FORM_NAMES),
+      HX_CLOSE = close and "1" or "0" }
+    for i, name in ipairs(FORM_NAMES) do
+      local f = forms[name]
+      local half = math.floor(#f / 2)
+      env["HX_" .. i .. "_NAME"], env["HX_" .. i .. "_A"], env["HX_" .. i .. "_B"] = name, f:sub(1, half),
+        f:sub(half + 1)
+    end
+    return env
+  end
+
+  -- a secret of 40 random characters with specials (no single quote: the shell
+  -- quotes with it), and fixed ones so that the four encodings differ whatever the draw
+  local function heap_id(tag)
+    local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+      .. "\"\\ /+&%=?:;,!#$*()[]{}<>|~^@"
+    local chars = {}
+    for i = 1, 40 do
+      local k = math.random(1, #alphabet + 1)
+      chars[i] = k > #alphabet and "\195\169" or alphabet:sub(k, k)
+    end
+    return H.new_id(tag) .. "-\"\\ /+&\195\169-" .. table.concat(chars)
+  end
+
+  it("the heap scan finds the secret while the clients are open (the scan's own check)", function()
+    local id = heap_id("heap-open")
+    local out, code = H.run_lua(HEAP_CHILD, heap_env(id, H.secret(id), false))
+    assert.matches("scanned %d+ bytes in %d+ regions", out)
+    assert.equals(1, code, out)
+    assert.matches("FOUND ", out)
+  end)
+
+  it("after close() no copy of the secret is left in the heap (issue 13 item 5)", function()
+    local id = heap_id("heap")
+    local out, code = H.run_lua(HEAP_CHILD, heap_env(id, H.secret(id), true))
+    assert.matches("scanned %d+ bytes in %d+ regions", out)
+    assert.equals(0, code, out)
+    assert.equals(6, H.exchanges(id), out)
   end)
 end)

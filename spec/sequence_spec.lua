@@ -52,7 +52,7 @@ describe("one client, one sequence", function()
     local ok, res = pcall(c.request, c, "GET", "/echo/m", closing_opts(c, "query"))
     assert.is_true(ok, tostring(res))
     assert.equals("/v3/echo/m", res.json.path)
-    assert.has_error(function() c:ping() end, "attempt to use a closed ducky client")
+    assert.has_error(function() c:ping() end, "client:ping: attempt to use a closed ducky client")
     assert.matches("closed", tostring(c))
   end)
 
@@ -63,7 +63,7 @@ describe("one client, one sequence", function()
     local out = c:batch(items, { concurrency = 2 })
     assert.equals(5, #out)
     for i = 1, 5 do assert.equals(200, out[i].res.status) end
-    assert.has_error(function() c:batch({}) end, "attempt to use a closed ducky client")
+    assert.has_error(function() c:batch({}) end, "client:batch: attempt to use a closed ducky client")
   end)
 
   it("a finalizer that closes the client while a call reads its arguments", function()
@@ -85,7 +85,7 @@ describe("one client, one sequence", function()
         local out = c:batch({ { "GET", "/echo/f", opts } })
         assert.equals("/v3/echo/f", out[1].res.json.path)
       end
-      assert.has_error(function() c:ping() end, "attempt to use a closed ducky client")
+      assert.has_error(function() c:ping() end, "client:ping: attempt to use a closed ducky client")
     end
   end)
 
@@ -110,7 +110,7 @@ describe("one client, one sequence", function()
     assert(c:request("GET", "/echo"))
     assert.equals(1, #c:batch({ { "GET", "/echo" } }))
     c:close()
-    assert.has_error(function() c:ping() end, "attempt to use a closed ducky client")
+    assert.has_error(function() c:ping() end, "client:ping: attempt to use a closed ducky client")
   end)
 
   it("finalizers that close the client while a batch builds its results", function()

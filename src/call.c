@@ -7,6 +7,7 @@
 
 #include "call.h"
 #include "client_token.h"
+#include "headers.h"
 #include "lua_error.h"
 #include "url.h"
 
@@ -149,8 +150,11 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
                   struct curl_slist **extra, ducky_buf *url, ducky_err *err)
 {
 	size_t mlen, plen;
-	const char *m = luaL_checklstring(L, at[0], &mlen);
-	const char *path = luaL_checklstring(L, at[1], &plen);
+	if (lua_type(L, at[0]) != LUA_TSTRING || lua_type(L, at[1]) != LUA_TSTRING)
+		luaL_error(L, "%s: the method and the path must be strings, not %s and %s", what,
+		           luaL_typename(L, at[0]), luaL_typename(L, at[1]));
+	const char *m = lua_tolstring(L, at[0], &mlen);
+	const char *path = lua_tolstring(L, at[1], &plen);
 	const char *ctype;
 	int top = lua_gettop(L);
 	call_opts o = {.timeout = c->lim.timeout, .retries = c->lim.retries, .auth = 1};
@@ -228,33 +232,13 @@ static int is_json_type(const char *ct)
 	       (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-static void push_headers(lua_State *L, const ducky_http *h)
-{
-	const char *pos = NULL, *name, *value;
-	lua_createtable(L, 0, (int)h->nheaders);
-	while (ducky_http_next_header(h, &pos, &name, &value)) {
-		lua_pushstring(L, name); /* pushed once for the lookup and the set */
-		lua_pushvalue(L, -1);
-		lua_rawget(L, -3);
-		if (lua_isstring(L, -1)) { /* repeated: joined with ", " */
-			lua_pushliteral(L, ", ");
-			lua_pushstring(L, value);
-			lua_concat(L, 3);
-		} else {
-			lua_pop(L, 1);
-			lua_pushstring(L, value);
-		}
-		lua_rawset(L, -3);
-	}
-}
-
 /* Sets status, headers, body, json (when decodable) on the table on top. 1 if JSON failed. */
 static int add_response(lua_State *L, const client *c, const ducky_http *h)
 {
 	int bad_json = 0;
 	lua_pushinteger(L, (lua_Integer)h->status);
 	lua_setfield(L, -2, "status");
-	push_headers(L, h);
+	cl_headers_push(L, h->head.data, h->head.len);
 	lua_setfield(L, -2, "headers");
 	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
 	lua_setfield(L, -2, "body");
@@ -417,22 +401,22 @@ static int request_body(lua_State *L)
 	ducky_headers_free(c->extra);
 	c->extra = NULL;
 	ducky_err_init(&err);
-	if (cl_parse_call(L, c, at, "request", &k, &c->extra, &c->url, &err))
+	if (cl_parse_call(L, c, at, "client:request", &k, &c->extra, &c->url, &err))
 		return cl_push_error(L, c, &err);
 	return do_call(L, c, &k);
 }
 
 int cl_ping(lua_State *L)
 {
-	return cl_guarded(L, ping_body);
+	return cl_guarded(L, ping_body, "ping");
 }
 
 int cl_ping_protected(lua_State *L)
 {
-	return cl_guarded(L, ping_protected_body);
+	return cl_guarded(L, ping_protected_body, "ping_protected");
 }
 
 int cl_request(lua_State *L)
 {
-	return cl_guarded(L, request_body);
+	return cl_guarded(L, request_body, "request");
 }

@@ -11,17 +11,30 @@
 #include "url.h"
 #include "version.h"
 
+const char *const cl_source_names[SRC_COUNT] = {"memory", "exchange", "file", "store"};
+
 /* ---- the guard ------------------------------------------------------- */
 
-client *cl_check(lua_State *L)
+client *cl_client(lua_State *L, const char *method)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = ducky_testudata(L, 1, CLIENT_MT);
+	if (!c)
+		luaL_error(L, "client:%s: call it on a ducky.client, as client:%s(…), not on a %s",
+		           method, method, luaL_typename(L, 1));
+	return c;
+}
+
+client *cl_check(lua_State *L, const char *method)
+{
+	client *c = cl_client(L, method);
 	if (c->closed)
-		luaL_error(L, "attempt to use a closed ducky client");
+		luaL_error(L, "client:%s: attempt to use a closed ducky client", method);
 	if (c->busy)
-		luaL_error(L, "a ducky client cannot be used while one of its calls is under way "
-		              "(from its own log or token_cache callbacks, a metamethod or a "
-		              "finalizer)");
+		luaL_error(L,
+		           "client:%s: a ducky client cannot be used while one of its calls is "
+		           "under way (from its own log or token_cache callbacks, a metamethod "
+		           "or a finalizer)",
+		           method);
 	return c;
 }
 
@@ -32,9 +45,9 @@ static void close_client(lua_State *L, client *c);
  * argument, any finalizer the collector calls) cannot reenter the client, and a
  * close() it asks for waits for the call to end. The mark is cleared on every
  * path, raises included: body runs protected and its error is raised again. */
-int cl_guarded(lua_State *L, lua_CFunction body)
+int cl_guarded(lua_State *L, lua_CFunction body, const char *method)
 {
-	client *c = cl_check(L);
+	client *c = cl_check(L, method);
 	lua_pushcfunction(L, body); /* may raise: before the mark */
 	lua_insert(L, 1);
 	c->busy = 1;
@@ -131,8 +144,11 @@ int cl_push_error(lua_State *L, client *c, ducky_err *err)
 
 /* What the options say, before the client takes it over. */
 typedef struct options {
-	const char *client_id, *client_secret, *base_url, *token_url, *audience, *token_auth;
+	const char *client_id, *client_secret, *client_secret_file, *base_url, *token_url,
+	    *audience, *token_auth;
 	const char *ca_file, *ca_path, *proxy, *user_agent, *http_version;
+	const char *private_key, *private_key_file, *key_id, *signing_alg, *assertion_audience;
+	const char *client_cert, *client_key, *client_key_password;
 	double timeout, connect_timeout, retries, refresh_margin, auth_backoff, max_per_hour,
 	    max_retry_after, max_body;
 	int insecure;
@@ -149,6 +165,7 @@ typedef struct options {
 static const cl_opt client_opts[] = {
     O("client_id", S, "DUCKY_CLIENT_ID", 0, 0, client_id),
     O("client_secret", S, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
+    O("client_secret_file", S, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
     O("base_url", S, "DUCKY_BASE_URL", 0, 0, base_url),
     O("token_url", S, "DUCKY_TOKEN_URL", 0, 0, token_url),
     O("audience", S, "DUCKY_AUDIENCE", 0, 0, audience),
@@ -171,6 +188,14 @@ static const cl_opt client_opts[] = {
     O("max_retry_after", N, NULL, 0, 1e6, max_retry_after),
     O("log", CL_T(LUA_TFUNCTION), NULL, 0, 0, log),
     O("http_version", S, NULL, 0, 0, http_version),
+    O("private_key", S, NULL, 0, 0, private_key),
+    O("private_key_file", S, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
+    O("key_id", S, "DUCKY_KEY_ID", 0, 0, key_id),
+    O("signing_alg", S, "DUCKY_SIGNING_ALG", 0, 0, signing_alg),
+    O("assertion_audience", S, "DUCKY_ASSERTION_AUDIENCE", 0, 0, assertion_audience),
+    O("client_cert", S, "DUCKY_CLIENT_CERT", 0, 0, client_cert),
+    O("client_key", S, "DUCKY_CLIENT_KEY", 0, 0, client_key),
+    O("client_key_password", S, "DUCKY_CLIENT_KEY_PASSWORD", 0, 0, client_key_password),
     {NULL, 0, NULL, 0, 0, 0},
 };
 #undef O
@@ -183,6 +208,7 @@ static const options defaults = {
     .audience = DEFAULT_AUDIENCE,
     .token_auth = "json",
     .http_version = "2",
+    .signing_alg = "RS256",
     .timeout = 30,
     .connect_timeout = 10,
     .retries = 2,
@@ -276,6 +302,7 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	if (!ducky_url_check(o->token_url))
 		luaL_error(L, "ducky.client: token_url is not an http(s) URL: %s", o->token_url);
 	int auth = choice(L, "token_auth", ducky_auth_names, o->token_auth);
+	int alg = choice(L, "signing_alg", ducky_jwt_alg_names, o->signing_alg);
 	c->base_url = dup_or_raise(L, o->base_url);
 	for (size_t n = strlen(c->base_url); n > 0 && c->base_url[n - 1] == '/'; n--)
 		c->base_url[n - 1] = '\0';
@@ -289,8 +316,17 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	    .ua_line = ua_line,
 	    .client_id = o->client_id,
 	    .secret = o->client_secret,
+	    .secret_file = o->client_secret_file,
 	    .params = params,
 	    .nparams = nparams,
+	    .private_key = o->private_key,
+	    .private_key_len = o->private_key ? strlen(o->private_key) : 0,
+	    .private_key_file = o->private_key_file,
+	    .key_id = o->key_id,
+	    .assertion_audience = o->assertion_audience,
+	    .signing_alg = (ducky_jwt_alg)alg,
+	    .client_cert = o->client_cert,
+	    .client_key = o->client_key,
 	};
 	ducky_err err;
 	ducky_err_init(&err);
@@ -336,6 +372,9 @@ static void setup_store(lua_State *L, client *c, const options *o)
 		c->store_kind = STORE_LUA;
 		return;
 	}
+	size_t len;
+	if (t && lua_type(L, t) == LUA_TSTRING && strlen(lua_tolstring(L, t, &len)) != len)
+		luaL_error(L, "ducky.client: option 'token_cache' holds NUL");
 	if (t && lua_toboolean(L, t) && !lua_isstring(L, t))
 		luaL_error(L,
 		           "ducky.client: option 'token_cache' must be false, a path or a table, "
@@ -358,6 +397,9 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	    .proxy = dup_or_raise(L, o->proxy),
 	    .insecure = o->insecure,
 	    .max_body = (size_t)o->max_body,
+	    .client_cert = dup_or_raise(L, o->client_cert),
+	    .client_key = dup_or_raise(L, o->client_key),
+	    .key_password = dup_or_raise(L, o->client_key_password),
 	    .http_version = curl_versions[choice(L, "http_version", versions, o->http_version)],
 	};
 	ducky_err err;
@@ -383,7 +425,9 @@ int cl_new(lua_State *L)
 		lua_settop(L, 0);
 		lua_newtable(L);
 	}
-	luaL_checktype(L, 1, LUA_TTABLE);
+	if (!lua_istable(L, 1))
+		return luaL_error(L, "ducky.client: options must be a table, not %s",
+		                  luaL_typename(L, 1));
 	lua_settop(L, 1);
 	cl_read_options(L, 1, client_opts, &o, "ducky.client");
 	const char *agent = o.user_agent
@@ -451,6 +495,10 @@ static void close_client(lua_State *L, client *c)
 	free_str((char **)&c->conf.ca_file);
 	free_str((char **)&c->conf.ca_path);
 	free_str((char **)&c->conf.proxy);
+	free_str((char **)&c->conf.client_cert);
+	free_str((char **)&c->conf.client_key);
+	ducky_wipe_str((char *)c->conf.key_password);
+	c->conf.key_password = NULL;
 	int *refs[] = {&c->ref_log, &c->ref_store, &c->ref_limits, &c->ref_encode, &c->ref_decode};
 	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
 		luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
@@ -462,7 +510,7 @@ static void close_client(lua_State *L, client *c)
  * way (from a callback, a metamethod or a finalizer), it happens when the call ends. */
 int cl_close(lua_State *L)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = cl_client(L, "close");
 	if (c->busy)
 		c->close_pending = 1;
 	else
@@ -482,13 +530,13 @@ static int tostring_body(lua_State *L)
  * (whose fields stay put: a close waits for the call to end). */
 int cl_tostring(lua_State *L)
 {
-	client *c = luaL_checkudata(L, 1, CLIENT_MT);
+	client *c = cl_client(L, "tostring");
 	if (c->closed) {
 		lua_pushfstring(L, "ducky.client (closed): %p", (void *)c);
 		return 1;
 	}
 	lua_settop(L, 1);
-	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body);
+	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body, "tostring");
 }
 
 static int stats_body(lua_State *L)
@@ -507,6 +555,12 @@ static int stats_body(lua_State *L)
 	STAT(stale_tokens)
 	STAT(errors)
 #undef STAT
+	lua_createtable(L, 0, SRC_COUNT); /* by source, in token()'s and the events' words */
+	for (int i = 0; i < SRC_COUNT; i++) {
+		lua_pushinteger(L, c->st.tokens[i]);
+		lua_setfield(L, -2, cl_source_names[i]);
+	}
+	lua_setfield(L, -2, "tokens");
 	lua_newtable(L);
 	if (c->ref_limits != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
@@ -524,5 +578,5 @@ static int stats_body(lua_State *L)
 
 int cl_stats(lua_State *L)
 {
-	return cl_guarded(L, stats_body);
+	return cl_guarded(L, stats_body, "stats");
 }

@@ -24,9 +24,14 @@
 /* A registry table holding cjson's encode and decode (luaopen_ducky). */
 #define CL_JSON "ducky.json"
 
+/* Where a token came from: one vocabulary for events, token() and stats(). */
+typedef enum { SRC_MEMORY, SRC_EXCHANGE, SRC_FILE, SRC_STORE, SRC_COUNT } token_source;
+extern const char *const cl_source_names[SRC_COUNT];
+
 typedef struct stats {
 	lua_Integer requests, token_fetches, token_cache_hits, token_store_hits, retries,
 	    replays_401, stale_tokens, errors;
+	lua_Integer tokens[SRC_COUNT]; /* tokens calls got, by where they came from */
 } stats;
 
 /* The numbers the options set. */
@@ -73,9 +78,13 @@ typedef struct cl_run {
 
 /* ---- client.c ---- */
 
-client *cl_check(lua_State *L);
-/* Runs body with the client at 1 marked busy (see client.c). */
-int cl_guarded(lua_State *L, lua_CFunction body);
+/* The client at 1, or a raise naming client:<method>; cl_check also raises
+ * when it is closed or busy. */
+client *cl_client(lua_State *L, const char *method);
+client *cl_check(lua_State *L, const char *method);
+/* Runs body with the client at 1 marked busy (see client.c); errors are
+ * "client:<method>: …". */
+int cl_guarded(lua_State *L, lua_CFunction body, const char *method);
 /* The client inside a guarded body. */
 static inline client *cl_self(lua_State *L)
 {

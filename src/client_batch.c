@@ -114,7 +114,7 @@ static void read_item(lua_State *L, client *c, size_t i, bitem *b, double start,
 {
 	int base = lua_gettop(L);
 	char what[48];
-	snprintf(what, sizeof what, "batch item %zu", i);
+	snprintf(what, sizeof what, "client:batch: item %zu", i);
 	ducky_err_init(&b->it.err);
 	lua_rawgeti(L, 2, (int)i);
 	if (!lua_istable(L, -1))
@@ -191,12 +191,14 @@ static int batch_body(lua_State *L)
 	batch_opts o = {.concurrency = 8, .timeout = c->lim.timeout};
 	ducky_err err;
 
-	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_settop(L, 3);
-	if (!lua_isnil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		cl_read_options(L, 3, batch_options, &o, "batch");
-	}
+	if (!lua_istable(L, 2) || !(lua_isnil(L, 3) || lua_istable(L, 3)))
+		return luaL_error(L,
+		                  "client:batch: expects a list of requests and an options "
+		                  "table, not %s and %s",
+		                  luaL_typename(L, 2), luaL_typename(L, 3));
+	if (!lua_isnil(L, 3))
+		cl_read_options(L, 3, batch_options, &o, "client:batch");
 	lua_settop(L, 3);
 	size_t n = ducky_rawlen(L, 2);
 	double start = ducky_now();
@@ -230,5 +232,5 @@ static int batch_body(lua_State *L)
 
 int cl_batch(lua_State *L)
 {
-	return cl_guarded(L, batch_body);
+	return cl_guarded(L, batch_body, "batch");
 }

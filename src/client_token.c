@@ -8,8 +8,6 @@
 
 #include "client_token.h"
 
-static const char *const source_names[] = {"memory", "exchange", "file", "store"};
-
 /* ---- the token exchange (called by token.c, unlocked) ------------------ */
 
 typedef struct exchange_ctx {
@@ -84,6 +82,12 @@ static void keep_rate_limit(lua_State *L, const char *name, const char *value)
 			add_bucket(L, b, n);
 			b += n;
 		}
+		lua_pushnil(L);
+		if (!lua_next(L, -2)) { /* no bucket of a known name: nothing kept */
+			lua_pop(L, 1);
+			return;
+		}
+		lua_pop(L, 2);
 	} else if (!isnan(number_of(value, strlen(value)))) {
 		push_number(L, number_of(value, strlen(value)));
 	} else {
@@ -170,32 +174,44 @@ static int read_token_answer(lua_State *L)
 	return 0;
 }
 
+/* Before each attempt of the exchange: the body it sends (a fresh client
+ * assertion for private_key_jwt). */
+static int next_body(void *ud, ducky_req *req, ducky_err *err)
+{
+	ducky_creds *creds = ud;
+	if (ducky_creds_next(creds, err))
+		return -1;
+	req->body = creds->body.data;
+	req->body_len = creds->body.len;
+	return 0;
+}
+
 static int exchange(void *ud, ducky_fresh *out, int *sent, ducky_err *err)
 {
 	const cl_run *r = ud;
 	client *c = r->c;
 	exchange_ctx x = {.r = r, .out = out, .err = err};
-	int attempts = 0;
 	ducky_req req = {
 	    .method = "POST",
 	    .url = c->creds.token_url,
 	    .headers = c->creds.headers,
-	    .body = c->creds.body.data,
-	    .body_len = c->creds.body.len,
 	    .idempotent = 1,
 	    .deadline = r->deadline,
 	    .connect_timeout = c->lim.connect_timeout,
 	    .retries = r->retries,
 	    .max_retry_after = c->lim.max_retry_after,
+	    .before = next_body,
+	    .before_ud = &c->creds,
 	};
 
-	if (!c->creds.complete)
-		return ducky_fail(err, DUCKY_E_CONFIG,
-		                  "no credentials: set client_id and client_secret "
-		                  "(or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+	*sent = 0;
+	if (c->creds.problem.kind != DUCKY_OK) { /* nothing to authenticate with */
+		ducky_err_copy(err, &c->creds.problem);
+		return -1;
+	}
 	c->st.token_fetches++;
-	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, &attempts, err);
-	err->attempts = *sent = attempts;
+	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, sent, err);
+	err->attempts = *sent;
 	if (rc)
 		return rc;
 	if (ducky_cpcall(r->L, read_token_answer, &x) != 0) {
@@ -444,6 +460,7 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 	if (ducky_token_get(c->creds.key, &conf, &ops, &c->tok, &info, err))
 		return -1;
 	*src = source_of(c, info.source);
+	c->st.tokens[*src]++;
 	if (*src == SRC_MEMORY)
 		c->st.token_cache_hits++;
 	else if (*src != SRC_EXCHANGE)
@@ -460,7 +477,7 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 		                    .fingerprint = c->fp});
 	}
 	cl_emit(r, &(event){.event = "token",
-	                    .source = source_names[*src],
+	                    .source = cl_source_names[*src],
 	                    .seconds_left = &info.seconds_left,
 	                    .fingerprint = c->fp});
 	return 0;
@@ -486,7 +503,7 @@ static int token_body(lua_State *L)
 	lua_pushlstring(L, c->tok.token, c->tok.len);
 	lua_pushnumber(L, c->tok.expires - ducky_now());
 	lua_createtable(L, 0, 2);
-	lua_pushstring(L, source_names[src]);
+	lua_pushstring(L, cl_source_names[src]);
 	lua_setfield(L, -2, "source");
 	lua_pushstring(L, c->fp);
 	lua_setfield(L, -2, "fingerprint");
@@ -495,7 +512,7 @@ static int token_body(lua_State *L)
 
 int cl_token(lua_State *L)
 {
-	return cl_guarded(L, token_body);
+	return cl_guarded(L, token_body, "token");
 }
 
 static int invalidate_body(lua_State *L)
@@ -509,5 +526,5 @@ static int invalidate_body(lua_State *L)
 
 int cl_invalidate(lua_State *L)
 {
-	return cl_guarded(L, invalidate_body);
+	return cl_guarded(L, invalidate_body, "invalidate");
 }

@@ -4,9 +4,6 @@
 
 #include "client.h"
 
-/* Where a token came from: one vocabulary for events, token() and stats(). */
-typedef enum { SRC_MEMORY, SRC_EXCHANGE, SRC_FILE, SRC_STORE } token_source;
-
 /* Makes r->c->tok a usable token (fetching it if needed) and emits the token event. */
 int cl_get_token(const cl_run *r, token_source *src, ducky_err *err);
 /* After a 401: drops the client's current token from every cache level, if the

@@ -17,12 +17,25 @@ static inline void ducky_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 	}
 	lua_pop(L, nup);
 }
-#define ducky_rawlen             lua_objlen
+#define ducky_rawlen lua_objlen
+/* The userdata at ud if its metatable is tname's, else NULL (luaL_testudata). */
+static inline void *ducky_testudata(lua_State *L, int ud, const char *tname)
+{
+	void *p = lua_touserdata(L, ud);
+	int same = 0;
+	if (p && lua_getmetatable(L, ud)) {
+		lua_getfield(L, LUA_REGISTRYINDEX, tname);
+		same = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	return same ? p : NULL;
+}
 #define ducky_newuserdata(L, sz) lua_newuserdata(L, sz)
 #define ducky_cpcall             lua_cpcall
 #else
-#define ducky_setfuncs luaL_setfuncs
-#define ducky_rawlen   lua_rawlen
+#define ducky_setfuncs  luaL_setfuncs
+#define ducky_testudata luaL_testudata
+#define ducky_rawlen    lua_rawlen
 #if LUA_VERSION_NUM >= 504
 #define ducky_newuserdata(L, sz) lua_newuserdatauv(L, sz, 0)
 #else

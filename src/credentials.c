@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "url.h"
 
 const char *const ducky_auth_names[DUCKY_NAUTHS + 1] = {
 #define DUCKY_AUTH_NAME(e, s) s,
@@ -29,13 +30,14 @@ static int add_str(ducky_buf *b, int json, const char *k, const char *v)
 	return add_field(b, json, k, strlen(k), v, strlen(v));
 }
 
+#define ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
 /* The body: the grant, the audience, the client's credentials where they go in
- * the body, token_params. */
+ * the body, token_params (private_key_jwt: all but the assertion, in form). */
 static int build_body(ducky_creds *c, const ducky_creds_conf *conf)
 {
-	ducky_buf *b = &c->body;
-	int json = conf->auth == DUCKY_AUTH_JSON;
-	int in_body = conf->auth != DUCKY_AUTH_BASIC;
+	int json = conf->auth == DUCKY_AUTH_JSON, jwt = conf->auth == DUCKY_AUTH_JWT;
+	ducky_buf *b = jwt ? &c->form : &c->body;
 	const char *id = conf->client_id ? conf->client_id : "";
 	const char *secret = conf->secret ? conf->secret : "";
 	int bad = json && ducky_buf_adds(b, "{");
@@ -47,8 +49,9 @@ static int build_body(ducky_creds *c, const ducky_creds_conf *conf)
 	else
 		bad = bad || add_str(b, 0, "grant_type", "client_credentials") ||
 		      add_str(b, 0, "audience", conf->audience) ||
-		      (in_body &&
-		       (add_str(b, 0, "client_id", id) || add_str(b, 0, "client_secret", secret)));
+		      (conf->auth != DUCKY_AUTH_BASIC && add_str(b, 0, "client_id", id)) ||
+		      (conf->auth == DUCKY_AUTH_FORM && add_str(b, 0, "client_secret", secret)) ||
+		      (jwt && add_str(b, 0, "client_assertion_type", ASSERTION_TYPE));
 	for (size_t i = 0; i < conf->nparams && !bad; i++) {
 		const ducky_param *p = &conf->params[i];
 		bad = add_field(b, json, p->name, p->name_len, p->value, p->value_len);
@@ -56,9 +59,60 @@ static int build_body(ducky_creds *c, const ducky_creds_conf *conf)
 	return bad || (json && ducky_buf_adds(b, "}"));
 }
 
-/* "Authorization: Basic base64(form(id):form(secret))" (RFC 6749 §2.3.1) in
- * line, its base64 part kept as a mask. */
-static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *line)
+#define MAX_KEY 65536 /* bytes of a PEM private key file */
+
+/* private_key_jwt: the key, from its text or its file, read once. A problem
+ * with it is kept in c->problem for every exchange to give (ping needs none of
+ * it); only running out of memory fails here. */
+static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
+{
+	ducky_buf pem = {0}, aud = {0};
+	const char *problem = NULL, *file = conf->private_key_file;
+	char *origin = NULL;
+	int bad = 0;
+	c->complete = 0;
+	if (!conf->private_key && !file) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG,
+		           "no credentials: set client_id and private_key_file (or private_key, "
+		           "or DUCKY_PRIVATE_KEY_FILE)");
+		return 0;
+	}
+	if (file && ducky_read_private(file, MAX_KEY, &pem, 0, &problem)) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "private_key_file %s %s", file, problem);
+		ducky_buf_free(&pem);
+		return 0;
+	}
+	if (conf->assertion_audience) /* else Auth0's: the token URL's origin and "/" */
+		bad = ducky_buf_adds(&aud, conf->assertion_audience);
+	else
+		bad = !(origin = ducky_url_origin(conf->token_url)) ||
+		      ducky_buf_adds(&aud, origin) || ducky_buf_adds(&aud, "/");
+	if (!bad && ducky_jwt_init(&c->jwt, file ? pem.data : conf->private_key,
+	                           file ? pem.len : conf->private_key_len, file, conf->signing_alg,
+	                           conf->key_id, conf->client_id, aud.data, &c->problem) == 0)
+		c->complete = conf->client_id != NULL;
+	bad = bad || c->problem.kind == DUCKY_E_LIMIT;
+	free(origin);
+	ducky_buf_free(&pem);
+	ducky_buf_free(&aud);
+	return bad;
+}
+
+/* tls_client_auth: the certificate's key must be the user's alone, as a key
+ * file is; libcurl reads both. */
+static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
+{
+	const char *problem = NULL;
+	if (conf->client_key && ducky_read_private(conf->client_key, MAX_KEY, NULL, 1, &problem)) {
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", conf->client_key,
+		           problem);
+		c->complete = 0;
+	}
+}
+
+/* base64(form(client_id) ":" form(secret)): the Basic credentials (RFC 6749
+ * §2.3.1), into masks[3] whatever token_auth is (a server may quote any form). */
+static int basic_mask(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	ducky_buf raw = {0};
 	unsigned char *enc = NULL;
@@ -69,9 +123,7 @@ static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *l
 	          !(enc = malloc(4 * ((raw.len + 2) / 3) + 1));
 	if (!bad) {
 		int n = EVP_EncodeBlock(enc, (unsigned char *)raw.data, (int)raw.len);
-		bad = ducky_buf_adds(line, "Authorization: Basic ") ||
-		      ducky_buf_add(line, enc, (size_t)n) ||
-		      ducky_buf_add(&c->masks[3], enc, (size_t)n);
+		bad = ducky_buf_add(&c->masks[3], enc, (size_t)n);
 		ducky_wipe(enc, (size_t)n);
 	}
 	free(enc);
@@ -82,7 +134,9 @@ static int basic_line(ducky_creds *c, const ducky_creds_conf *conf, ducky_buf *l
 static int build_headers(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	ducky_buf basic = {0};
-	int bad = conf->auth == DUCKY_AUTH_BASIC && basic_line(c, conf, &basic);
+	int bad = conf->auth == DUCKY_AUTH_BASIC &&
+	          (ducky_buf_adds(&basic, "Authorization: Basic ") ||
+	           ducky_buf_add(&basic, c->masks[3].data, c->masks[3].len));
 	const char *lines[] = {conf->auth == DUCKY_AUTH_JSON
 	                           ? "Content-Type: application/json"
 	                           : "Content-Type: application/x-www-form-urlencoded",
@@ -98,16 +152,19 @@ static int build_headers(ducky_creds *c, const ducky_creds_conf *conf)
 	return bad;
 }
 
-/* The secret as given, JSON-escaped and form-encoded (the Basic form is added
- * by basic_line): a server that quotes any of them back has it masked. */
-static int build_masks(ducky_creds *c, const char *secret)
+/* The secret as given, and as each token_auth sends it: JSON-escaped,
+ * form-encoded, in the Basic credentials. A server that quotes any of them
+ * back has it masked. */
+static int build_masks(ducky_creds *c, const ducky_creds_conf *conf)
 {
+	const char *secret = conf->secret ? conf->secret : "";
 	size_t n = strlen(secret);
-	if (n == 0)
-		return 0;
-	int bad = ducky_buf_add(&c->masks[0], secret, n) ||
-	          ducky_buf_add_json(&c->masks[1], secret, n) ||
-	          ducky_buf_add_escaped(&c->masks[2], secret, n);
+	int bad = basic_mask(c, conf);
+	if (n == 0 || bad)
+		return bad;
+	bad = ducky_buf_add(&c->masks[0], secret, n) ||
+	      ducky_buf_add_json(&c->masks[1], secret, n) ||
+	      ducky_buf_add_escaped(&c->masks[2], secret, n);
 	if (!bad && c->masks[1].len >= 2) { /* without its quotes */
 		memmove(c->masks[1].data, c->masks[1].data + 1, c->masks[1].len - 2);
 		c->masks[1].len -= 2;
@@ -117,18 +174,27 @@ static int build_masks(ducky_creds *c, const char *secret)
 }
 
 /* The cache key: a SHA-256 over the token URL, token_auth and everything the
- * request says about the credential (its body and its Authorization line). */
+ * request says about the credential (its body and its Authorization line),
+ * the public key of private_key_jwt (never the private one) and its alg and
+ * audience, the certificate of tls_client_auth. */
 static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	const char *auth = ducky_auth_names[conf->auth];
+	const ducky_buf *body = conf->auth == DUCKY_AUTH_JWT ? &c->form : &c->body;
+	const char *cert = conf->client_cert ? conf->client_cert : "";
+	const char *aud = c->jwt.aud ? c->jwt.aud : "";
 	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
 	         EVP_DigestUpdate(ctx, conf->token_url, strlen(conf->token_url) + 1) &&
 	         EVP_DigestUpdate(ctx, auth, strlen(auth) + 1) &&
-	         EVP_DigestUpdate(ctx, c->body.data, c->body.len + 1) &&
+	         EVP_DigestUpdate(ctx, body->data ? body->data : "", body->len + 1) &&
 	         EVP_DigestUpdate(ctx, c->masks[3].data ? c->masks[3].data : "", c->masks[3].len) &&
+	         EVP_DigestUpdate(ctx, c->jwt.pub_hash, sizeof c->jwt.pub_hash) &&
+	         EVP_DigestUpdate(ctx, &c->jwt.alg, sizeof c->jwt.alg) &&
+	         EVP_DigestUpdate(ctx, aud, strlen(aud) + 1) &&
+	         EVP_DigestUpdate(ctx, cert, strlen(cert) + 1) &&
 	         EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
 	EVP_MD_CTX_free(ctx);
 	if (ok)
@@ -136,18 +202,81 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	return !ok;
 }
 
-int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *err)
+/* Everything of the request and the key; 0, or -1 out of memory. */
+static int build(ducky_creds *c, const ducky_creds_conf *conf)
 {
+	/* json, form, basic: a client_id and a secret; tls_client_auth: a client_id
+	 * (the certificate is the server's to judge); private_key_jwt: a key too */
+	c->complete = conf->client_id && (conf->secret || conf->auth == DUCKY_AUTH_MTLS);
+	int with_secret = conf->auth <= DUCKY_AUTH_BASIC;
+	int bad = !(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
+	          (with_secret && build_masks(c, conf)) || build_headers(c, conf) ||
+	          (conf->auth == DUCKY_AUTH_JWT && load_key(c, conf));
+	if (!bad && conf->auth == DUCKY_AUTH_MTLS)
+		check_client_key(c, conf);
+	if (!c->complete && c->problem.kind == DUCKY_OK)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "no credentials: set client_id%s",
+		           conf->auth == DUCKY_AUTH_MTLS
+		               ? " (or DUCKY_CLIENT_ID)"
+		               : " and client_secret (or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
+	return bad || make_key(c, conf);
+}
+
+/* client_secret_file: the secret read into secret (C memory, wiped by the
+ * caller); 0, or -1 with a problem kept for the exchanges. */
+static int read_secret(ducky_creds *c, const char *file, ducky_buf *secret)
+{
+	const char *problem;
+	if (ducky_read_private(file, MAX_KEY, secret, 0, &problem) == 0) {
+		while (secret->len && (secret->data[secret->len - 1] == '\n' ||
+		                       secret->data[secret->len - 1] == '\r'))
+			secret->data[--secret->len] = '\0'; /* the file's last line break */
+		if (secret->data && strlen(secret->data) == secret->len)
+			return 0;
+		problem = secret->data ? "holds NUL" : "is empty";
+	}
+	ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_secret_file %s %s", file, problem);
+	return -1;
+}
+
+int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *given, ducky_err *err)
+{
+	ducky_creds_conf conf = *given;
+	ducky_buf secret = {0};
 	memset(c, 0, sizeof *c);
-	c->auth = conf->auth;
-	c->complete = conf->client_id && conf->secret;
-	if (!(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
-	    build_masks(c, conf->secret ? conf->secret : "") || build_headers(c, conf) ||
-	    make_key(c, conf)) {
+	ducky_err_init(&c->problem);
+	c->auth = conf.auth;
+	if (!conf.secret && conf.secret_file && read_secret(c, conf.secret_file, &secret) == 0)
+		conf.secret = secret.data;
+	int bad = build(c, &conf);
+	ducky_buf_free(&secret);
+	if (bad) {
 		ducky_creds_free(c);
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	}
 	return 0;
+}
+
+int ducky_creds_next(ducky_creds *c, ducky_err *err)
+{
+	if (c->problem.kind != DUCKY_OK) {
+		ducky_err_copy(err, &c->problem);
+		return -1;
+	}
+	if (c->auth != DUCKY_AUTH_JWT)
+		return 0;
+	c->body.len = 0;
+	if (ducky_buf_add(&c->body, c->form.data, c->form.len) ||
+	    ducky_buf_adds(&c->body, "&client_assertion="))
+		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	size_t at = c->body.len;
+	if (ducky_jwt_sign(&c->jwt, &c->body, err)) /* base64url: nothing to escape */
+		return -1;
+	/* a server that quotes the assertion back has it masked, like a secret */
+	c->masks[0].len = 0;
+	return ducky_buf_add(&c->masks[0], c->body.data + at, c->body.len - at)
+	           ? ducky_fail(err, DUCKY_E_LIMIT, "out of memory")
+	           : 0;
 }
 
 void ducky_creds_free(ducky_creds *c)
@@ -159,6 +288,9 @@ void ducky_creds_free(ducky_creds *c)
 	c->headers = NULL;
 	for (int i = 0; i < DUCKY_MASKS; i++)
 		ducky_buf_free(&c->masks[i]);
+	ducky_buf_free(&c->form);
+	ducky_jwt_free(&c->jwt);
+	ducky_err_clear(&c->problem);
 	c->complete = 0;
 }
 

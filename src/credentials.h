@@ -9,13 +9,16 @@
 #include <curl/curl.h>
 
 #include "err.h"
+#include "jwt.h"
 #include "util.h"
 
 /* X-macro: every token_auth, once. */
 #define DUCKY_AUTHS(X)                                                                             \
 	X(JSON, "json")                                                                            \
 	X(FORM, "form")                                                                            \
-	X(BASIC, "basic")
+	X(BASIC, "basic")                                                                          \
+	X(JWT, "private_key_jwt")                                                                  \
+	X(MTLS, "tls_client_auth")
 
 typedef enum {
 #define DUCKY_AUTH_ENUM(e, s) DUCKY_AUTH_##e,
@@ -35,23 +38,39 @@ typedef struct ducky_creds_conf {
 	ducky_auth auth;
 	const char *token_url, *audience, *ua_line;
 	const char *client_id, *secret; /* NULL: none */
+	const char *secret_file;        /* read when secret is NULL */
 	const ducky_param *params;
 	size_t nparams;
+	/* private_key_jwt: the key as text, or a file; the JWT's kid, alg and aud
+	 * (NULL: the token URL's origin and "/") */
+	const char *private_key, *private_key_file, *key_id, *assertion_audience;
+	size_t private_key_len;
+	ducky_jwt_alg signing_alg;
+	/* tls_client_auth (and any client that presents a certificate) */
+	const char *client_cert, *client_key;
 } ducky_creds_conf;
 
 #define DUCKY_MASKS 4 /* the secret as given, and as sent: JSON, form, Basic */
 
 typedef struct ducky_creds {
 	ducky_auth auth;
-	int complete; /* a client_id and a secret: an exchange can be made */
+	int complete;      /* what an exchange needs is there (a client_id, a secret or a key) */
+	ducky_err problem; /* a config error every exchange gives (a key file refused, say) */
 	char *token_url;
+	ducky_buf form;               /* private_key_jwt: the body but for the assertion */
 	ducky_buf body;               /* the token request's body: holds the secret */
 	struct curl_slist *headers;   /* its headers: Basic holds the secret */
 	char key[65];                 /* the cache key: hex SHA-256 of what identifies the token */
 	ducky_buf masks[DUCKY_MASKS]; /* every form of the secret ducky sent */
+	ducky_jwt jwt;                /* private_key_jwt, once its key is read */
 } ducky_creds;
 
+/* 0, or -1 with err for out of memory; a problem with the key (a config
+ * error, or nothing to make an exchange with) is kept for the exchanges. */
 int ducky_creds_init(ducky_creds *c, const ducky_creds_conf *conf, ducky_err *err);
+/* Makes body ready for the next attempt of an exchange: a fresh assertion for
+ * private_key_jwt. 0, or -1 with err (the kept problem, say). */
+int ducky_creds_next(ducky_creds *c, ducky_err *err);
 void ducky_creds_free(ducky_creds *c); /* wipes */
 
 /* A malloc'd copy of server text with every form of the secret masked, or NULL. */

@@ -6,6 +6,7 @@
 #include "client.h"
 #include "client_batch.h"
 #include "client_token.h"
+#include "headers.h"
 #include "lua_error.h"
 #include "version.h"
 
@@ -32,6 +33,7 @@ static const luaL_Reg module_functions[] = {
     {"client", cl_new},
     {"is_error", ducky_is_error},
     {"error", ducky_error_new},
+    {"headers", cl_headers_new},
     {NULL, NULL},
 };
 
@@ -71,6 +73,7 @@ int luaopen_ducky(lua_State *L)
 	open_json(L);
 	ducky_error_open(L);
 	cl_batch_open(L);
+	cl_headers_open(L);
 	luaL_newmetatable(L, CLIENT_MT);
 	ducky_setfuncs(L, client_metamethods, 0);
 	lua_newtable(L);

@@ -109,16 +109,22 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
-                           const char **value)
+int ducky_headers_next(const char *block, size_t len, const char **pos, const char **name,
+                       const char **value)
 {
-	const char *p = *pos ? *pos : h->head.data;
-	if (!p || p >= h->head.data + h->head.len)
+	const char *p = *pos ? *pos : block;
+	if (!p || p >= block + len)
 		return 0;
 	*name = p;
 	*value = p + strlen(p) + 1;
 	*pos = *value + strlen(*value) + 1;
 	return 1;
+}
+
+int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
+                           const char **value)
+{
+	return ducky_headers_next(h->head.data, h->head.len, pos, name, value);
 }
 
 const char *ducky_http_header(const ducky_http *h, const char *name)
@@ -139,10 +145,18 @@ const char *ducky_http_header(const ducky_http *h, const char *name)
 #ifdef __GLIBC__
 #include <malloc.h>
 
+/* Set while a request carries the secret (the token exchange) and while
+ * handles close: then every block is wiped. Else only small ones are: they
+ * are where a request's lines (the bearer token) go, and cheap to clear. */
+static _Thread_local int wipe_all;
+#define WIPE_SMALL 2048
+
 static void wiping_free(void *p)
 {
 	if (p) {
-		ducky_wipe(p, malloc_usable_size(p));
+		size_t n = malloc_usable_size(p);
+		if (wipe_all || n <= WIPE_SMALL)
+			ducky_wipe(p, n);
 		free(p);
 	}
 }
@@ -212,6 +226,19 @@ int ducky_http_global_init(ducky_err *err)
 	return 0;
 }
 
+/* Whether the environment names a proxy libcurl would use. When none does,
+ * the handle says "no proxy" once instead of libcurl reading the environment
+ * on every request. */
+static int env_proxy(void)
+{
+	static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
+	                                    "all_proxy",  "ALL_PROXY",   NULL};
+	for (const char *const *n = names; *n; n++)
+		if (getenv(*n) && *getenv(*n))
+			return 1;
+	return 0;
+}
+
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
@@ -238,9 +265,15 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
 	    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) ||
-	    (conf->proxy && curl_easy_setopt(e, CURLOPT_PROXY, conf->proxy)) ||
+	    curl_easy_setopt(e, CURLOPT_PROXY,
+	                     conf->proxy   ? conf->proxy
+	                     : env_proxy() ? NULL
+	                                   : "") ||
 	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
+	    (conf->client_cert && curl_easy_setopt(e, CURLOPT_SSLCERT, conf->client_cert)) ||
+	    (conf->client_key && curl_easy_setopt(e, CURLOPT_SSLKEY, conf->client_key)) ||
+	    (conf->key_password && curl_easy_setopt(e, CURLOPT_KEYPASSWD, conf->key_password)) ||
 	    (conf->insecure && (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) ||
 	                        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))
 		return ducky_fail(err, DUCKY_E_CONFIG, "libcurl refused an option");
@@ -445,15 +478,18 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	                  failure_text(h, rc));
 }
 
-int ducky_http_send(ducky_http *h, const ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
-                    ducky_err *err)
+int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, void *ud,
+                    int *attempts, ducky_err *err)
 {
+	ducky_req r = *given, *req = &r;
+	*attempts = 0;
 	for (int attempt = 1;; attempt++) {
 		double remaining;
 		ducky_retry_event ev;
-		*attempts = attempt;
-		if (ducky_time_left(req, attempt, &remaining, err))
+		if (ducky_time_left(req, attempt, &remaining, err) ||
+		    (req->before && req->before(req->before_ud, req, err)))
 			return -1;
+		*attempts = attempt;
 		ducky_http_setup(h, req, remaining);
 		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
 		if (rc <= 0)

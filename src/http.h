@@ -15,6 +15,7 @@
 
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
+	const char *client_cert, *client_key, *key_password; /* presented on every request */
 	int insecure;
 	size_t max_body;
 	long http_version; /* CURL_HTTP_VERSION_… */
@@ -50,6 +51,10 @@ typedef struct ducky_req {
 	double connect_timeout; /* seconds */
 	int retries;
 	double max_retry_after;
+	/* optional, before each attempt of ducky_http_send: may set a new body (a
+	 * fresh client assertion); -1 with err ends the send */
+	int (*before)(void *ud, struct ducky_req *req, ducky_err *err);
+	void *before_ud;
 } ducky_req;
 
 typedef struct ducky_retry_event {
@@ -96,8 +101,11 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 /* libcurl's header callback (ud: the ducky_http): collects one header line. */
 size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud);
 
-/* Walks the answer's headers in arrival order: *pos NULL to start; 1 with
- * name (lower-case) and value set, 0 at the end. */
+/* Walks a block of "name\0value\0" pairs: *pos NULL to start; 1 with name
+ * and value set, 0 at the end. */
+int ducky_headers_next(const char *block, size_t len, const char **pos, const char **name,
+                       const char **value);
+/* The same over the answer's headers (names lower-case, in arrival order). */
 int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
                            const char **value);
 /* First value of a response header (name lower-case), or NULL. */

@@ -73,12 +73,14 @@ int ducky_is_error(lua_State *L)
  * object (for errors that crossed a boundary as plain data, say a thread). */
 int ducky_error_new(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
+	if (!lua_istable(L, 1))
+		return luaL_error(L, "ducky.error: expects a table, not %s", luaL_typename(L, 1));
 	lua_getfield(L, 1, "kind");
-	luaL_argcheck(L, ducky_kind_of(lua_tostring(L, -1)) != DUCKY_OK, 1,
-	              "kind is not an error kind");
+	if (ducky_kind_of(lua_tostring(L, -1)) == DUCKY_OK)
+		return luaL_error(L, "ducky.error: kind is not an error kind");
 	lua_getfield(L, 1, "message");
-	luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "message must be a string");
+	if (lua_type(L, -1) != LUA_TSTRING)
+		return luaL_error(L, "ducky.error: message must be a string");
 	lua_settop(L, 1);
 	luaL_getmetatable(L, ERROR_MT);
 	lua_setmetatable(L, 1);

@@ -391,9 +391,10 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 	pthread_mutex_unlock(&lock);
 	if (ops && ops->drop) { /* the shared store too: compare, then drop */
 		ducky_fresh cur = {NULL, 0, 0};
-		if (!only_token || (ops->load(ops->ud, key, deadline, &cur) && cur.token &&
+		double now = ducky_now(), share = now + (deadline - now) / 4;
+		if (!only_token || (ops->load(ops->ud, key, share, &cur) && cur.token &&
 		                    strcmp(cur.token, only_token) == 0))
-			ops->drop(ops->ud, key, deadline);
+			ops->drop(ops->ud, key, now + (deadline - now) / 4);
 		ducky_wipe_str(cur.token);
 	}
 	return dropped;

@@ -3,6 +3,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +148,36 @@ void ducky_wipe_str(char *s)
 {
 	if (s)
 		ducky_wipe_free(s, strlen(s));
+}
+
+int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_only,
+                       const char **problem)
+{
+	struct stat st;
+	char chunk[4096];
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	*problem = NULL;
+	if (fd < 0)
+		*problem = errno == ENOENT ? "does not exist" : "cannot be opened";
+	else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		*problem = "is not a regular file";
+	else if (st.st_uid != geteuid())
+		*problem = "belongs to another user";
+	else if (st.st_mode & 077)
+		*problem = "may be read by group or others (chmod 600 it)";
+	else if ((size_t)st.st_size > max)
+		*problem = "is too large";
+	while (!*problem && !check_only && (n = read(fd, chunk, sizeof chunk)) != 0)
+		if (n < 0 && errno != EINTR)
+			*problem = "cannot be read";
+		else if (n > 0 &&
+		         (out->len + (size_t)n > max || ducky_buf_add(out, chunk, (size_t)n)))
+			*problem = "is too large";
+	ducky_wipe(chunk, sizeof chunk);
+	if (fd >= 0)
+		close(fd);
+	return *problem ? -1 : 0;
 }
 
 double ducky_now(void)

@@ -32,6 +32,12 @@ void ducky_wipe_free(void *p, size_t n);
 /* The same for a NUL-terminated string. */
 void ducky_wipe_str(char *s);
 
+/* Reads a file that holds a secret (a private key) into out, at most max
+ * bytes: only a regular file of this user that group and others cannot read.
+ * 0, or -1 with *problem (a static string). check_only: the checks, no read. */
+int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_only,
+                       const char **problem);
+
 /* Seconds on a clock that keeps counting through suspend and ignores
  * wall-clock jumps (CLOCK_BOOTTIME, else CLOCK_MONOTONIC). */
 double ducky_now(void);

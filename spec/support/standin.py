@@ -96,6 +96,10 @@ Client authentication
     second)}}, mtls_other_ca_client (CN=mtls-client from the unrelated CA),
     private_key_jwt (false without python3-cryptography), mtls_port.
 
+More methods (issue 13): LOCK, UNLOCK, MKCOL, PURGE, COPY, MOVE, PROPFIND and
+PROPPATCH are routed like GET (the echo route answers them, faults apply to
+them); without this the handler answers 501 to any method it has no do_X for.
+
 Token lifetime: the per-client `config` expires_in (any JSON value) or
 --lifetime is sent verbatim.  Server-side expiry uses it when it is a positive
 number (or a string holding one); otherwise (0, -5, "abc", null, ...) the
@@ -850,6 +854,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 st.cert_bound.discard(cid)
         return jresp(200, dict(out, ok=True))
+
+
+# --------------------------------------------------------------------------
+# issue 13 additions: more methods (see the docstring), for the retry policy
+
+for _method in ("LOCK", "UNLOCK", "MKCOL", "PURGE", "COPY", "MOVE", "PROPFIND", "PROPPATCH"):
+    setattr(Handler, "do_" + _method, Handler.do_GET)
 
 
 def bearer_token(auth):
