@@ -5,6 +5,8 @@ local cjson = require("cjson")
 local ducky = require("ducky")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
+-- giving a file to another user (chown) takes root; as anyone else those cases are pending
+local IS_ROOT = H.run("id -u"):match("^0%s") ~= nil
 
 -- Runs cmd; its output. Workers keep the environment (a sanitizer runtime the
 -- suite preloads); plain tools run without it.
@@ -131,7 +133,8 @@ describe("file token cache", function()
   -- Each odd state: the request still succeeds, from a new exchange, and the
   -- problem is reported through log.
   local odd = {
-    { "a file of another user", function(file) sh("chown nobody " .. file) end, "another user" },
+    { "a file of another user", function(file) sh("chown nobody " .. file) end, "another user",
+      root = true },
     { "a group-readable file", function(file) sh("chmod 0640 " .. file) end, "open to other users" },
     { "a world-readable file", function(file) sh("chmod 0604 " .. file) end, "open to other users" },
     { "a symlinked file", function(file)
@@ -149,13 +152,14 @@ describe("file token cache", function()
     { "a directory open to others", function() sh("chmod 0755 " .. home .. "/ducky") end,
       "open to other users" },
     { "a directory of another user", function() sh("chown nobody " .. home .. "/ducky") end,
-      "another user" },
+      "another user", root = true },
     { "a symlinked directory", function()
         sh(("mv %s/ducky %s/elsewhere && ln -s %s/elsewhere %s/ducky"):format(home, home, home, home))
       end, "link" },
   }
   for _, case in ipairs(odd) do
     it("ignores " .. case[1] .. " and says so", function()
+      if case.root and not IS_ROOT then return pending("needs root to give a file away") end
       local id = H.new_id("file-odd")
       assert.is_truthy(worker(id, env))
       case[2](token_file(home) or "")
@@ -295,10 +299,12 @@ describe("file token cache", function()
   local lock_odd = {
     { "a symbolic link", function(lock) sh("ln -s /nonexistent/elsewhere " .. lock) end },
     { "a directory", function(lock) sh("mkdir " .. lock) end },
-    { "a file of another user", function(lock) sh(": > " .. lock .. " && chown nobody " .. lock) end },
+    { "a file of another user", function(lock) sh(": > " .. lock .. " && chown nobody " .. lock) end,
+      root = true },
   }
   for _, case in ipairs(lock_odd) do
     it("a lock file that is " .. case[1] .. ": reported naming the lock file (issue 13 item 20)", function()
+      if case.root and not IS_ROOT then return pending("needs root to give a file away") end
       local id = H.new_id("file-lock-odd")
       local path = home .. "/token"
       case[2](path .. ".lock")

@@ -269,7 +269,9 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	                     conf->proxy   ? conf->proxy
 	                     : env_proxy() ? NULL
 	                                   : "") ||
-	    (conf->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
+	    /* ca_path alone: that directory, not libcurl's built-in bundle besides */
+	    ((conf->ca_file || conf->ca_path) &&
+	     curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
 	    (conf->client_cert && curl_easy_setopt(e, CURLOPT_SSLCERT, conf->client_cert)) ||
 	    (conf->client_key && curl_easy_setopt(e, CURLOPT_SSLKEY, conf->client_key)) ||
