@@ -410,6 +410,38 @@ describe("tls_client_auth", function()
     assert.equals(0, H.exchanges(o.client_id))
   end)
 
+  it("an encrypted key without client_key_password: an error, and no prompt reads stdin", function()
+    local o = H.mtls_opts(nil, { password = "pw-" .. H.new_id() })
+    local script = ([[
+local ducky = require("ducky")
+local c = ducky.client{ client_id = %q, base_url = %q, token_url = %q, audience = %q,
+  ca_file = %q, token_auth = "tls_client_auth", client_cert = %q, client_key = %q,
+  token_cache = false, retries = 0 }
+local res, err = c:ping_protected()
+print(res and "ok" or err.kind)
+print("stdin left: " .. tostring(io.read("*l")))
+]]):format(o.client_id, o.base_url, o.token_url, o.audience, o.ca_file, o.client_cert,
+      o.client_key)
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/child.lua", script)
+    local out = H.run(("printf 'pw-guess\n' | %s %s '%s/child.lua'"):format(H.CHILD_ENV, H.LUA, dir))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.matches("\ntls\n", "\n" .. out) -- the key could not be used
+    assert.matches("stdin left: pw%-guess", out) -- nobody read the caller's input
+    assert.is_nil(out:find("pass phrase", 1, true), out)
+    assert.equals(0, H.exchanges(o.client_id))
+  end)
+
+  it("a key made unreadable to others later is refused even with a token cached", function()
+    local o = H.mtls_opts { token_cache = H.NIL } -- the file cache, shared
+    ok_call(ducky.client(o):ping_protected())
+    local path, dir = key_copy(o.client_key, "0644")
+    o.client_key = path
+    local err = config_error(o)
+    assert.is_truthy(tostring(err):find(path, 1, true), tostring(err))
+    rm(dir)
+  end)
+
   it("without a certificate: auth", function()
     local o = H.mtls_opts { client_cert = H.NIL, client_key = H.NIL }
     local err = auth_error(ducky.client(o):ping_protected())

@@ -385,6 +385,15 @@ static void setup_store(lua_State *L, client *c, const options *o)
 		c->store_kind = STORE_FILE;
 }
 
+/* The client key's password: "" for a key given without one, so that OpenSSL
+ * fails instead of prompting on the terminal. */
+static const char *key_password(const client *c, const options *o)
+{
+	if (o->client_key_password || !o->client_key || c->creds.cert_refused)
+		return o->client_key_password;
+	return "";
+}
+
 /* The transport: TLS, proxy, HTTP version, body limit; the handle for single calls. */
 static void setup_http(lua_State *L, client *c, const options *o)
 {
@@ -397,9 +406,12 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	    .proxy = dup_or_raise(L, o->proxy),
 	    .insecure = o->insecure,
 	    .max_body = (size_t)o->max_body,
-	    .client_cert = dup_or_raise(L, o->client_cert),
-	    .client_key = dup_or_raise(L, o->client_key),
-	    .key_password = dup_or_raise(L, o->client_key_password),
+	    /* a refused certificate or key is not presented (calls that need a token
+	     * give the config error); a key without a password gets "": OpenSSL
+	     * must not prompt on the terminal for one */
+	    .client_cert = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_cert),
+	    .client_key = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_key),
+	    .key_password = dup_or_raise(L, key_password(c, o)),
 	    .http_version = curl_versions[choice(L, "http_version", versions, o->http_version)],
 	};
 	ducky_err err;

@@ -457,6 +457,10 @@ int cl_get_token(const cl_run *r, token_source *src, ducky_err *err)
 	                         .deadline = r->deadline};
 	ducky_token_ops ops = token_ops(r);
 	ducky_token_info info;
+	if (c->creds.problem.kind != DUCKY_OK) { /* a key refused: not even a cached token */
+		ducky_err_copy(err, &c->creds.problem);
+		return -1;
+	}
 	if (ducky_token_get(c->creds.key, &conf, &ops, &c->tok, &info, err))
 		return -1;
 	*src = source_of(c, info.source);

@@ -103,11 +103,17 @@ static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
 static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	const char *problem = NULL;
-	if (conf->client_key && ducky_read_private(conf->client_key, MAX_KEY, NULL, 1, &problem)) {
+	if (conf->client_cert && ducky_read_private(conf->client_cert, MAX_KEY, NULL, 2, &problem))
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s", conf->client_cert,
+		           problem);
+	else if (conf->client_key &&
+	         ducky_read_private(conf->client_key, MAX_KEY, NULL, 1, &problem))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", conf->client_key,
 		           problem);
-		c->complete = 0;
-	}
+	else
+		return;
+	c->complete = 0;
+	c->cert_refused = 1;
 }
 
 /* base64(form(client_id) ":" form(secret)): the Basic credentials (RFC 6749
@@ -186,6 +192,7 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	const ducky_buf *body = conf->auth == DUCKY_AUTH_JWT ? &c->form : &c->body;
 	const char *cert = conf->client_cert ? conf->client_cert : "";
 	const char *aud = c->jwt.aud ? c->jwt.aud : "";
+	const char *kid_part = c->jwt.header_b64 ? c->jwt.header_b64 : ""; /* alg and kid */
 	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
 	         EVP_DigestUpdate(ctx, conf->token_url, strlen(conf->token_url) + 1) &&
 	         EVP_DigestUpdate(ctx, auth, strlen(auth) + 1) &&
@@ -193,6 +200,7 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	         EVP_DigestUpdate(ctx, c->masks[3].data ? c->masks[3].data : "", c->masks[3].len) &&
 	         EVP_DigestUpdate(ctx, c->jwt.pub_hash, sizeof c->jwt.pub_hash) &&
 	         EVP_DigestUpdate(ctx, &c->jwt.alg, sizeof c->jwt.alg) &&
+	         EVP_DigestUpdate(ctx, kid_part, strlen(kid_part) + 1) &&
 	         EVP_DigestUpdate(ctx, aud, strlen(aud) + 1) &&
 	         EVP_DigestUpdate(ctx, cert, strlen(cert) + 1) &&
 	         EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
@@ -212,7 +220,7 @@ static int build(ducky_creds *c, const ducky_creds_conf *conf)
 	int bad = !(c->token_url = ducky_strdup(conf->token_url)) || build_body(c, conf) ||
 	          (with_secret && build_masks(c, conf)) || build_headers(c, conf) ||
 	          (conf->auth == DUCKY_AUTH_JWT && load_key(c, conf));
-	if (!bad && conf->auth == DUCKY_AUTH_MTLS)
+	if (!bad && (conf->client_cert || conf->client_key)) /* any client presenting one */
 		check_client_key(c, conf);
 	if (!c->complete && c->problem.kind == DUCKY_OK)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "no credentials: set client_id%s",

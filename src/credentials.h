@@ -55,7 +55,8 @@ typedef struct ducky_creds_conf {
 typedef struct ducky_creds {
 	ducky_auth auth;
 	int complete;      /* what an exchange needs is there (a client_id, a secret or a key) */
-	ducky_err problem; /* a config error every exchange gives (a key file refused, say) */
+	ducky_err problem; /* a config error every call that needs a token gives */
+	int cert_refused;  /* client_cert or client_key refused: not presented */
 	char *token_url;
 	ducky_buf form;               /* private_key_jwt: the body but for the assertion */
 	ducky_buf body;               /* the token request's body: holds the secret */

@@ -96,10 +96,9 @@ int ducky_jwt_init(ducky_jwt *j, const char *pem, size_t len, const char *file, 
 		return ducky_fail(err, DUCKY_E_CONFIG, "%s holds no PEM private key (unencrypted)",
 		                  what);
 	if (!key_fits(key, alg))
-		return ducky_fail(err, DUCKY_E_CONFIG, "the key in %s cannot sign %s (%s)", what,
-		                  ducky_jwt_alg_names[alg],
-		                  alg == DUCKY_JWT_ES256 ? "an EC P-256 key can"
-		                                         : "an RSA key can");
+		return ducky_fail(err, DUCKY_E_CONFIG, "the key in %s is not %s key: %s needs one",
+		                  what, alg == DUCKY_JWT_ES256 ? "an EC P-256" : "an RSA",
+		                  ducky_jwt_alg_names[alg]);
 	if (!public_hash(key, j->pub_hash) || make_header(j, kid) ||
 	    !(j->iss = ducky_strdup(iss)) || !(j->aud = ducky_strdup(aud)))
 		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
