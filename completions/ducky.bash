@@ -10,7 +10,8 @@ _ducky() {
 
 	local commands="ping token request get post put patch delete help"
 	local global="--config --client-id --secret-file --secret-stdin --base-url --token-url --audience
-		--token-auth --ca-file --ca-path --insecure --proxy --timeout --connect-timeout --retries
+		--token-auth --private-key-file --key-id --signing-alg --assertion-audience --client-cert
+		--client-key --ca-file --ca-path --insecure --proxy --timeout --connect-timeout --retries
 		--max-body --raw --include --verbose --help --version -i -v -h"
 	local request="--query --header --json --data --no-auth -q -H"
 
@@ -20,8 +21,9 @@ _ducky() {
 		w=${COMP_WORDS[i]}
 		case $w in
 		--config | --client-id | --secret-file | --base-url | --token-url | --audience | --token-auth | \
-			--ca-file | --ca-path | --proxy | --timeout | --connect-timeout | --retries | --max-body | \
-			--query | --header | --json | --data | -q | -H)
+			--private-key-file | --key-id | --signing-alg | --assertion-audience | --client-cert | \
+			--client-key | --ca-file | --ca-path | --proxy | --timeout | --connect-timeout | --retries | \
+			--max-body | --query | --header | --json | --data | -q | -H)
 			((i++))
 			;;
 		--) ;;
@@ -34,7 +36,7 @@ _ducky() {
 
 	# an option's value
 	case $prev in
-	--config | --secret-file | --ca-file)
+	--config | --secret-file | --ca-file | --private-key-file | --client-cert | --client-key)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return 0
 		;;
@@ -44,6 +46,10 @@ _ducky() {
 		;;
 	--token-auth)
 		mapfile -t COMPREPLY < <(compgen -W "json form basic private_key_jwt tls_client_auth" -- "$cur")
+		return 0
+		;;
+	--signing-alg)
+		mapfile -t COMPREPLY < <(compgen -W "RS256 RS384 PS256 ES256" -- "$cur")
 		return 0
 		;;
 	--json | --data)
@@ -59,8 +65,8 @@ _ducky() {
 		mapfile -t COMPREPLY < <(compgen -W "'Content-Type:' 'Accept:'" -- "$cur")
 		return 0
 		;;
-	--client-id | --base-url | --token-url | --audience | --proxy | --timeout | --connect-timeout | \
-		--retries | --max-body | -q | --query)
+	--client-id | --base-url | --token-url | --audience | --key-id | --assertion-audience | --proxy | \
+		--timeout | --connect-timeout | --retries | --max-body | -q | --query)
 		return 0
 		;;
 	esac
