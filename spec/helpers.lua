@@ -338,4 +338,33 @@ function H.opts(overrides)
   return o
 end
 
+-- every string reachable from v: keys, values, tostring of tables with __tostring
+function H.strings_of(v, out, seen)
+  out, seen = out or {}, seen or {}
+  local t = type(v)
+  if t == "string" then
+    out[#out + 1] = v
+  elseif t == "number" or t == "boolean" then
+    out[#out + 1] = tostring(v)
+  elseif t == "table" and not seen[v] then
+    seen[v] = true
+    local mt = getmetatable(v)
+    if mt and mt.__tostring then out[#out + 1] = tostring(v) end
+    for k, x in pairs(v) do
+      H.strings_of(k, out, seen)
+      H.strings_of(x, out, seen)
+    end
+  end
+  return out
+end
+
+-- the events of a log list named name, in order
+function H.events_named(events, name)
+  local out = {}
+  for _, ev in ipairs(events) do
+    if ev.event == name then out[#out + 1] = ev end
+  end
+  return out
+end
+
 return H

@@ -10,13 +10,7 @@ local socket = require("socket")
 local TOKEN = "/oauth/token"
 local RETRY_NOW = { ["Retry-After"] = "0" }
 
-local function named(events, name)
-  local out = {}
-  for _, ev in ipairs(events) do
-    if ev.event == name then out[#out + 1] = ev end
-  end
-  return out
-end
+local named = H.events_named
 
 local function token_requests() return H.stats().requests_by_path[TOKEN] or 0 end
 

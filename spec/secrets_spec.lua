@@ -41,25 +41,7 @@ local function forbidden_forms(id, secret)
   return f
 end
 
--- every string reachable from v: keys, values, tostring of tables with __tostring
-local function strings_of(v, out, seen)
-  out, seen = out or {}, seen or {}
-  local t = type(v)
-  if t == "string" then
-    out[#out + 1] = v
-  elseif t == "number" or t == "boolean" then
-    out[#out + 1] = tostring(v)
-  elseif t == "table" and not seen[v] then
-    seen[v] = true
-    local mt = getmetatable(v)
-    if mt and mt.__tostring then out[#out + 1] = tostring(v) end
-    for k, x in pairs(v) do
-      strings_of(k, out, seen)
-      strings_of(x, out, seen)
-    end
-  end
-  return out
-end
+local strings_of = H.strings_of
 
 local function find_leak(texts, forms)
   for _, s in ipairs(texts) do

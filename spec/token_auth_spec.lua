@@ -511,21 +511,7 @@ end)
 -- secrets: neither a private key, nor a key password, nor an assertion reaches
 -- an error, a log event, tostring(client), stats() or the token cache file
 
-local function strings_of(v, out, seen)
-  out, seen = out or {}, seen or {}
-  if type(v) == "string" then
-    out[#out + 1] = v
-  elseif type(v) == "table" and not seen[v] then
-    seen[v] = true
-    local mt = getmetatable(v)
-    if mt and mt.__tostring then out[#out + 1] = tostring(v) end
-    for k, x in pairs(v) do
-      strings_of(k, out, seen)
-      strings_of(x, out, seen)
-    end
-  end
-  return out
-end
+local strings_of = H.strings_of
 
 -- the PEM text, each base64 line of it, the base64 body in one piece
 local function pem_forms(pem)
