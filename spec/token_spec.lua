@@ -8,13 +8,7 @@ local mime = require("mime")
 local TOKEN_PATH = "/oauth/token"
 local PING_PATH = "/v3/ping/protected"
 
-local function find_events(events, name)
-  local out = {}
-  for _, ev in ipairs(events) do
-    if ev.event == name then out[#out + 1] = ev end
-  end
-  return out
-end
+local find_events = H.events_named
 
 local function token_requests()
   return H.stats().requests_by_path[TOKEN_PATH] or 0
