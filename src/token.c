@@ -181,19 +181,23 @@ static void remember_exchange(entry *e, double now)
 	e->hist[e->nhist++] = now;
 }
 
-/* A stored token fit to use: far enough from expiry (inside_margin: merely
- * valid). Keeps a valid one inside the margin in f; frees any other. */
-static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f, int inside_margin)
+static void forget(ducky_fresh *f)
+{
+	ducky_wipe_str(f->token);
+	f->token = NULL;
+}
+
+/* A stored token fit to use: far enough from expiry. One inside its margin
+ * but still valid stays in f (0); any other is forgotten. */
+static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f)
 {
 	double left = f->expires_at - ducky_wall();
 	if (f->token && (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME))
 		f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
-	if (f->token && left > (inside_margin ? 0 : margin_for(conf, f->lifetime)))
+	if (f->token && left > margin_for(conf, f->lifetime))
 		return 1;
-	if (!f->token || left <= 0) {
-		ducky_wipe_str(f->token);
-		f->token = NULL;
-	}
+	if (left <= 0)
+		forget(f);
 	return 0;
 }
 
@@ -208,7 +212,7 @@ static int fetch(const char *key, const ducky_token_conf *conf, const ducky_toke
 	int locked = 0, rc;
 	*src = DUCKY_SRC_STORE;
 	if (ops->load) {
-		if (ops->load(ops->ud, key, budget(conf, 0.25), f) && usable_stored(conf, f, 0))
+		if (ops->load(ops->ud, key, budget(conf, 0.25), f) && usable_stored(conf, f))
 			return 0;
 		have_valid |= f->token != NULL; /* valid, if inside the margin */
 		/* with a valid token in hand, a held lock is not worth waiting for */
@@ -216,15 +220,15 @@ static int fetch(const char *key, const ducky_token_conf *conf, const ducky_toke
 		         ops->lock(ops->ud, key, have_valid ? ducky_now() : budget(conf, 0.5));
 		if (!locked && ops->lock && have_valid)
 			return f->token ? 0 : 1;
-		ducky_wipe_str(f->token);
-		f->token = NULL;
+		forget(f);
 		if (ops->lock && ops->load(ops->ud, key, budget(conf, 0.25), f) &&
-		    usable_stored(conf, f, 0)) {
+		    usable_stored(conf, f)) {
 			if (locked)
 				ops->unlock(ops->ud, key, budget(conf, 0.25));
 			return 0;
 		}
 	}
+	forget(f); /* a store's token inside its margin, not used */
 	*src = DUCKY_SRC_EXCHANGE;
 	rc = ops->exchange(ops->ud, f, sent, err);
 	if (rc == 0 && ops->store)
