@@ -157,6 +157,22 @@ _bench: all
 fuzz:
 	$(MAKE) -C fuzz run
 
+# Model-based random testing (spec/model_spec.lua) for longer than the suite does:
+# `make model STEPS=20000 SEED=123`; `make model ASAN=1 ...` runs it on the ASan+UBSan
+# build; WEIGHTS="batch=40,hostile=0" changes op weights (spec/support/model.lua).
+STEPS ?= 20000
+.PHONY: model _model
+model:
+	@sh tools/deps.sh
+	@$(MAKE) --no-print-directory _model
+_model: $(if $(ASAN),asan,all)
+	DUCKY_STEPS=$(STEPS) DUCKY_SEED=$(SEED) DUCKY_MODEL_WEIGHTS="$(WEIGHTS)" DUCKY_LUA=$(LUA) \
+	$(if $(ASAN),DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1) \
+	tools/test.sh $(if $(ASAN),build-asan,$(BUILD)) spec/model_spec.lua
+
 # 200,000 requests with faults, RSS flat; `bench/soak.sh valgrind` for leaks.
 _soak: all
 	bench/soak.sh
