@@ -193,3 +193,62 @@ describe("a custom store's load() returning something else than an entry", funct
     for _, e in ipairs(events) do assert.not_equals("store_error", e.event) end
   end)
 end)
+
+describe("found by the model", function()
+  before_each(function() H.reset() end)
+
+  it("a store's token inside its margin, passed over for an exchange, is wiped, not leaked", function()
+    -- (under ASan the leak check is the assertion; here the outcome is checked)
+    local data = {}
+    local store = {
+      load = function(key) return data[key] end,
+      store = function(key, entry) data[key] = entry end,
+      lock = function() return true end,
+      unlock = function() end,
+    }
+    local o = H.opts{ token_cache = store }
+    H.config(o.client_id, 4) -- 4 s tokens: inside the margin after 2 s
+    local c = ducky.client(o)
+    local first = assert(c:token())
+    require("socket").sleep(2.3)
+    local second = assert(c:token())
+    assert.are_not.equals(first, second)
+    assert.equals(2, H.exchanges(o.client_id))
+    c:close()
+  end)
+
+  it("a batch item's timeout counts from its own start, as request()'s does", function()
+    local c = ducky.client(H.opts{ timeout = 10 })
+    local items = {}
+    for i = 1, 6 do
+      H.fault{ path = "/v3/echo/bt" .. i, delay = 0.3 }
+      items[i] = { "GET", "/echo/bt" .. i, { timeout = 1 } } -- 6 x 0.3 s > 1 s, one at a time
+    end
+    local out = c:batch(items, { concurrency = 1 })
+    for i, r in ipairs(out) do
+      assert.is_nil(r.err, r.err and tostring(r.err))
+      assert.equals("/v3/echo/bt" .. i, r.res.json.path)
+    end
+    c:close()
+  end)
+
+  it("a 401 drops an older token another client left in a shared store, not only the same one", function()
+    local data = {}
+    local store = { load = function(k) return data[k] end, store = function(k, e) data[k] = e end }
+    local o = H.opts{}
+    local a = ducky.client(H.opts{ client_id = o.client_id, client_secret = o.client_secret,
+      token_cache = store })
+    local b = ducky.client(H.opts{ client_id = o.client_id, client_secret = o.client_secret,
+      token_cache = false })
+    assert(a:ping_protected())   -- T1, in memory and in a's store
+    H.revoke(o.client_id)
+    assert(b:ping_protected())   -- b: 401, drops T1 from memory only, gets T2
+    H.revoke(o.client_id)
+    local res, err = a:request("GET", "/echo/x") -- 401 on T2; the store still holds T1
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(2, res.attempts) -- replayed with a new token, not the revoked T1
+    assert.equals(3, H.exchanges(o.client_id))
+    a:close()
+    b:close()
+  end)
+end)

@@ -73,9 +73,11 @@ static size_t start(ducky_pool *p, ducky_batch_item **items, size_t n, size_t ru
 {
 	for (size_t i = 0; i < n && running < concurrency; i++) {
 		ducky_batch_item *it = items[i];
-		double remaining;
-		if (it->done || it->running || it->not_before > ducky_now())
+		double remaining, now = ducky_now();
+		if (it->done || it->running || it->not_before > now)
 			continue;
+		if (!it->attempts && now + it->timeout < it->req.deadline) /* as request() */
+			it->req.deadline = now + it->timeout;
 		if (ducky_time_left(&it->req, it->attempts + 1, &remaining, &it->err)) {
 			finish(it, left);
 			continue;

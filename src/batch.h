@@ -15,7 +15,9 @@ typedef struct ducky_pool {
 } ducky_pool;
 
 typedef struct ducky_batch_item {
-	ducky_req req;           /* headers: set by ops->prepare before each attempt */
+	ducky_req req;           /* headers: set by ops->prepare before each attempt;
+	                            deadline: the batch's, until the item starts */
+	double timeout;          /* the item's own, counted from its first attempt */
 	int auth;                /* sends the token: a 401 may be replayed once */
 	ducky_http res;          /* the answer (status, headers, body); no easy handle */
 	ducky_err err;           /* kind != DUCKY_OK: the item failed */

@@ -110,7 +110,7 @@ static const cl_opt batch_options[] = {
 #define BODIES 5 /* the stack index of the table that keeps the items' bodies alive */
 
 /* Reads item i (1-based) of the list at 2 into b. */
-static void read_item(lua_State *L, client *c, size_t i, bitem *b, double start, double deadline)
+static void read_item(lua_State *L, client *c, size_t i, bitem *b, double deadline)
 {
 	int base = lua_gettop(L);
 	char what[48];
@@ -126,13 +126,13 @@ static void read_item(lua_State *L, client *c, size_t i, bitem *b, double start,
 	int rc = cl_parse_call(L, c, at, what, &b->k, &b->extra, &b->url, &b->it.err);
 	lua_rawseti(L, BODIES, (int)i);
 	lua_settop(L, base);
-	double end = start + b->k.timeout;
+	b->it.timeout = b->k.timeout;
 	b->it.req = (ducky_req){.method = b->k.method,
 	                        .url = b->k.url,
 	                        .body = b->k.body,
 	                        .body_len = b->k.body_len,
 	                        .idempotent = ducky_idempotent(b->k.method),
-	                        .deadline = end < deadline ? end : deadline,
+	                        .deadline = deadline,
 	                        .connect_timeout = c->lim.connect_timeout,
 	                        .retries = b->k.retries,
 	                        .max_retry_after = c->lim.max_retry_after};
@@ -214,7 +214,7 @@ static int batch_body(lua_State *L)
 	box->n = n;
 	for (size_t i = 0; i < n; i++) {
 		order[i] = &box->items[i].it;
-		read_item(L, c, i + 1, &box->items[i], start, start + o.timeout);
+		read_item(L, c, i + 1, &box->items[i], start + o.timeout);
 	}
 	ducky_err_init(&err);
 	if (n && ducky_pool_open(&c->pool, (size_t)o.concurrency, &c->conf, &err))

@@ -383,9 +383,11 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
                            double deadline)
 {
 	int dropped = 0;
+	double rejected_until = 0; /* wall clock: when the rejected token would have expired */
 	pthread_mutex_lock(&lock);
 	entry *e = find(key, 0);
 	if (e && e->token && (!only_token || strcmp(e->token, only_token) == 0)) {
+		rejected_until = ducky_wall() + (e->expires - ducky_now());
 		ducky_wipe_free(e->token, e->len);
 		e->token = NULL;
 		e->len = 0;
@@ -396,8 +398,11 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 	if (ops && ops->drop) { /* the shared store too: compare, then drop */
 		ducky_fresh cur = {NULL, 0, 0};
 		double now = ducky_now(), share = now + (deadline - now) / 4;
-		if (!only_token || (ops->load(ops->ud, key, share, &cur) && cur.token &&
-		                    strcmp(cur.token, only_token) == 0))
+		/* that very token, or an older one (a revoked one another client left
+		 * there): never a newer one, which another process just fetched */
+		if (!only_token ||
+		    (ops->load(ops->ud, key, share, &cur) && cur.token &&
+		     (strcmp(cur.token, only_token) == 0 || cur.expires_at <= rejected_until + 1)))
 			ops->drop(ops->ud, key, now + (deadline - now) / 4);
 		ducky_wipe_str(cur.token);
 	}
