@@ -1,146 +1,759 @@
--- ducky.ngx: Ducky API calls from nginx (lua-nginx-module / OpenResty) that
--- never block the event loop.
+-- ducky.ngx: the Ducky API from nginx (lua-nginx-module / OpenResty) without
+-- blocking the event loop.
 --
---   thread_pool ducky threads=32;               # main context
---   lua_shared_dict ducky_tokens 1m;            # http context
+--   thread_pool ducky threads=64;                    # main context
+--   lua_worker_thread_vm_pool_size 64;               # http context
+--   lua_shared_dict ducky_tokens 1m;                 # http context
+--   init_by_lua_block        { API = require("ducky.ngx").new{ threads = 64 } }
+--   init_worker_by_lua_block { API:init_worker() }   -- background token refresh
 --
---   local api = require("ducky.ngx").new{ ca_file = "…" }   -- any ducky.client option
---   local res, err = api:request("GET", "/footprints", { query = { year = 2026 } })
+--   local res, err = API:request("GET", "/footprints", { query = { year = 2026 } })
+--   ngx.req.set_header("Authorization", API:authorization())  -- before proxy_pass
 --
--- Each call runs on the nginx thread pool (ngx.run_worker_thread): the request's
--- coroutine yields and the worker keeps serving other requests while libcurl
--- waits on the network. Inside the pool every thread keeps one ducky client per
--- configuration, so connections stay alive between calls; the process-wide
--- token cache is shared by the threads of a worker, and a token store on the
--- lua_shared_dict is shared by every worker: one token exchange for them all.
+-- Calls run on the nginx thread pool (ngx.run_worker_thread): the request's
+-- coroutine yields while a pool thread waits on libcurl. Each worker admits at
+-- most `threads` calls to the pool at once (an ngx.semaphore); the others wait
+-- in the event loop, inside their timeout, so no call is ever refused for want
+-- of a thread or a thread VM. Tokens live in the lua_shared_dict, shared by
+-- every worker: authorization() reads it in the event loop, and only a miss
+-- goes to the pool; a timer started by init_worker() refreshes the token ahead
+-- of its refresh margin, one worker at a time.
 --
--- Calls may be made where ngx.run_worker_thread may: rewrite_by_lua*,
--- access_by_lua*, content_by_lua* (not init*, set*, header/body filters, log).
+-- Two halves: the Api object in the worker's own Lua VM (new, the methods, the
+-- timer), and M.run/M.setup, which nginx calls inside the thread pool's VMs.
+-- Only plain data crosses between them (nginx copies it; metatables are lost).
 local M = {}
 
 local DEFAULT_POOL = "ducky"
 local DEFAULT_DICT = "ducky_tokens"
-local LOCK_TTL = 30 -- seconds a lock may be held by a thread that died
+local DEFAULT_THREADS = 10 -- lua_worker_thread_vm_pool_size's default
+local DEFAULT_INTERVAL = 1 -- seconds between background refresh checks
+local SAFETY = 1           -- a token with less left than this is not handed out
+local NEED_CONFIG = "\0ducky.ngx: configuration needed"
 
--- ---- in the request's Lua VM ----------------------------------------------
+-- The options ducky.ngx takes on top of ducky.client's.
+local NGX_OPTIONS = { pool = true, shared_dict = true, threads = true, log_level = true,
+  refresh_interval = true }
 
-local Api = {}
-Api.__index = Api
+-- The phases where nginx lets Lua wait on the thread pool.
+local CALL_PHASES = { rewrite = true, access = true, content = true, timer = true }
 
--- opts: ducky.client options (plain data: strings, numbers, booleans, tables
--- of them; no functions), plus `pool` (thread pool name, "ducky") and
--- `shared_dict` (lua_shared_dict for tokens, "ducky_tokens"; false: none).
-function M.new(opts)
-  opts = opts or {}
-  local copts = {}
-  for k, v in pairs(opts) do
-    if k ~= "pool" and k ~= "shared_dict" then copts[k] = v end
+local LOG_LEVELS = { debug = "DEBUG", info = "INFO", notice = "NOTICE", warn = "WARN",
+  error = "ERR", crit = "CRIT", alert = "ALERT", emerg = "EMERG" }
+
+-- Stats counted by ducky.client in the pool, and by this module in the event loop.
+local CLIENT_STATS = { "requests", "token_fetches", "token_cache_hits", "token_store_hits",
+  "retries", "replays_401", "stale_tokens", "errors" }
+local LOOP_STATS = { "queued", "queue_timeouts", "authorization_hits", "authorization_misses",
+  "background_refreshes" }
+
+-- ---- shared by both halves ----------------------------------------------------
+
+-- The shared dict's keys, per cache key (the C core's) or per configuration.
+local function lock_key(key) return key .. ":lock" end
+local function refresh_key(key) return key .. ":refresh" end
+local function stat_prefix(id) return "ducky:stats:" .. id .. ":" end
+
+-- A random value naming the holder of a lock in the dict.
+local random_state
+local function owner_value()
+  if not random_state then
+    local f = io.open("/dev/urandom", "rb")
+    local bytes = f and f:read(8) or tostring(os.time()) .. tostring({})
+    if f then f:close() end
+    random_state = { bytes:byte(1, -1) }
+    random_state.n = 0
   end
-  local dict = opts.shared_dict
-  if dict == nil then dict = DEFAULT_DICT end
-  return setmetatable({ pool = opts.pool or DEFAULT_POOL, dict = dict or nil, copts = copts }, Api)
+  random_state.n = random_state.n + 1
+  local hex = {}
+  for i, b in ipairs(random_state) do hex[i] = ("%02x"):format(b) end
+  return table.concat(hex) .. ":" .. random_state.n
 end
 
-local function call(self, what, ...)
-  local ok, res, err = ngx.run_worker_thread(self.pool, "ducky.ngx", "run", self.copts, self.dict,
-    what, ...)
-  if not ok then -- the pool could not run it: a configuration problem
-    return nil, require("ducky").error{ kind = "config", message = "ngx.run_worker_thread: "
-      .. tostring(res) }
+-- Deletes a lock only while it still holds our value. The dict has no atomic
+-- compare-and-delete, so the delete happens only while the lock has more than a
+-- second to live: another holder can take it only after it expires, which cannot
+-- happen between our get and our delete.
+local function unlock(dict, name, owner)
+  if dict:get(name) == owner then
+    local ttl = dict:ttl(name)
+    if ttl and (ttl == 0 or ttl > 1) then dict:delete(name) end
   end
-  if err then return nil, require("ducky").error(err) end
-  return res
 end
 
-function Api:request(method, path, opts)
-  return call(self, "request", method, path, opts)
-end
+-- ---- in the thread pool's Lua VMs ------------------------------------------------
 
-function Api:ping()
-  return call(self, "ping")
-end
+local vm = {
+  entries = {}, -- configuration id -> { client, refresher, dict, last stats, ... }
+  events = nil, -- events of the call under way (nil: none)
+  pid = nil,
+}
 
-function Api:ping_protected()
-  return call(self, "ping_protected")
-end
-
--- ---- in the thread pool's Lua VMs --------------------------------------------
-
--- A token store on a lua_shared_dict (usable inside worker threads).
-local function shared_store(name)
-  local dict = ngx.shared[name]
-  if not dict then error("lua_shared_dict " .. name .. " is not configured", 0) end
-  local cjson = require("cjson")
-  local sleep
-  local ok_ffi, ffi = pcall(require, "ffi")
-  if ok_ffi then
+local function sleep(seconds)
+  local ffi = require("ffi")
+  if not vm.usleep then
     pcall(ffi.cdef, "int usleep(unsigned int usec);")
-    sleep = function(s) ffi.C.usleep(s * 1e6) end
+    vm.usleep = ffi.C.usleep
   end
+  vm.usleep(seconds * 1e6)
+end
+
+local function worker_pid()
+  if not vm.pid then
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int getpid(void);")
+    vm.pid = ffi.C.getpid()
+  end
+  return vm.pid
+end
+
+-- A token_cache on the lua_shared_dict, for the clients of the pool's VMs.
+local function shared_store(dict, lock_ttl)
+  local cjson = require("cjson")
+  local owners = {}
   return {
     load = function(key)
       local text = dict:get(key)
-      local ok, entry = pcall(cjson.decode, text or "")
+      if not text then return nil end
+      local ok, entry = pcall(cjson.decode, text)
       return ok and type(entry) == "table" and entry or nil
     end,
     store = function(key, entry)
-      if entry then
-        dict:set(key, cjson.encode(entry), math.max(entry.expires_at - os.time(), 1))
-      else
-        dict:delete(key)
-      end
+      if not entry then return dict:delete(key) end
+      local ok, err = dict:set(key, cjson.encode(entry), math.max(entry.expires_at - os.time(), 1))
+      if not ok then error("lua_shared_dict: " .. tostring(err), 0) end
     end,
-    -- add() is atomic across workers; poll until it succeeds or time is up
+    -- add() is atomic across workers: poll until it succeeds or time is up
     lock = function(key, timeout)
-      local waited = 0
-      while not dict:add(key .. ":lock", true, LOCK_TTL) do
-        if not sleep or waited >= timeout then return false end
+      local owner, waited = owner_value(), 0
+      while not dict:add(lock_key(key), owner, lock_ttl) do
+        if waited >= timeout then return false end
         sleep(0.01)
         waited = waited + 0.01
       end
+      owners[key] = owner
       return true
     end,
     unlock = function(key)
-      dict:delete(key .. ":lock")
+      if owners[key] then unlock(dict, lock_key(key), owners[key]) end
+      owners[key] = nil
     end,
   }
 end
 
-local clients = {} -- per thread VM: configuration key -> ducky client
+M._shared_store = shared_store -- for spec/nginx_spec.lua
+
+-- Events worth a line in nginx's log: all but the token read from memory,
+-- which every call makes.
+local function collect(event)
+  if event.event == "token" and event.source == "memory" then return end
+  local events = vm.events or {}
+  events[#events + 1] = event
+  vm.events = events
+end
+
+local function make_entry(conf)
+  local ducky = require("ducky")
+  local dict = conf.dict and ngx.shared[conf.dict]
+  if conf.dict and not dict then
+    error("lua_shared_dict " .. conf.dict .. " is not configured", 0)
+  end
+  local function client(margin)
+    local o = {}
+    for k, v in pairs(conf.copts) do o[k] = v end
+    o.token_cache = dict and shared_store(dict, conf.lock_ttl) or false
+    if conf.log then o.log = collect end
+    if margin then o.refresh_margin = margin end
+    return ducky.client(o)
+  end
+  return { client = client(), dict = dict, id = conf.id, key = conf.key, last = {},
+    refresher = function(self) -- a client that refreshes earlier than the others
+      self.refresher = client(conf.refresh_at)
+      return self.refresher
+    end }
+end
+
+-- Adds what a client counted since the last call to the dict's counters of this
+-- worker; stats() sums them.
+local function flush_stats(e, client)
+  if not e.dict then return end
+  local s = client:stats()
+  local last = e.last[client]
+  if not last then
+    last = {}
+    e.last[client] = last
+  end
+  local prefix = stat_prefix(e.id) .. worker_pid() .. ":"
+  for _, name in ipairs(CLIENT_STATS) do
+    local d = s[name] - (last[name] or 0)
+    if d ~= 0 then
+      e.dict:incr(prefix .. name, d, 0)
+      last[name] = s[name]
+    end
+  end
+  if next(s.rate_limit) then
+    local text = require("cjson").encode(s.rate_limit)
+    if text ~= e.rate_limit then
+      e.dict:set(stat_prefix(e.id) .. "rate_limit", text)
+      e.rate_limit = text
+    end
+  end
+end
+
+-- The current token for authorization(): the client's, unless the dict holds a
+-- different one (another worker refreshed it, or it was invalidated there).
+local function bearer(e)
+  local c = e.client
+  local tok, err, info = c:token()
+  if not tok or not e.dict or not e.key then return tok, err end
+  local text = e.dict:get(e.key)
+  if text then
+    local ok, entry = pcall(require("cjson").decode, text)
+    if ok and type(entry) == "table" and type(entry.access_token) == "string"
+      and entry.access_token ~= tok and entry.expires_at - os.time() > SAFETY then
+      return entry.access_token
+    end
+  elseif info and info.source == "memory" then
+    c:invalidate() -- dropped from the dict by another worker: not ours to keep
+    tok, err = c:token()
+  end
+  return tok, err
+end
+
+local OPS = {
+  request = function(e, method, path, opts) return e.client:request(method, path, opts) end,
+  ping = function(e) return e.client:ping() end,
+  ping_protected = function(e) return e.client:ping_protected() end,
+  batch = function(e, requests, opts) return e.client:batch(requests, opts) end,
+  token = function(e)
+    local tok, left, info = e.client:token()
+    if not tok then return nil, left end
+    return { tok, left, info }
+  end,
+  bearer = bearer,
+  refresh = function(e)
+    local c = e.refresher
+    if type(c) == "function" then c = c(e) end
+    local tok, left, info = c:token()
+    if not tok then return nil, left end
+    flush_stats(e, c)
+    return { left, info }
+  end,
+  invalidate = function(e) e.client:invalidate() return true end,
+}
+
+local function dispatch(e, what, ...)
+  vm.events = nil
+  local res, err = OPS[what](e, ...)
+  flush_stats(e, e.client)
+  local events = vm.events
+  vm.events = nil
+  return res, err, events
+end
+
+-- Called by nginx in a pool VM: the call `what` for configuration `id`, or
+-- NEED_CONFIG when this VM has not seen that configuration yet.
+function M.run(id, what, ...)
+  local e = vm.entries[id]
+  if not e then return NEED_CONFIG end
+  return dispatch(e, what, ...)
+end
+
+-- The same, with the configuration: its clients are made and kept in this VM.
+function M.setup(id, conf, what, ...)
+  local e = vm.entries[id]
+  if not e then
+    e = make_entry(conf)
+    vm.entries[id] = e
+  end
+  return dispatch(e, what, ...)
+end
+
+-- ---- in the worker's own Lua VM -------------------------------------------------
+
+local Api = {}
+Api.__index = Api
+
+local semaphores = {} -- pool name -> ngx.semaphore, made in each worker on first use
+local pool_threads = {} -- pool name -> the threads given by new{}
+
+-- ducky.error() and, once the C core has it, ducky.headers() give back what
+-- crossing the VM boundary took away; until then a Lua metatable makes header
+-- lookups case-insensitive.
+local header_mt = { __index = function(t, k)
+  if type(k) == "string" then return rawget(t, k:lower()) end
+end }
+local function headers(t)
+  if type(t) ~= "table" then return t end
+  local ducky = require("ducky")
+  if ducky.headers then return ducky.headers(t) end
+  return setmetatable(t, header_mt)
+end
+
+local function as_error(t)
+  if type(t) ~= "table" then return t end
+  headers(t.headers)
+  return require("ducky").error(t)
+end
+
+local function as_result(res, err)
+  if type(res) == "table" then headers(res.headers) end
+  return res, err
+end
+
+local function phase_check(method)
+  local phase = ngx.get_phase()
+  if not CALL_PHASES[phase] then
+    error(("ducky.ngx: api:%s() is not allowed in the %s phase: nginx lets Lua wait on its"
+      .. " thread pool in rewrite, access, content and timer phases only"):format(method, phase), 3)
+  end
+end
+
+local function count(self, name, n)
+  if self.dict then self.dict:incr(stat_prefix(self.id) .. ngx.worker.pid() .. ":" .. name, n or 1, 0) end
+end
+
+local function describe(ev)
+  local e = ev.event
+  if e == "token" then
+    return ("token from %s, %d s left, fingerprint %s"):format(ev.source, ev.seconds_left or 0,
+      tostring(ev.fingerprint))
+  elseif e == "retry" then
+    return ("retry: attempt %d after %s, waiting %.2f s"):format(ev.attempt or 0, tostring(ev.reason),
+      ev.wait or 0)
+  elseif e == "replay_401" then
+    return "the API answered 401: token dropped, request replayed"
+  elseif e == "stale_token" then
+    return ("token refresh failed (%s): keeping the current token, %d s left"):format(
+      tostring(ev.reason), ev.seconds_left or 0)
+  elseif e == "store_error" then
+    return ("token store error: %s"):format(tostring(ev.reason))
+  end
+  local parts = {}
+  for k, v in pairs(ev) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+  table.sort(parts)
+  return table.concat(parts, " ")
+end
+
+local function log_events(self, events)
+  if not events or not self.log_level then return end
+  for _, ev in ipairs(events) do ngx.log(self.log_level, "ducky: ", describe(ev)) end
+end
+
+-- The calls in flight per worker for this pool: the first threads = given for it.
+local function pool_size(self)
+  return pool_threads[self.pool] or DEFAULT_THREADS
+end
+
+local function semaphore(self)
+  local sema = semaphores[self.pool]
+  if not sema then
+    sema = assert(require("ngx.semaphore").new(pool_size(self)))
+    semaphores[self.pool] = sema
+  end
+  return sema
+end
+
+-- Takes a pool slot for `method` within `timeout` seconds: true and the
+-- seconds spent waiting, or nil and an error table.
+local function acquire(self, method, timeout)
+  if type(timeout) ~= "number" then error("ducky.ngx: " .. method .. ": timeout must be a number", 3) end
+  local sema = semaphore(self)
+  if sema:count() > 0 then
+    sema:wait(0)
+    return true, 0
+  end
+  count(self, "queued")
+  local start = ngx.now()
+  if sema:wait(timeout) then
+    ngx.update_time()
+    return true, ngx.now() - start
+  end
+  count(self, "queue_timeouts")
+  return nil, { kind = "timeout", retryable = true, message = ("api:%s() timed out after %g s"
+    .. " waiting in the queue for a thread of pool '%s' (at most %d calls in flight per worker:"
+    .. " the threads option)"):format(method, timeout, self.pool, pool_size(self)) }
+end
+
+-- Runs OPS[what] in the pool, holding the slot acquire() took; returns the
+-- op's result and error (an error table as it crossed).
+local function run(self, what, ...)
+  local pool = self.pool
+  local ok, ran, res, err, events = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "run",
+    self.id, what, ...)
+  if ok and ran and res == NEED_CONFIG then
+    ok, ran, res, err, events = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "setup", self.id,
+      self.conf, what, ...)
+  end
+  semaphores[pool]:post(1)
+  if not ok or not ran then
+    return nil, { kind = "config", message = ("ducky.ngx: thread pool '%s': %s"):format(pool,
+      tostring(ok and res or ran)) }
+  end
+  log_events(self, events)
+  return res, err
+end
+
+local function call(self, method, timeout, what, ...)
+  local ok, err = acquire(self, method, timeout)
+  if not ok then return nil, err end
+  return run(self, what, ...)
+end
+
+-- opts with the time spent queued taken off its timeout (a copy: the
+-- caller's table is left alone).
+local function remaining(opts, timeout, waited)
+  if waited <= 0 then return opts end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.timeout = math.max(timeout - waited, 0.001)
+  return o
+end
+
+local function api_call(self, method, what)
+  local res, err = call(self, method, self.timeout, what)
+  if res == nil then return nil, as_error(err) end
+  return res
+end
+
+-- ---- the public methods ----
+
+function Api:request(method, path, opts)
+  phase_check("request")
+  local timeout = type(opts) == "table" and opts.timeout or self.timeout
+  local ok, waited = acquire(self, "request", timeout)
+  if not ok then return nil, as_error(waited) end
+  local res, err = run(self, "request", method, path, remaining(opts, timeout, waited))
+  if res == nil then return nil, as_error(err) end
+  return as_result(res)
+end
+
+function Api:ping()
+  phase_check("ping")
+  return as_result(api_call(self, "ping", "ping"))
+end
+
+function Api:ping_protected()
+  phase_check("ping_protected")
+  return as_result(api_call(self, "ping_protected", "ping_protected"))
+end
+
+function Api:batch(requests, opts)
+  phase_check("batch")
+  local timeout = type(opts) == "table" and opts.timeout or self.timeout
+  local ok, waited = acquire(self, "batch", timeout)
+  if not ok then return nil, as_error(waited) end
+  local list, err = run(self, "batch", requests, remaining(opts, timeout, waited))
+  if list == nil then return nil, as_error(err) end
+  for _, r in ipairs(list) do
+    if r.err then r.err = as_error(r.err) else as_result(r.res) end
+  end
+  return list
+end
+
+-- access_token, seconds_left, { source, fingerprint } or nil, err
+function Api:token()
+  phase_check("token")
+  local t, err = api_call(self, "token", "token")
+  if not t then return nil, err end
+  return t[1], t[2], t[3]
+end
+
+-- Drops the token from the dict and this worker. With a token (or its
+-- "Bearer …" header value), only if the dict still holds that very token: a
+-- late 401 must not discard a token another request just refreshed.
+function Api:invalidate(token)
+  phase_check("invalidate")
+  if token ~= nil then
+    if type(token) ~= "string" then error("ducky.ngx: invalidate: token must be a string", 2) end
+    token = token:gsub("^[Bb]earer%s+", "")
+    local entry = self:cached_entry()
+    if entry and entry.token ~= token then return true end
+  end
+  local ok, err = api_call(self, "invalidate", "invalidate")
+  self.raw = nil
+  return ok, err
+end
+
+-- The cache key under which the C core keeps this configuration's token: it
+-- hands it to the store when asked to drop a token, so a client with a store
+-- that only takes note of the key is asked to (nothing else is touched: the
+-- store drops nothing, and a fresh worker's memory holds no token yet).
+function Api:cache_key()
+  if self.key == nil and self.dict then
+    local ducky = require("ducky")
+    local o, seen = {}, nil
+    for k, v in pairs(self.conf.copts) do o[k] = v end
+    o.token_cache = { load = function() return nil end, store = function(k) seen = k end }
+    local c = ducky.client(o)
+    c:invalidate()
+    c:close()
+    self.key = seen or false
+    self.conf.key = self.key or nil
+  end
+  return self.key or nil
+end
+
+-- The dict's token for this configuration, decoded once per change:
+-- { token, bearer, expires_at, margin } or nil.
+function Api:cached_entry()
+  local key = self:cache_key()
+  if not key then return nil end
+  local raw = self.dict:get(key)
+  if raw == nil then
+    self.raw, self.entry = nil, nil
+    return nil
+  end
+  if raw ~= self.raw then
+    local ok, e = pcall(require("cjson").decode, raw)
+    if not (ok and type(e) == "table" and type(e.access_token) == "string"
+      and type(e.expires_at) == "number") then return nil end
+    local life = type(e.expires_in) == "number" and e.expires_in or e.expires_at - ngx.time()
+    self.raw = raw
+    self.entry = { token = e.access_token, bearer = "Bearer " .. e.access_token,
+      expires_at = e.expires_at, margin = math.min(self.margin, life / 2),
+      refresh_at = math.min(self.conf.refresh_at, life / 2) }
+  end
+  return self.entry
+end
+
+local tick
+
+-- "Bearer <token>" for an Authorization header, or nil, err. A token in the
+-- dict is read in the event loop; only a miss goes to the pool.
+function Api:authorization()
+  phase_check("authorization")
+  local e = self:cached_entry()
+  if e then
+    local left = e.expires_at - ngx.now()
+    if left > SAFETY then
+      if left <= e.refresh_at and not self.refreshing then -- the timer is late, or off
+        self.refreshing = true
+        ngx.timer.at(0, tick, self)
+      end
+      count(self, "authorization_hits")
+      return e.bearer
+    end
+  end
+  count(self, "authorization_misses")
+  local tok, err = api_call(self, "authorization", "bearer")
+  if not tok then return nil, err end
+  return "Bearer " .. tok
+end
+
+-- One background refresh check: when the dict's token is near its refresh
+-- margin (or missing), one worker at a time takes the refresh lock and has the
+-- token refreshed in the pool; requests keep the current token meanwhile.
+tick = function(premature, self)
+  if premature then return end
+  local key = self:cache_key()
+  if not key then self.refreshing = false return end
+  local e = self:cached_entry()
+  if e and e.expires_at - ngx.now() > e.refresh_at then
+    self.refreshing = false
+    return
+  end
+  local owner = owner_value()
+  if not self.dict:add(refresh_key(key), owner, self.timeout + 5) then
+    self.refreshing = false
+    return -- another worker is at it
+  end
+  local t, err = call(self, "refresh", self.timeout, "refresh")
+  unlock(self.dict, refresh_key(key), owner)
+  self.refreshing = false
+  if t then
+    count(self, "background_refreshes")
+    if self.log_level then
+      ngx.log(self.log_level, "ducky: background refresh: token has ", math.floor(t[1]), " s left")
+    end
+  else
+    local lvl = (err and err.kind == "config") and ngx.ERR or ngx.WARN
+    ngx.log(lvl, "ducky: background refresh failed: ", err and err.message or "?")
+  end
+end
+
+-- For init_worker_by_lua: learns the cache key and starts the refresh timer.
+function Api:init_worker()
+  local phase = ngx.get_phase()
+  if phase ~= "init_worker" then
+    error(("ducky.ngx: api:init_worker() belongs in init_worker_by_lua, not the %s phase")
+      :format(phase), 2)
+  end
+  if not self.dict or not self.interval then return true end
+  self:cache_key()
+  self.refreshing = true
+  assert(ngx.timer.at(0, tick, self))
+  assert(ngx.timer.every(self.interval, function(premature)
+    if not self.refreshing then
+      self.refreshing = true
+      tick(premature, self)
+    end
+  end))
+  return true
+end
+
+-- This worker's counts, and `all`: the same summed over every worker (the dict
+-- keeps them). Fields of client:stats() plus queued, queue_timeouts,
+-- authorization_hits, authorization_misses, background_refreshes.
+function Api:stats()
+  local mine, all = {}, {}
+  for _, list in ipairs{ CLIENT_STATS, LOOP_STATS } do
+    for _, name in ipairs(list) do mine[name], all[name] = 0, 0 end
+  end
+  mine.rate_limit, all.rate_limit = {}, {}
+  if not self.dict then
+    mine.all = all
+    return mine
+  end
+  local prefix = stat_prefix(self.id)
+  local pid = tostring(ngx.worker.pid())
+  for _, k in ipairs(self.dict:get_keys(0)) do
+    if k:sub(1, #prefix) == prefix then
+      local who, name = k:sub(#prefix + 1):match("^(%d+):(.+)$")
+      local v = who and self.dict:get(k)
+      if type(v) == "number" and all[name] then
+        all[name] = all[name] + v
+        if who == pid then mine[name] = mine[name] + v end
+      end
+    end
+  end
+  local rl = self.dict:get(prefix .. "rate_limit")
+  if rl then
+    local ok, t = pcall(require("cjson").decode, rl)
+    if ok and type(t) == "table" then mine.rate_limit, all.rate_limit = t, t end
+  end
+  mine.all = all
+  return mine
+end
+
+function Api:__tostring()
+  return ("ducky.ngx (pool %s, dict %s, %d threads)"):format(self.pool,
+    tostring(self.dict_name), pool_size(self))
+end
+
+-- ---- new{} ---------------------------------------------------------------------
+
+-- Raises, in ducky's words, for a value that cannot cross into the pool's VMs.
+local function check_plain(v, path, seen)
+  local t = type(v)
+  if t == "function" or t == "userdata" or t == "thread" then
+    local hint = ""
+    if path == "log" then
+      hint = " (events go to nginx's error log: set log_level)"
+    end
+    error(("ducky.ngx: option '%s' must be plain data, not a %s: options cross into the"
+      .. " thread pool's Lua VMs, which only take strings, numbers, booleans and tables of them%s")
+      :format(path, t, hint), 0)
+  elseif t == "table" then
+    if seen[v] then error(("ducky.ngx: option '%s' holds a cycle"):format(path), 0) end
+    seen[v] = true
+    for k, x in pairs(v) do
+      check_plain(k, path .. " key", seen)
+      check_plain(x, path .. "." .. tostring(k), seen)
+    end
+    seen[v] = nil
+  end
+end
 
 local function config_key(copts, dict)
   local names = {}
   for k in pairs(copts) do names[#names + 1] = k end
   table.sort(names)
+  local cjson = require("cjson")
   local parts = { tostring(dict) }
   for _, k in ipairs(names) do
     local v = copts[k]
-    parts[#parts + 1] = k .. "=" .. (type(v) == "table" and require("cjson").encode(v) or tostring(v))
+    parts[#parts + 1] = k .. "=" .. (type(v) == "table" and cjson.encode(v) or tostring(v))
   end
   return table.concat(parts, "\0")
 end
 
--- Errors cross back as plain tables (no metatables between VMs).
-local function plain(err)
-  local t = {}
-  for k, v in pairs(err) do t[k] = v end
-  return t
+local function ngx_option(opts, name, kind, check, what)
+  local v = opts[name]
+  if v == nil then return nil end
+  if type(v) ~= kind or (check and not check(v)) then
+    error(("ducky.ngx: option '%s' must be %s"):format(name, what), 0)
+  end
+  return v
 end
 
-function M.run(copts, dict, what, ...)
-  local key = config_key(copts, dict)
-  local client = clients[key]
-  if not client then
-    local ducky = require("ducky")
-    local o = {}
-    for k, v in pairs(copts) do o[k] = v end
-    if dict then o.token_cache = shared_store(dict) end
-    client = ducky.client(o)
-    clients[key] = client
+local function new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error("ducky.ngx: options must be a table", 0) end
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" then error("ducky.ngx: option names must be strings", 0) end
+    if k == "token_cache" then
+      error("ducky.ngx: option 'token_cache' is not for nginx: tokens live in the"
+        .. " lua_shared_dict named by shared_dict", 0)
+    end
+    check_plain(v, k, {})
   end
-  local res, err = client[what](client, ...)
-  if not res then return nil, plain(err) end
-  return res
+  local pool = ngx_option(opts, "pool", "string", function(s) return s ~= "" end,
+    "a thread_pool name") or DEFAULT_POOL
+  local dict_name = opts.shared_dict
+  if dict_name == nil then dict_name = DEFAULT_DICT end
+  if dict_name ~= false and (type(dict_name) ~= "string" or dict_name == "") then
+    error("ducky.ngx: option 'shared_dict' must be a lua_shared_dict name or false", 0)
+  end
+  local threads = ngx_option(opts, "threads", "number",
+    function(n) return n >= 1 and n <= 65536 and n % 1 == 0 end,
+    "a whole number from 1 to 65536")
+  if threads and pool_threads[pool] and pool_threads[pool] ~= threads then
+    error(("ducky.ngx: pool '%s' was given threads = %d by an earlier new{}, not %d: the pool's"
+      .. " calls share one limit per worker"):format(pool, pool_threads[pool], threads), 0)
+  end
+  local level = opts.log_level
+  if level == nil then level = "info" end
+  if level ~= false and not LOG_LEVELS[level] then
+    error("ducky.ngx: option 'log_level' must be one of debug, info, notice, warn, error, crit,"
+      .. " alert, emerg, or false", 0)
+  end
+  local interval = opts.refresh_interval
+  if interval == nil then interval = DEFAULT_INTERVAL end
+  if interval ~= false and (type(interval) ~= "number" or not (interval >= 0.01 and interval <= 3600)) then
+    error("ducky.ngx: option 'refresh_interval' must be a number of seconds (0.01 to 3600) or false", 0)
+  end
+
+  local copts = {}
+  for k, v in pairs(opts) do
+    if not NGX_OPTIONS[k] then copts[k] = v end
+  end
+  -- the same checks, and messages, as ducky.client: make one and close it at once
+  local check = {}
+  for k, v in pairs(copts) do check[k] = v end
+  check.token_cache = false
+  local made, client = pcall(require("ducky").client, check)
+  if not made then error(client, 0) end
+  client:close()
+
+  local dict = dict_name and ngx.shared[dict_name]
+  if dict_name and not dict then
+    error(("ducky.ngx: lua_shared_dict '%s' is not configured: add `lua_shared_dict %s 1m;` to"
+      .. " the http block, or set shared_dict = false"):format(dict_name, dict_name), 0)
+  end
+  pool_threads[pool] = pool_threads[pool] or threads
+  local timeout = copts.timeout or 30
+  local margin = copts.refresh_margin or 60
+  local refresh_at = margin + 2 * (interval or 0) + 5
+  local id = ngx.md5(config_key(copts, dict_name))
+  return setmetatable({
+    id = id, pool = pool, dict_name = dict_name or nil, dict = dict or nil,
+    timeout = timeout, margin = margin, interval = interval or nil,
+    log_level = level and ngx[LOG_LEVELS[level]] or nil,
+    conf = { id = id, copts = copts, dict = dict_name or nil, log = level ~= false,
+      refresh_at = refresh_at, lock_ttl = timeout + 5 },
+  }, Api)
+end
+
+-- opts: ducky.client options (plain data), plus pool (thread pool name,
+-- "ducky"), shared_dict (lua_shared_dict for tokens, "ducky_tokens"; false:
+-- none), threads (pool calls in flight per worker, 10), log_level ("info";
+-- false: no events logged) and refresh_interval (seconds between background
+-- refresh checks, 1; false: no timer). Raises for a bad option.
+function M.new(opts)
+  local ok, api = pcall(new, opts)
+  if not ok then error(api, 2) end
+  return api
 end
 
 return M
