@@ -38,6 +38,18 @@ local function parallel(url, n)
   return codes
 end
 
+-- stats() once every worker's counts reached the dict (within a second):
+-- polls until done(stats) holds, for at most 4 s.
+local function stats_when(url, done)
+  local s
+  for _ = 1, 40 do
+    s = get_json(url)
+    if done(s) then break end
+    socket.sleep(0.1)
+  end
+  return s
+end
+
 local function count(list, value)
   local n = 0
   for _, v in ipairs(list) do
@@ -144,7 +156,9 @@ describe("nginx with ducky.ngx", function()
       for _ = 1, 50 do
         assert.equals(first, get(nginx.url("/spec/authorization")))
       end
-      local s = get_json(nginx.url("/spec/stats")).all
+      local s = stats_when(nginx.url("/spec/stats"), function(t)
+        return t.all.authorization_hits + t.all.authorization_misses == 51
+      end).all
       assert.equals(51, s.authorization_hits + s.authorization_misses)
       assert.is_true(s.authorization_misses <= 2, "misses: " .. s.authorization_misses)
       assert.equals(1, H.exchanges(id))
@@ -186,7 +200,7 @@ describe("nginx with ducky.ngx", function()
       for _ in pairs(workers) do n = n + 1 end
       assert.equals(4, n)
       assert.equals(1, H.exchanges(id))
-      local all = get_json(nginx.url("/spec/stats")).all
+      local all = stats_when(nginx.url("/spec/stats"), function(t) return t.all.requests == 800 end).all
       assert.equals(800, all.requests)
       assert.equals(1, all.token_fetches)
     end)
@@ -207,7 +221,9 @@ describe("nginx with ducky.ngx", function()
         seen[body] = true
         socket.sleep(0.1)
       end
-      local s = get_json(nginx.url("/spec/stats?api=SHORT")).all
+      local s = stats_when(nginx.url("/spec/stats?api=SHORT"), function(t)
+        return t.all.background_refreshes == 2
+      end).all
       assert.equals(2, H.exchanges(id2))
       assert.equals(0, s.authorization_misses)
       assert.equals(2, s.background_refreshes)
@@ -299,7 +315,7 @@ describe("nginx with ducky.ngx", function()
     test("stats() counts this worker's calls, and all workers' in `all`", function()
       nginx = N.start(id, { workers = 2 })
       for _ = 1, 40 do assert.equals(200, select(2, get(nginx.url("/ducky/echo")))) end
-      local s = get_json(nginx.url("/spec/stats"))
+      local s = stats_when(nginx.url("/spec/stats"), function(t) return t.all.requests == 40 end)
       assert.equals(40, s.all.requests)
       assert.is_true(s.requests <= 40)
       assert.equals(1, s.all.token_fetches)

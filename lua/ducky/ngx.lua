@@ -52,6 +52,7 @@ local LOOP_STATS = { "queued", "queue_timeouts", "authorization_hits", "authoriz
 -- The shared dict's keys, per cache key (the C core's) or per configuration.
 local function lock_key(key) return key .. ":lock" end
 local function refresh_key(key) return key .. ":refresh" end
+local function gen_key(key) return key .. ":gen" end -- bumped on every change of the token
 local function stat_prefix(id) return "ducky:stats:" .. id .. ":" end
 
 -- A random value naming the holder of a lock in the dict.
@@ -86,7 +87,7 @@ end
 local vm = {
   entries = {}, -- configuration id -> { client, refresher, dict, last stats, ... }
   events = nil, -- events of the call under way (nil: none)
-  pid = nil,
+  delta = nil,  -- its stats, so far
 }
 
 local function sleep(seconds)
@@ -96,15 +97,6 @@ local function sleep(seconds)
     vm.usleep = ffi.C.usleep
   end
   vm.usleep(seconds * 1e6)
-end
-
-local function worker_pid()
-  if not vm.pid then
-    local ffi = require("ffi")
-    pcall(ffi.cdef, "int getpid(void);")
-    vm.pid = ffi.C.getpid()
-  end
-  return vm.pid
 end
 
 -- A token_cache on the lua_shared_dict, for the clients of the pool's VMs.
@@ -119,9 +111,13 @@ local function shared_store(dict, lock_ttl)
       return ok and type(entry) == "table" and entry or nil
     end,
     store = function(key, entry)
-      if not entry then return dict:delete(key) end
-      local ok, err = dict:set(key, cjson.encode(entry), math.max(entry.expires_at - os.time(), 1))
-      if not ok then error("lua_shared_dict: " .. tostring(err), 0) end
+      if not entry then
+        dict:delete(key)
+      else
+        local ok, err = dict:set(key, cjson.encode(entry), math.max(entry.expires_at - os.time(), 1))
+        if not ok then error("lua_shared_dict: " .. tostring(err), 0) end
+      end
+      dict:incr(gen_key(key), 1, 0) -- after the change: a reader of the new value sees the new token
     end,
     -- add() is atomic across workers: poll until it succeeds or time is up
     lock = function(key, timeout)
@@ -173,31 +169,26 @@ local function make_entry(conf)
     end }
 end
 
--- Adds what a client counted since the last call to the dict's counters of this
--- worker; stats() sums them.
-local function flush_stats(e, client)
-  if not e.dict then return end
+-- What a client counted since this VM last reported it, added to delta (a
+-- table of the changed counters, nil while none changed); it goes back to the
+-- worker with the call's result. Rate-limit headers come with exchanges only.
+local function stats_delta(e, client, delta)
   local s = client:stats()
   local last = e.last[client]
   if not last then
     last = {}
     e.last[client] = last
   end
-  local prefix = stat_prefix(e.id) .. worker_pid() .. ":"
   for _, name in ipairs(CLIENT_STATS) do
     local d = s[name] - (last[name] or 0)
     if d ~= 0 then
-      e.dict:incr(prefix .. name, d, 0)
+      delta = delta or {}
+      delta[name] = (delta[name] or 0) + d
       last[name] = s[name]
+      if name == "token_fetches" and next(s.rate_limit) then delta.rate_limit = s.rate_limit end
     end
   end
-  if next(s.rate_limit) then
-    local text = require("cjson").encode(s.rate_limit)
-    if text ~= e.rate_limit then
-      e.dict:set(stat_prefix(e.id) .. "rate_limit", text)
-      e.rate_limit = text
-    end
-  end
+  return delta
 end
 
 -- The current token for authorization(): the client's, unless the dict holds a
@@ -235,20 +226,19 @@ local OPS = {
     local c = e.refresher
     if type(c) == "function" then c = c(e) end
     local tok, left, info = c:token()
+    vm.delta = stats_delta(e, c, vm.delta)
     if not tok then return nil, left end
-    flush_stats(e, c)
     return { left, info }
   end,
   invalidate = function(e) e.client:invalidate() return true end,
 }
 
 local function dispatch(e, what, ...)
-  vm.events = nil
+  vm.events, vm.delta = nil, nil
   local res, err = OPS[what](e, ...)
-  flush_stats(e, e.client)
-  local events = vm.events
-  vm.events = nil
-  return res, err, events
+  local events, delta = vm.events, stats_delta(e, e.client, vm.delta)
+  vm.events, vm.delta = nil, nil
+  return res, err, events, delta
 end
 
 -- Called by nginx in a pool VM: the call `what` for configuration `id`, or
@@ -275,6 +265,12 @@ local Api = {}
 Api.__index = Api
 
 local semaphores = {} -- pool name -> ngx.semaphore, made in each worker on first use
+-- pool name -> { [lease] = deadline }: the slots taken. A request that goes
+-- away while its call runs (a client abort nginx was told to watch, a killed
+-- light thread) never gives its slot back itself: once past its deadline (its
+-- timeout and a grace; its pool thread is done by then) the slot is given back.
+local leases = {}
+local LEASE_GRACE = 2
 local pool_threads = {} -- pool name -> the threads given by new{}
 
 -- ducky.error() and, once the C core has it, ducky.headers() give back what
@@ -309,8 +305,46 @@ local function phase_check(method)
   end
 end
 
+-- The worker's counters live in Lua (self.counts) and reach the dict, where
+-- stats() sums every worker's, at most a second late (and at once for stats()).
+local function flush(self)
+  self.flushed_at = ngx.now()
+  if not self.dict then return end
+  local pid = ngx.worker.pid()
+  if self.stat_pid ~= pid then -- keys of this worker (not of the master new{} ran in)
+    self.stat_pid, self.stat_key, self.flushed = pid, stat_prefix(self.id) .. pid .. ":", {}
+  end
+  local flushed = self.flushed
+  for name, v in pairs(self.counts) do
+    local d = v - (flushed[name] or 0)
+    if d ~= 0 then
+      self.dict:incr(self.stat_key .. name, d, 0)
+      flushed[name] = v
+    end
+  end
+  if self.rate_limit_changed then
+    self.dict:set(stat_prefix(self.id) .. "rate_limit", require("cjson").encode(self.rate_limit))
+    self.rate_limit_changed = nil
+  end
+end
+
 local function count(self, name, n)
-  if self.dict then self.dict:incr(stat_prefix(self.id) .. ngx.worker.pid() .. ":" .. name, n or 1, 0) end
+  local counts = self.counts
+  counts[name] = (counts[name] or 0) + (n or 1)
+  if ngx.now() - self.flushed_at >= 1 then flush(self) end
+end
+
+-- Adds what the pool's clients counted during a call.
+local function add_stats(self, delta)
+  local counts = self.counts
+  for name, n in pairs(delta) do
+    if name == "rate_limit" then
+      self.rate_limit, self.rate_limit_changed = n, true
+    else
+      counts[name] = (counts[name] or 0) + n
+    end
+  end
+  if ngx.now() - self.flushed_at >= 1 then flush(self) end
 end
 
 local function describe(ev)
@@ -350,8 +384,25 @@ local function semaphore(self)
   if not sema then
     sema = assert(require("ngx.semaphore").new(pool_size(self)))
     semaphores[self.pool] = sema
+    leases[self.pool] = {}
   end
   return sema
+end
+
+-- Gives back the slots of calls whose requests went away (see leases).
+local function reap(pool)
+  local now, n = ngx.now(), 0
+  for lease, deadline in pairs(leases[pool] or {}) do
+    if now > deadline then
+      leases[pool][lease] = nil
+      n = n + 1
+    end
+  end
+  if n > 0 then
+    semaphores[pool]:post(n)
+    ngx.log(ngx.WARN, "ducky: ", n, " call(s) of pool '", pool, "' outlived their requests;"
+      .. " their thread slots are free again")
+  end
 end
 
 -- Takes a pool slot for `method` within `timeout` seconds: true and the
@@ -359,13 +410,14 @@ end
 local function acquire(self, method, timeout)
   if type(timeout) ~= "number" then error("ducky.ngx: " .. method .. ": timeout must be a number", 3) end
   local sema = semaphore(self)
-  if sema:count() > 0 then
-    sema:wait(0)
-    return true, 0
+  local queued = sema:count() <= 0 -- wait() takes a free slot without yielding
+  if queued then
+    reap(self.pool)
+    count(self, "queued")
   end
-  count(self, "queued")
   local start = ngx.now()
   if sema:wait(timeout) then
+    if not queued then return true, 0 end
     ngx.update_time()
     return true, ngx.now() - start
   end
@@ -375,29 +427,47 @@ local function acquire(self, method, timeout)
     .. " the threads option)"):format(method, timeout, self.pool, pool_size(self)) }
 end
 
--- Runs OPS[what] in the pool, holding the slot acquire() took; returns the
--- op's result and error (an error table as it crossed).
-local function run(self, what, ...)
+-- Whether nginx would log ducky's events at all: the pool's clients get a log
+-- function only then (it costs a Lua call per API call).
+local function events_wanted(self)
+  if not self.log_level then return false end
+  local ok, errlog = pcall(require, "ngx.errlog")
+  local got, level = false, nil
+  if ok then got, level = pcall(errlog.get_sys_filter_level) end
+  return not got or type(level) ~= "number" or self.log_level <= level
+end
+
+-- Runs OPS[what] in the pool, holding the slot acquire() took (for at most
+-- timeout seconds and a grace); returns the op's result and error (an error
+-- table as it crossed).
+local function run(self, timeout, what, ...)
   local pool = self.pool
-  local ok, ran, res, err, events = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "run",
+  if self.conf.log == nil then self.conf.log = events_wanted(self) end
+  local lease = {}
+  leases[pool][lease] = ngx.now() + timeout + LEASE_GRACE
+  local ok, ran, res, err, events, delta = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "run",
     self.id, what, ...)
   if ok and ran and res == NEED_CONFIG then
-    ok, ran, res, err, events = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "setup", self.id,
-      self.conf, what, ...)
+    ok, ran, res, err, events, delta = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "setup",
+      self.id, self.conf, what, ...)
   end
-  semaphores[pool]:post(1)
+  if leases[pool][lease] then
+    leases[pool][lease] = nil
+    semaphores[pool]:post(1)
+  end
   if not ok or not ran then
     return nil, { kind = "config", message = ("ducky.ngx: thread pool '%s': %s"):format(pool,
       tostring(ok and res or ran)) }
   end
-  log_events(self, events)
+  if delta then add_stats(self, delta) end
+  if events then log_events(self, events) end
   return res, err
 end
 
 local function call(self, method, timeout, what, ...)
   local ok, err = acquire(self, method, timeout)
   if not ok then return nil, err end
-  return run(self, what, ...)
+  return run(self, timeout, what, ...)
 end
 
 -- opts with the time spent queued taken off its timeout (a copy: the
@@ -423,7 +493,7 @@ function Api:request(method, path, opts)
   local timeout = type(opts) == "table" and opts.timeout or self.timeout
   local ok, waited = acquire(self, "request", timeout)
   if not ok then return nil, as_error(waited) end
-  local res, err = run(self, "request", method, path, remaining(opts, timeout, waited))
+  local res, err = run(self, timeout, "request", method, path, remaining(opts, timeout, waited))
   if res == nil then return nil, as_error(err) end
   return as_result(res)
 end
@@ -443,7 +513,7 @@ function Api:batch(requests, opts)
   local timeout = type(opts) == "table" and opts.timeout or self.timeout
   local ok, waited = acquire(self, "batch", timeout)
   if not ok then return nil, as_error(waited) end
-  local list, err = run(self, "batch", requests, remaining(opts, timeout, waited))
+  local list, err = run(self, timeout, "batch", requests, remaining(opts, timeout, waited))
   if list == nil then return nil, as_error(err) end
   for _, r in ipairs(list) do
     if r.err then r.err = as_error(r.err) else as_result(r.res) end
@@ -470,9 +540,7 @@ function Api:invalidate(token)
     local entry = self:cached_entry()
     if entry and entry.token ~= token then return true end
   end
-  local ok, err = api_call(self, "invalidate", "invalidate")
-  self.raw = nil
-  return ok, err
+  return api_call(self, "invalidate", "invalidate")
 end
 
 -- The cache key under which the C core keeps this configuration's token: it
@@ -490,30 +558,30 @@ function Api:cache_key()
     c:close()
     self.key = seen or false
     self.conf.key = self.key or nil
+    self.gen_key = seen and gen_key(seen)
   end
   return self.key or nil
 end
 
 -- The dict's token for this configuration, decoded once per change:
--- { token, bearer, expires_at, margin } or nil.
+-- { token, bearer, expires_at, refresh_at } or nil. A change bumps the
+-- generation counter beside it, so an unchanged token costs one number read.
 function Api:cached_entry()
-  local key = self:cache_key()
+  local key = self.key
+  if key == nil then key = self:cache_key() end
   if not key then return nil end
-  local raw = self.dict:get(key)
-  if raw == nil then
-    self.raw, self.entry = nil, nil
-    return nil
-  end
-  if raw ~= self.raw then
-    local ok, e = pcall(require("cjson").decode, raw)
-    if not (ok and type(e) == "table" and type(e.access_token) == "string"
-      and type(e.expires_at) == "number") then return nil end
-    local life = type(e.expires_in) == "number" and e.expires_in or e.expires_at - ngx.time()
-    self.raw = raw
-    self.entry = { token = e.access_token, bearer = "Bearer " .. e.access_token,
-      expires_at = e.expires_at, margin = math.min(self.margin, life / 2),
-      refresh_at = math.min(self.conf.refresh_at, life / 2) }
-  end
+  local dict = self.dict
+  local gen = dict:get(self.gen_key)
+  if gen == self.gen and self.entry then return self.entry end
+  self.gen, self.entry = gen, nil
+  local raw = dict:get(key)
+  if raw == nil then return nil end
+  local ok, e = pcall(require("cjson").decode, raw)
+  if not (ok and type(e) == "table" and type(e.access_token) == "string"
+    and type(e.expires_at) == "number") then return nil end
+  local life = type(e.expires_in) == "number" and e.expires_in or e.expires_at - ngx.time()
+  self.entry = { token = e.access_token, bearer = "Bearer " .. e.access_token,
+    expires_at = e.expires_at, refresh_at = math.min(self.conf.refresh_at, life / 2) }
   return self.entry
 end
 
@@ -584,6 +652,8 @@ function Api:init_worker()
   self.refreshing = true
   assert(ngx.timer.at(0, tick, self))
   assert(ngx.timer.every(self.interval, function(premature)
+    flush(self)
+    reap(self.pool)
     if not self.refreshing then
       self.refreshing = true
       tick(premature, self)
@@ -593,36 +663,38 @@ function Api:init_worker()
 end
 
 -- This worker's counts, and `all`: the same summed over every worker (the dict
--- keeps them). Fields of client:stats() plus queued, queue_timeouts,
--- authorization_hits, authorization_misses, background_refreshes.
+-- keeps them; another worker's reach it within a second). Fields of
+-- client:stats() plus queued, queue_timeouts, authorization_hits,
+-- authorization_misses, background_refreshes.
 function Api:stats()
   local mine, all = {}, {}
   for _, list in ipairs{ CLIENT_STATS, LOOP_STATS } do
-    for _, name in ipairs(list) do mine[name], all[name] = 0, 0 end
+    for _, name in ipairs(list) do
+      mine[name], all[name] = self.counts[name] or 0, 0
+    end
   end
-  mine.rate_limit, all.rate_limit = {}, {}
+  mine.rate_limit, all.rate_limit = self.rate_limit or {}, {}
+  mine.all = all
   if not self.dict then
-    mine.all = all
+    for name, v in pairs(mine) do
+      if type(v) == "number" then all[name] = v end
+    end
     return mine
   end
+  flush(self)
   local prefix = stat_prefix(self.id)
-  local pid = tostring(ngx.worker.pid())
   for _, k in ipairs(self.dict:get_keys(0)) do
     if k:sub(1, #prefix) == prefix then
-      local who, name = k:sub(#prefix + 1):match("^(%d+):(.+)$")
-      local v = who and self.dict:get(k)
-      if type(v) == "number" and all[name] then
-        all[name] = all[name] + v
-        if who == pid then mine[name] = mine[name] + v end
-      end
+      local name = k:sub(#prefix + 1):match("^%d+:(.+)$")
+      local v = name and self.dict:get(k)
+      if type(v) == "number" and all[name] then all[name] = all[name] + v end
     end
   end
   local rl = self.dict:get(prefix .. "rate_limit")
   if rl then
     local ok, t = pcall(require("cjson").decode, rl)
-    if ok and type(t) == "table" then mine.rate_limit, all.rate_limit = t, t end
+    if ok and type(t) == "table" then all.rate_limit = t end
   end
-  mine.all = all
   return mine
 end
 
@@ -738,9 +810,10 @@ local function new(opts)
   local id = ngx.md5(config_key(copts, dict_name))
   return setmetatable({
     id = id, pool = pool, dict_name = dict_name or nil, dict = dict or nil,
+    counts = {}, flushed_at = 0,
     timeout = timeout, margin = margin, interval = interval or nil,
     log_level = level and ngx[LOG_LEVELS[level]] or nil,
-    conf = { id = id, copts = copts, dict = dict_name or nil, log = level ~= false,
+    conf = { id = id, copts = copts, dict = dict_name or nil,
       refresh_at = refresh_at, lock_ttl = timeout + 5 },
   }, Api)
 end
