@@ -5,16 +5,18 @@
 #   ducky  - ducky.ngx API:request() in content_by_lua
 #   authz  - API:authorization() in access_by_lua + proxy_pass
 #   resty  - lua-resty-http request_uri() (from ../shared/peers, never copied into the repo)
+#   authset - API:authorization() in set_by_lua + proxy_set_header + proxy_pass
 #   proxy  - proxy_pass with a fixed Authorization header
-#   luaset - the same header set by access_by_lua: what any Lua in that phase costs
+# and, to tell where time goes, luaset and setvar: the fixed header set by
+# access_by_lua or set_by_lua (what any Lua in that phase costs).
 # Prints Markdown tables (also in bench/out/nginx/results.md) with requests/s,
 # the ratios the targets name, and the error counts wrk saw.
 # Environment: RUNS (3), DURATION (seconds per wrk run, 5), CONNS ("32 256 1024"),
-# LATENCIES ("0 20"), IMPLS ("ducky authz resty proxy luaset"), PIN (0: unpinned, as a
-# user runs it; 1: the nginx under test, pool threads included, on core 0, wrk and the
-# upstream on core 1), THREADS (128: thread_pool
-# threads = lua_worker_thread_vm_pool_size = new{ threads }), PEERS (../shared/peers),
-# DUCKY_SO (build-luajit/ducky.so).
+# LATENCIES ("0 20"), IMPLS ("ducky authz authset resty proxy"; also luaset, setvar),
+# PIN (0: unpinned, as a user runs it; 1: the nginx under test, pool threads
+# included, on core 0, wrk and the upstream on core 1), THREADS (128: thread_pool
+# threads = lua_worker_thread_vm_pool_size = new{ threads }), PEERS
+# (../shared/peers), DUCKY_SO (build-luajit/ducky.so).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +26,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32 256 1024}
 LATENCIES=${LATENCIES:-0 20}
-IMPLS=${IMPLS:-ducky authz resty proxy luaset}
+IMPLS=${IMPLS:-ducky authz authset resty proxy}
 PIN=${PIN:-0}
 THREADS=${THREADS:-128}
 PEERS=${PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
@@ -34,57 +36,13 @@ TOKEN=bench-token-0123456789abcdef0123456789abcdef
 for tool in nginx wrk curl lua5.4; do
 	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install nginx wrk curl lua5.4)" >&2; exit 1; }
 done
-[ -f "$DUCKY_SO" ] || { echo "run.sh: no $DUCKY_SO: make LUA=luajit all" >&2; exit 1; }
-[ -f "$PEERS/lua-resty-http/lib/resty/http.lua" ] || { echo "run.sh: no lua-resty-http in $PEERS (PEERS=…)" >&2; exit 1; }
 mkdir -p "$OUT"
 RESULTS=$OUT/results.md
 : >"$RESULTS"
 say() { echo "$@" | tee -a "$RESULTS"; }
 log() { echo "# $*" >&2; }
-
-# ---- two nginx: a temporary prefix readable by nginx's workers, free ports ----
-WORK=$(mktemp -d /tmp/ducky-bench-nginx.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$WORK/lib" "$WORK/lua/ducky" "$WORK/peers"
-cp "$DUCKY_SO" "$WORK/lib/ducky.so"
-cp "$ROOT/lua/ducky/ngx.lua" "$WORK/lua/ducky/"
-cp -r "$PEERS/lua-resty-http" "$PEERS/lua-resty-string" "$WORK/peers/" # nginx's workers may not enter $PEERS
-chmod -R a+rX "$WORK"
-free_port() {
-	lua5.4 -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
-		local _, port = s:getsockname(); print(port); s:close()'
-}
-PORT=$(free_port)
-PORT0=$(free_port)
-PORT20=$(free_port)
-on_core() { if [ "$PIN" = 1 ]; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
-declare -A CORE=([front]=0 [upstream]=1)
-for f in upstream front; do
-	sed -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@PORT0@|$PORT0|g" -e "s|@PORT20@|$PORT20|g" \
-		-e "s|@TOKEN@|$TOKEN|g" -e "s|@THREADS@|$THREADS|g" -e "s|@PEERS@|$WORK/peers|g" \
-		"$HERE/$f.conf.in" >"$WORK/$f.conf"
-	on_core "${CORE[$f]}" nginx -p "$WORK" -c "$WORK/$f.conf" -g 'daemon off;' 2>"$WORK/$f.stderr" &
-	PIDS+=($!)
-done
-FRONT=http://127.0.0.1:$PORT
-for _ in $(seq 50); do
-	curl -sf -o /dev/null "$FRONT/proxy0" && curl -sf -o /dev/null "$FRONT/ducky0" && break
-	sleep 0.1
-done
-for impl in $IMPLS; do
-	for ms in $LATENCIES; do
-		curl -sf -o /dev/null "$FRONT/$impl$ms" ||
-			{ echo "run.sh: $FRONT/$impl$ms failed" >&2; cat "$WORK"/*.log "$WORK"/*.stderr >&2; exit 1; }
-	done
-done
-exchanges() { curl -sf "http://127.0.0.1:$PORT0/_exchanges"; }
+. "$HERE/setup.sh"
+check_routes "$IMPLS" "$LATENCIES"
 EXCHANGES_BEFORE=$(exchanges)
 
 # ---- rounds ----
@@ -127,10 +85,12 @@ runs() { tr ' ' '\n' | grep . | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1
 label() {
 	case $1 in
 	ducky) echo "ducky.ngx \`request()\`" ;;
-	authz) echo "ducky.ngx \`authorization()\` + \`proxy_pass\`" ;;
+	authz) echo "ducky.ngx \`authorization()\` in \`access_by_lua\` + \`proxy_pass\`" ;;
+	authset) echo "ducky.ngx \`authorization()\` in \`set_by_lua\` + \`proxy_pass\`" ;;
 	resty) echo "lua-resty-http 0.17 \`request_uri()\`" ;;
 	proxy) echo "\`proxy_pass\`, fixed header" ;;
 	luaset) echo "\`access_by_lua\` setting a fixed header + \`proxy_pass\`" ;;
+	setvar) echo "\`set_by_lua\` setting a fixed header + \`proxy_pass\`" ;;
 	esac
 }
 say "Machine: $(nproc) cores, $(uname -sr), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."

@@ -297,12 +297,14 @@ local function as_result(res, err)
   return res, err
 end
 
+local function phase_error(method, phase)
+  error(("ducky.ngx: api:%s() is not allowed in the %s phase: nginx lets Lua wait on its"
+    .. " thread pool in rewrite, access, content and timer phases only"):format(method, phase), 3)
+end
+
 local function phase_check(method)
   local phase = ngx.get_phase()
-  if not CALL_PHASES[phase] then
-    error(("ducky.ngx: api:%s() is not allowed in the %s phase: nginx lets Lua wait on its"
-      .. " thread pool in rewrite, access, content and timer phases only"):format(method, phase), 3)
-  end
+  if not CALL_PHASES[phase] then phase_error(method, phase) end
 end
 
 -- The worker's counters live in Lua (self.counts) and reach the dict, where
@@ -587,23 +589,39 @@ end
 
 local tick
 
+local function kick_refresh(self)
+  if not self.refreshing then
+    self.refreshing = true
+    ngx.timer.at(0, tick, self)
+  end
+end
+
 -- "Bearer <token>" for an Authorization header, or nil, err. A token in the
--- dict is read in the event loop; only a miss goes to the pool.
+-- dict is read in the event loop; only a miss goes to the pool. In
+-- set_by_lua, which cannot wait, a miss gives nil and an error at once (and
+-- starts a fetch in the background).
 function Api:authorization()
-  phase_check("authorization")
+  local phase = ngx.get_phase()
+  local set = phase == "set"
+  if not CALL_PHASES[phase] and not set then phase_error("authorization", phase) end
   local e = self:cached_entry()
   if e then
-    local left = e.expires_at - ngx.now()
+    local now = ngx.now()
+    local left = e.expires_at - now
     if left > SAFETY then
-      if left <= e.refresh_at and not self.refreshing then -- the timer is late, or off
-        self.refreshing = true
-        ngx.timer.at(0, tick, self)
-      end
-      count(self, "authorization_hits")
+      if left <= e.refresh_at then kick_refresh(self) end -- the timer is late, or off
+      local counts = self.counts
+      counts.authorization_hits = (counts.authorization_hits or 0) + 1
+      if now - self.flushed_at >= 1 then flush(self) end
       return e.bearer
     end
   end
   count(self, "authorization_misses")
+  if set then
+    if self.dict then kick_refresh(self) end
+    return nil, as_error{ kind = "auth", message = ("no token in lua_shared_dict '%s' yet, and the"
+      .. " set phase cannot wait for one: a fetch has started"):format(tostring(self.dict_name)) }
+  end
   local tok, err = api_call(self, "authorization", "bearer")
   if not tok then return nil, err end
   return "Bearer " .. tok
