@@ -131,6 +131,22 @@ describe("nginx with ducky.ngx", function()
       end)
     end
 
+    test("authorization() answers from the dict in set_by_lua, and says so on a miss", function()
+      local id3 = H.new_id("nginx-lazy")
+      nginx = N.start(id, { workers = 1, env = { DUCKY_SPEC_ID3 = id3, DUCKY_SPEC_SECRET3 = H.secret(id3) } })
+      local body = get(nginx.url("/spec/phase/set?api=LAZY"))
+      assert.equals("ducky auth error: no token in lua_shared_dict 'ducky_tokens' yet, and the set phase"
+        .. " cannot wait for one: a fetch has started\n", body)
+      for _ = 1, 50 do -- the fetch it started
+        body = get(nginx.url("/spec/phase/set?api=LAZY"))
+        if body:match("^Bearer ") then break end
+        socket.sleep(0.1)
+      end
+      assert.matches("^Bearer %S+\n$", body)
+      assert.equals(1, H.exchanges(id3))
+      assert.matches("^Bearer ", (get(nginx.url("/spec/phase/set"))))
+    end)
+
     for _, phase in ipairs{ "init_worker", "header_filter", "log" } do
       test("every call raises a clear error in the " .. phase .. " phase", function()
         nginx = N.start(id, { workers = 1 })
@@ -262,6 +278,17 @@ describe("nginx with ducky.ngx", function()
       H.fault{ path = "/v3/echo", delay = 0.2, times = 300 }
       local codes = parallel(nginx.url("/ducky/echo"), 300)
       assert.equals(300, count(codes, "200"))
+    end)
+
+    test("gives back the slot of a call whose request went away, once past its deadline", function()
+      nginx = N.start(id, { workers = 1 }) -- pool 'abort': 1 thread, timeout 1 s
+      H.fault{ path = "/v3/echo", delay = 1.5, times = 1 }
+      H.run(("%scurl -s --max-time 0.3 %q"):format(H.CLEAN_ENV, nginx.url("/spec/abort"))) -- goes away
+      assert.matches("timed out after 1 s waiting in the queue", (get(nginx.url("/spec/abort"))))
+      socket.sleep(2.5) -- the lost slot's deadline: its timeout (1 s) and the grace (2 s)
+      assert.equals("200\n", get(nginx.url("/spec/abort")))
+      assert.matches("1 call%(s%) of pool 'abort' outlived their requests; their thread slots are free again",
+        nginx.log())
     end)
 
     test("names a thread pool nginx does not have", function()
@@ -404,7 +431,7 @@ describe("nginx with ducky.ngx", function()
     end
 
     test("the example's own options start", function()
-      local out, code = N.check("{ timeout = 10, threads = 64, log_level = 'notice' }")
+      local out, code = N.check("{ timeout = 10, threads = 128, log_level = 'notice' }")
       assert.equals(124, code, out)
     end)
   end)

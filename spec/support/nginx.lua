@@ -66,7 +66,7 @@ function N.config(prefix, port, workers)
   conf = replace_all(conf, "proxy_ssl_name api.ducky.eco;", "proxy_ssl_name localhost;")
   conf = replace_all(conf, "/etc/ssl/certs/ca-certificates.crt", prefix .. "/ca.pem")
   -- the spec's additions: a small thread pool, its locations, its Lua
-  conf = replace(conf, "events {", "thread_pool small threads=2;\n\nevents {")
+  conf = replace(conf, "events {", "thread_pool small threads=2;\nthread_pool abort threads=1;\n\nevents {")
   conf = replace(conf, "lua_shared_dict ducky_tokens 1m;",
     "lua_shared_dict ducky_tokens 1m;\n    lua_shared_dict spec 1m;")
   conf = replace(conf, "init_by_lua_block {",

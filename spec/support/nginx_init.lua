@@ -17,6 +17,14 @@ end
 -- Two threads for the whole worker: admission control at work.
 SPEC.SMALL = ducky_ngx.new{ pool = "small", threads = 2, timeout = tonumber(env("DUCKY_SPEC_TIMEOUT")) or 10,
   retries = 0 }
+-- A credential (DUCKY_SPEC_ID3) without a background refresh: authorization()
+-- in set_by_lua misses at first.
+if env("DUCKY_SPEC_ID3") then
+  SPEC.LAZY = ducky_ngx.new{ client_id = env("DUCKY_SPEC_ID3"), client_secret = env("DUCKY_SPEC_SECRET3"),
+    timeout = 5 }
+end
+-- One thread, 1 s calls: a request that goes away leaves its slot behind.
+SPEC.ABORT = ducky_ngx.new{ pool = "abort", threads = 1, timeout = 1, retries = 0 }
 -- A thread pool nginx does not have.
 SPEC.NOPOOL = ducky_ngx.new{ pool = "nope" }
 
