@@ -1,10 +1,10 @@
 -- ducky.ngx: the Ducky API from nginx (lua-nginx-module / OpenResty) without
 -- blocking the event loop.
 --
---   thread_pool ducky threads=64;                    # main context
---   lua_worker_thread_vm_pool_size 64;               # http context
+--   thread_pool ducky threads=128;                   # main context
+--   lua_worker_thread_vm_pool_size 128;              # http context
 --   lua_shared_dict ducky_tokens 1m;                 # http context
---   init_by_lua_block        { API = require("ducky.ngx").new{ threads = 64 } }
+--   init_by_lua_block        { API = require("ducky.ngx").new{ threads = 128 } }
 --   init_worker_by_lua_block { API:init_worker() }   -- background token refresh
 --
 --   local res, err = API:request("GET", "/footprints", { query = { year = 2026 } })
@@ -162,7 +162,7 @@ local function make_entry(conf)
     if margin then o.refresh_margin = margin end
     return ducky.client(o)
   end
-  return { client = client(), dict = dict, id = conf.id, key = conf.key, last = {},
+  return { client = client(), dict = dict, id = conf.id, last = {},
     refresher = function(self) -- a client that refreshes earlier than the others
       self.refresher = client(conf.refresh_at)
       return self.refresher
@@ -193,11 +193,11 @@ end
 
 -- The current token for authorization(): the client's, unless the dict holds a
 -- different one (another worker refreshed it, or it was invalidated there).
-local function bearer(e)
+local function bearer(e, key)
   local c = e.client
   local tok, err, info = c:token()
-  if not tok or not e.dict or not e.key then return tok, err end
-  local text = e.dict:get(e.key)
+  if not tok or not e.dict or not key then return tok, err end
+  local text = e.dict:get(key)
   if text then
     local ok, entry = pcall(require("cjson").decode, text)
     if ok and type(entry) == "table" and type(entry.access_token) == "string"
@@ -279,9 +279,10 @@ local pool_threads = {} -- pool name -> the threads given by new{}
 local header_mt = { __index = function(t, k)
   if type(k) == "string" then return rawget(t, k:lower()) end
 end }
+local ducky -- the module, loaded on first use (not in the pool's VMs)
 local function headers(t)
   if type(t) ~= "table" then return t end
-  local ducky = require("ducky")
+  ducky = ducky or require("ducky")
   if ducky.headers then return ducky.headers(t) end
   return setmetatable(t, header_mt)
 end
@@ -289,7 +290,8 @@ end
 local function as_error(t)
   if type(t) ~= "table" then return t end
   headers(t.headers)
-  return require("ducky").error(t)
+  ducky = ducky or require("ducky")
+  return ducky.error(t)
 end
 
 local function as_result(res, err)
@@ -545,13 +547,15 @@ function Api:invalidate(token)
   return api_call(self, "invalidate", "invalidate")
 end
 
--- The cache key under which the C core keeps this configuration's token: it
--- hands it to the store when asked to drop a token, so a client with a store
--- that only takes note of the key is asked to (nothing else is touched: the
--- store drops nothing, and a fresh worker's memory holds no token yet).
+-- The key under which the C core keeps this configuration's token (a hash of
+-- the credentials, as this worker's environment gives them). The core hands it
+-- to the store when it drops a token, so a client made here with a store that
+-- only takes note of the key is asked to invalidate. That drops nothing but
+-- this process's copy in memory, which a worker fresh from init_worker does
+-- not have yet (later it costs one read of the dict).
 function Api:cache_key()
   if self.key == nil and self.dict then
-    local ducky = require("ducky")
+    ducky = ducky or require("ducky")
     local o, seen = {}, nil
     for k, v in pairs(self.conf.copts) do o[k] = v end
     o.token_cache = { load = function() return nil end, store = function(k) seen = k end }
@@ -559,7 +563,6 @@ function Api:cache_key()
     c:invalidate()
     c:close()
     self.key = seen or false
-    self.conf.key = self.key or nil
     self.gen_key = seen and gen_key(seen)
   end
   return self.key or nil
@@ -622,10 +625,11 @@ function Api:authorization()
     return nil, as_error{ kind = "auth", message = ("no token in lua_shared_dict '%s' yet, and the"
       .. " set phase cannot wait for one: a fetch has started"):format(tostring(self.dict_name)) }
   end
-  local tok, err = api_call(self, "authorization", "bearer")
-  if not tok then return nil, err end
+  local tok, err = call(self, "authorization", self.timeout, "bearer", self.key or nil)
+  if not tok then return nil, as_error(err) end
   return "Bearer " .. tok
 end
+
 
 -- One background refresh check: when the dict's token is near its refresh
 -- margin (or missing), one worker at a time takes the refresh lock and has the
