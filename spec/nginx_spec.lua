@@ -251,13 +251,27 @@ describe("nginx with ducky.ngx", function()
   describe("admission control", function()
     test("queues calls past the pool's threads instead of refusing them", function()
       nginx = N.start(id, { workers = 1 })
-      H.fault{ path = "/v3/echo", delay = 0.3, times = 12 }
-      local codes = parallel(nginx.url("/spec/small"), 12) -- 2 threads
-      assert.equals(12, #codes)
-      assert.equals(12, count(codes, "200"))
+      H.fault{ path = "/v3/echo", delay = 0.3, times = 2 } -- the first two hold both threads
+      local out = H.run(("seq 12 | %sxargs -P 12 -I{} curl -s %q")
+        :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}")))
+      local got = {}
+      for line in out:gmatch("[^\n]+") do got[#got + 1] = tonumber(line) or line end
+      table.sort(got, function(a, b) return tostring(a) < tostring(b) end)
+      assert.same({ 1, 10, 11, 12, 2, 3, 4, 5, 6, 7, 8, 9 }, got) -- each its own answer
       local s = get_json(nginx.url("/spec/stats?api=SMALL"))
       assert.is_true(s.queued >= 10, "queued: " .. s.queued)
+      assert.is_true(s.batched >= 2, "batched: " .. s.batched) -- queued calls went together
       assert.equals(0, s.queue_timeouts)
+    end)
+
+    test("a call that fails a batch of queued calls fails alone", function()
+      nginx = N.start(id, { workers = 1 })
+      H.fault{ path = "/v3/echo", delay = 0.3, times = 2 }
+      local out = H.run(("(seq 8 | %sxargs -P 8 -I{} curl -s %q) & sleep 0.1; %scurl -s %q; wait")
+        :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}"), H.CLEAN_ENV, nginx.url("/spec/small?bad=1")))
+      assert.matches("ducky config error: ducky.ngx: thread pool 'small': [^\n]*unknown option 'tiemout'",
+        out)
+      for i = 1, 8 do assert.matches("\n" .. i .. "\n", "\n" .. out .. "\n") end
     end)
 
     test("times out a call that waited its whole timeout in the queue, and says so", function()
@@ -431,7 +445,7 @@ describe("nginx with ducky.ngx", function()
     end
 
     test("the example's own options start", function()
-      local out, code = N.check("{ timeout = 10, threads = 128, log_level = 'notice' }")
+      local out, code = N.check("{ timeout = 10, threads = 32, log_level = 'notice' }")
       assert.equals(124, code, out)
     end)
   end)

@@ -14,7 +14,7 @@
 # Environment: RUNS (3), DURATION (seconds per wrk run, 5), CONNS ("32 256 1024"),
 # LATENCIES ("0 20"), IMPLS ("ducky authz authset resty proxy"; also luaset, setvar),
 # PIN (0: unpinned, as a user runs it; 1: the nginx under test, pool threads
-# included, on core 0, wrk and the upstream on core 1), THREADS (128: thread_pool
+# included, on core 0, wrk and the upstream on core 1), THREADS (32: thread_pool
 # threads = lua_worker_thread_vm_pool_size = new{ threads }), PEERS
 # (../shared/peers), DUCKY_SO (build-luajit/ducky.so).
 set -euo pipefail
@@ -28,7 +28,7 @@ CONNS=${CONNS:-32 256 1024}
 LATENCIES=${LATENCIES:-0 20}
 IMPLS=${IMPLS:-ducky authz authset resty proxy}
 PIN=${PIN:-0}
-THREADS=${THREADS:-128}
+THREADS=${THREADS:-32}
 PEERS=${PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
 DUCKY_SO=${DUCKY_SO:-$ROOT/build-luajit/ducky.so}
 TOKEN=bench-token-0123456789abcdef0123456789abcdef

@@ -1,10 +1,10 @@
 -- ducky.ngx: the Ducky API from nginx (lua-nginx-module / OpenResty) without
 -- blocking the event loop.
 --
---   thread_pool ducky threads=128;                   # main context
---   lua_worker_thread_vm_pool_size 128;              # http context
+--   thread_pool ducky threads=32;                    # main context
+--   lua_worker_thread_vm_pool_size 32;               # http context
 --   lua_shared_dict ducky_tokens 1m;                 # http context
---   init_by_lua_block        { API = require("ducky.ngx").new{ threads = 128 } }
+--   init_by_lua_block        { API = require("ducky.ngx").new{ threads = 32 } }
 --   init_worker_by_lua_block { API:init_worker() }   -- background token refresh
 --
 --   local res, err = API:request("GET", "/footprints", { query = { year = 2026 } })
@@ -44,8 +44,8 @@ local LOG_LEVELS = { debug = "DEBUG", info = "INFO", notice = "NOTICE", warn = "
 -- Stats counted by ducky.client in the pool, and by this module in the event loop.
 local CLIENT_STATS = { "requests", "token_fetches", "token_cache_hits", "token_store_hits",
   "retries", "replays_401", "stale_tokens", "errors" }
-local LOOP_STATS = { "queued", "queue_timeouts", "authorization_hits", "authorization_misses",
-  "background_refreshes" }
+local LOOP_STATS = { "queued", "queue_timeouts", "batched", "authorization_hits",
+  "authorization_misses", "background_refreshes" }
 
 -- ---- shared by both halves ----------------------------------------------------
 
@@ -264,14 +264,17 @@ end
 local Api = {}
 Api.__index = Api
 
-local semaphores = {} -- pool name -> ngx.semaphore, made in each worker on first use
--- pool name -> { [lease] = deadline }: the slots taken. A request that goes
--- away while its call runs (a client abort nginx was told to watch, a killed
--- light thread) never gives its slot back itself: once past its deadline (its
--- timeout and a grace; its pool thread is done by then) the slot is given back.
-local leases = {}
-local LEASE_GRACE = 2
+local semaphore -- ngx.semaphore, loaded in the worker (not in the pool's VMs)
+local unpack = unpack or table.unpack
+local pools = {} -- pool name -> admission state, made in each worker on first use
 local pool_threads = {} -- pool name -> the threads given by new{}
+-- A slot's holder has a deadline: its calls' timeouts and this grace (its pool
+-- thread is done by then). A request that goes away while its call runs (a
+-- client abort nginx was told to watch, a killed light thread) never gives its
+-- slot back itself; past the deadline the slot is handed over all the same.
+local LEASE_GRACE = 2
+local BATCH_MAX = 32 -- request() calls that one pool thread runs together
+local OPTS_AT = { request = 3, batch = 2 } -- where a call's opts are among its arguments
 
 -- ducky.error() and, once the C core has it, ducky.headers() give back what
 -- crossing the VM boundary took away; until then a Lua metatable makes header
@@ -383,52 +386,66 @@ local function pool_size(self)
   return pool_threads[self.pool] or DEFAULT_THREADS
 end
 
-local function semaphore(self)
-  local sema = semaphores[self.pool]
-  if not sema then
-    sema = assert(require("ngx.semaphore").new(pool_size(self)))
-    semaphores[self.pool] = sema
-    leases[self.pool] = {}
+-- Admission, per worker and thread pool: `free` slots (threads = … of them),
+-- and a FIFO queue of the calls that wait for one, each on its own
+-- ngx.semaphore. A call that finds a free slot and no queue runs at once. A
+-- call that queues waits in the event loop until a slot is handed to it (it
+-- then leads) or until a leader took it into its batch and it is done: the
+-- request() calls of one configuration waiting in the queue go to the pool
+-- together, as one client:batch (libcurl's multi interface: one thread and one
+-- hop for them all), so a saturated worker spends its threads and its CPU on
+-- HTTP rather than on thread hops. A leader that is done hands its slot to the
+-- first waiting call, or frees it.
+local function pool_state(self)
+  local P = pools[self.pool]
+  if not P then
+    P = { free = pool_size(self), first = 1, last = 0, leases = {} }
+    pools[self.pool] = P
   end
-  return sema
+  return P
 end
 
--- Gives back the slots of calls whose requests went away (see leases).
-local function reap(pool)
+local function queued_head(P)
+  while P.first <= P.last do
+    local j = P[P.first]
+    if j and j.state == "queued" then return j end
+    P[P.first] = nil
+    P.first = P.first + 1
+  end
+  return nil
+end
+
+-- The slot of a call that is done: to the first waiting call, else free.
+local function hand_over(P)
+  local j = queued_head(P)
+  if j then
+    P[P.first] = nil
+    P.first = P.first + 1
+    j.state = "lead"
+    P.leases[j] = j.deadline + LEASE_GRACE -- until it takes its slot up
+    j.sema:post(1)
+  else
+    P.free = P.free + 1
+  end
+end
+
+-- Gives back the slots of calls whose requests went away (see LEASE_GRACE);
+-- looks once a second at most.
+local function reap(P, pool)
   local now, n = ngx.now(), 0
-  for lease, deadline in pairs(leases[pool] or {}) do
+  if now - (P.reaped_at or 0) < 1 then return end
+  P.reaped_at = now
+  for lease, deadline in pairs(P.leases) do
     if now > deadline then
-      leases[pool][lease] = nil
+      P.leases[lease] = nil
       n = n + 1
+      hand_over(P)
     end
   end
   if n > 0 then
-    semaphores[pool]:post(n)
     ngx.log(ngx.WARN, "ducky: ", n, " call(s) of pool '", pool, "' outlived their requests;"
       .. " their thread slots are free again")
   end
-end
-
--- Takes a pool slot for `method` within `timeout` seconds: true and the
--- seconds spent waiting, or nil and an error table.
-local function acquire(self, method, timeout)
-  if type(timeout) ~= "number" then error("ducky.ngx: " .. method .. ": timeout must be a number", 3) end
-  local sema = semaphore(self)
-  local queued = sema:count() <= 0 -- wait() takes a free slot without yielding
-  if queued then
-    reap(self.pool)
-    count(self, "queued")
-  end
-  local start = ngx.now()
-  if sema:wait(timeout) then
-    if not queued then return true, 0 end
-    ngx.update_time()
-    return true, ngx.now() - start
-  end
-  count(self, "queue_timeouts")
-  return nil, { kind = "timeout", retryable = true, message = ("api:%s() timed out after %g s"
-    .. " waiting in the queue for a thread of pool '%s' (at most %d calls in flight per worker:"
-    .. " the threads option)"):format(method, timeout, self.pool, pool_size(self)) }
 end
 
 -- Whether nginx would log ducky's events at all: the pool's clients get a log
@@ -441,23 +458,16 @@ local function events_wanted(self)
   return not got or type(level) ~= "number" or self.log_level <= level
 end
 
--- Runs OPS[what] in the pool, holding the slot acquire() took (for at most
--- timeout seconds and a grace); returns the op's result and error (an error
--- table as it crossed).
-local function run(self, timeout, what, ...)
+-- Runs OPS[what] in a pool thread; returns the op's result and error (an
+-- error table as it crossed).
+local function in_pool(self, what, ...)
   local pool = self.pool
   if self.conf.log == nil then self.conf.log = events_wanted(self) end
-  local lease = {}
-  leases[pool][lease] = ngx.now() + timeout + LEASE_GRACE
   local ok, ran, res, err, events, delta = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "run",
     self.id, what, ...)
   if ok and ran and res == NEED_CONFIG then
     ok, ran, res, err, events, delta = pcall(ngx.run_worker_thread, pool, "ducky.ngx", "setup",
       self.id, self.conf, what, ...)
-  end
-  if leases[pool][lease] then
-    leases[pool][lease] = nil
-    semaphores[pool]:post(1)
   end
   if not ok or not ran then
     return nil, { kind = "config", message = ("ducky.ngx: thread pool '%s': %s"):format(pool,
@@ -466,12 +476,6 @@ local function run(self, timeout, what, ...)
   if delta then add_stats(self, delta) end
   if events then log_events(self, events) end
   return res, err
-end
-
-local function call(self, method, timeout, what, ...)
-  local ok, err = acquire(self, method, timeout)
-  if not ok then return nil, err end
-  return run(self, timeout, what, ...)
 end
 
 -- opts with the time spent queued taken off its timeout (a copy: the
@@ -484,8 +488,106 @@ local function remaining(opts, timeout, waited)
   return o
 end
 
-local function api_call(self, method, what)
-  local res, err = call(self, method, self.timeout, what)
+-- A leader holds a slot: it runs its call, with the request() calls of its
+-- configuration waiting in the queue when it is one (BATCH_MAX at most),
+-- gives each its answer and hands the slot over.
+local function lead(P, job)
+  local self = job.api
+  local now = ngx.now()
+  local batch, until_ = { job }, job.deadline
+  if job.what == "request" then
+    for i = P.first, P.last do
+      local j = P[i]
+      if #batch >= BATCH_MAX then break end
+      if j and j.state == "queued" and j.api == self and j.what == "request" then
+        j.state, P[i] = "running", false
+        batch[#batch + 1] = j
+        if j.deadline > until_ then until_ = j.deadline end
+      end
+    end
+  end
+  job.state = "running"
+  P.leases[job] = until_ + LEASE_GRACE
+  if #batch == 1 then
+    local at = OPTS_AT[job.what] -- the queue time comes off the call's timeout
+    if at then job[at] = remaining(job[at], job.timeout, now - job.start) end
+    job.res, job.err = in_pool(self, job.what, unpack(job, 1, job.n))
+  else
+    local list = {}
+    for i, j in ipairs(batch) do
+      list[i] = { j[1], j[2], remaining(j[3], j.timeout, now - j.start) }
+    end
+    local results, err = in_pool(self, "batch", list, { concurrency = #list,
+      timeout = math.max(until_ - now, 0.001) })
+    for i, j in ipairs(batch) do
+      local r = results and results[i]
+      if r then
+        j.res, j.err = r.res, r.err
+      elseif err and err.kind == "config" and not err.message:find("not found", 1, true) then
+        -- the batch failed as a whole (one call's arguments, say): each on its own
+        j.res, j.err = in_pool(self, "request", list[i][1], list[i][2], list[i][3])
+      else
+        j.res, j.err = nil, err
+      end
+      if j ~= job then
+        j.state = "done"
+        j.sema:post(1)
+      end
+    end
+    count(self, "batched", #batch)
+  end
+  job.state = "done"
+  if P.leases[job] then
+    P.leases[job] = nil
+    hand_over(P)
+  end
+  return job.res, job.err
+end
+
+-- Runs OPS[what](…) in the pool within `timeout` seconds, queue time included.
+local function submit(self, method, timeout, what, ...)
+  if type(timeout) ~= "number" then error("ducky.ngx: " .. method .. ": timeout must be a number", 3) end
+  local P = pool_state(self)
+  local now = ngx.now()
+  local job = { api = self, what = what, n = select("#", ...), start = now, timeout = timeout,
+    deadline = now + timeout, ... }
+  if P.free <= 0 then reap(P, self.pool) end
+  if P.free > 0 and not queued_head(P) then
+    P.free = P.free - 1
+    return lead(P, job)
+  end
+  count(self, "queued")
+  job.state = "queued"
+  semaphore = semaphore or require("ngx.semaphore")
+  job.sema = semaphore.new(0)
+  P.last = P.last + 1
+  P[P.last] = job
+  job.sema:wait(timeout)
+  if job.state == "lead" then
+    ngx.update_time()
+    local waited = ngx.now() - job.start
+    if waited >= timeout then -- handed a slot as its time ran out
+      P.leases[job] = nil
+      hand_over(P)
+    else
+      return lead(P, job)
+    end
+  elseif job.state == "done" then
+    return job.res, job.err
+  end
+  local running = job.state == "running"
+  job.state = "cancelled"
+  count(self, "queue_timeouts")
+  return nil, { kind = "timeout", retryable = true, message = running
+    and ("api:%s() timed out after %g s: its batch in pool '%s' did not end in time")
+      :format(method, timeout, self.pool)
+    or ("api:%s() timed out after %g s waiting in the queue for a thread of pool '%s' (at most"
+      .. " %d calls in flight per worker: the threads option)"):format(method, timeout, self.pool,
+      pool_size(self)) }
+end
+
+local function api_call(self, method, what, ...)
+  local res, err = submit(self, method, self.timeout, what, ...)
   if res == nil then return nil, as_error(err) end
   return res
 end
@@ -495,9 +597,7 @@ end
 function Api:request(method, path, opts)
   phase_check("request")
   local timeout = type(opts) == "table" and opts.timeout or self.timeout
-  local ok, waited = acquire(self, "request", timeout)
-  if not ok then return nil, as_error(waited) end
-  local res, err = run(self, timeout, "request", method, path, remaining(opts, timeout, waited))
+  local res, err = submit(self, "request", timeout, "request", method, path, opts)
   if res == nil then return nil, as_error(err) end
   return as_result(res)
 end
@@ -515,9 +615,7 @@ end
 function Api:batch(requests, opts)
   phase_check("batch")
   local timeout = type(opts) == "table" and opts.timeout or self.timeout
-  local ok, waited = acquire(self, "batch", timeout)
-  if not ok then return nil, as_error(waited) end
-  local list, err = run(self, timeout, "batch", requests, remaining(opts, timeout, waited))
+  local list, err = submit(self, "batch", timeout, "batch", requests, opts)
   if list == nil then return nil, as_error(err) end
   for _, r in ipairs(list) do
     if r.err then r.err = as_error(r.err) else as_result(r.res) end
@@ -625,7 +723,7 @@ function Api:authorization()
     return nil, as_error{ kind = "auth", message = ("no token in lua_shared_dict '%s' yet, and the"
       .. " set phase cannot wait for one: a fetch has started"):format(tostring(self.dict_name)) }
   end
-  local tok, err = call(self, "authorization", self.timeout, "bearer", self.key or nil)
+  local tok, err = submit(self, "authorization", self.timeout, "bearer", self.key or nil)
   if not tok then return nil, as_error(err) end
   return "Bearer " .. tok
 end
@@ -648,7 +746,7 @@ tick = function(premature, self)
     self.refreshing = false
     return -- another worker is at it
   end
-  local t, err = call(self, "refresh", self.timeout, "refresh")
+  local t, err = submit(self, "refresh", self.timeout, "refresh")
   unlock(self.dict, refresh_key(key), owner)
   self.refreshing = false
   if t then
@@ -675,7 +773,7 @@ function Api:init_worker()
   assert(ngx.timer.at(0, tick, self))
   assert(ngx.timer.every(self.interval, function(premature)
     flush(self)
-    reap(self.pool)
+    if pools[self.pool] then reap(pools[self.pool], self.pool) end
     if not self.refreshing then
       self.refreshing = true
       tick(premature, self)
