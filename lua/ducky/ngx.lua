@@ -12,12 +12,13 @@
 --
 -- Calls run on the nginx thread pool (ngx.run_worker_thread): the request's
 -- coroutine yields while a pool thread waits on libcurl. Each worker admits at
--- most `threads` calls to the pool at once (an ngx.semaphore); the others wait
--- in the event loop, inside their timeout, so no call is ever refused for want
--- of a thread or a thread VM. Tokens live in the lua_shared_dict, shared by
--- every worker: authorization() reads it in the event loop, and only a miss
--- goes to the pool; a timer started by init_worker() refreshes the token ahead
--- of its refresh margin, one worker at a time.
+-- most `threads` calls to the pool at once; the others wait in the event loop,
+-- inside their timeout, so no call is ever refused for want of a thread or a
+-- thread VM, and request() calls that wait go to the pool together, as one
+-- client:batch. Tokens live in the lua_shared_dict, shared by every worker:
+-- authorization() reads it in the event loop, and only a miss goes to the
+-- pool; a timer started by init_worker() refreshes the token ahead of its
+-- refresh margin, one worker at a time.
 --
 -- Two halves: the Api object in the worker's own Lua VM (new, the methods, the
 -- timer), and M.run/M.setup, which nginx calls inside the thread pool's VMs.
