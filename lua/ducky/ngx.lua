@@ -266,6 +266,7 @@ local Api = {}
 Api.__index = Api
 
 local semaphore -- ngx.semaphore, loaded in the worker (not in the pool's VMs)
+local get_phase, now_ = ngx.get_phase, ngx.now -- resty.core's, when loaded in a worker
 local unpack = unpack or table.unpack
 local pools = {} -- pool name -> admission state, made in each worker on first use
 local pool_threads = {} -- pool name -> the threads given by new{}
@@ -698,23 +699,16 @@ local function kick_refresh(self)
   end
 end
 
--- "Bearer <token>" for an Authorization header, or nil, err. A token in the
--- dict is read in the event loop; only a miss goes to the pool. In
--- set_by_lua, which cannot wait, a miss gives nil and an error at once (and
--- starts a fetch in the background).
-function Api:authorization()
-  local phase = ngx.get_phase()
-  local set = phase == "set"
-  if not CALL_PHASES[phase] and not set then phase_error("authorization", phase) end
+-- The slow path of authorization(): a token that changed, is near its
+-- refresh, or is missing.
+local function authorization(self, set)
   local e = self:cached_entry()
   if e then
     local now = ngx.now()
     local left = e.expires_at - now
     if left > SAFETY then
       if left <= e.refresh_at then kick_refresh(self) end -- the timer is late, or off
-      local counts = self.counts
-      counts.authorization_hits = (counts.authorization_hits or 0) + 1
-      if now - self.flushed_at >= 1 then flush(self) end
+      count(self, "authorization_hits")
       return e.bearer
     end
   end
@@ -729,6 +723,28 @@ function Api:authorization()
   return "Bearer " .. tok
 end
 
+-- "Bearer <token>" for an Authorization header, or nil, err. A token in the
+-- dict is read in the event loop; only a miss goes to the pool. In
+-- set_by_lua, which cannot wait, a miss gives nil and an error at once (and
+-- starts a fetch in the background). The fast path: the token this worker
+-- decoded last is still the dict's (its generation did not move) and far from
+-- its refresh.
+function Api:authorization()
+  local phase = get_phase()
+  local set = phase == "set"
+  if not CALL_PHASES[phase] and not set then phase_error("authorization", phase) end
+  local e = self.entry
+  if e and self.dict:get(self.gen_key) == self.gen then
+    local now = now_()
+    if e.expires_at - now > e.refresh_at then
+      local counts = self.counts
+      counts.authorization_hits = (counts.authorization_hits or 0) + 1
+      if now - self.flushed_at >= 1 then flush(self) end
+      return e.bearer
+    end
+  end
+  return authorization(self, set)
+end
 
 -- One background refresh check: when the dict's token is near its refresh
 -- margin (or missing), one worker at a time takes the refresh lock and has the
