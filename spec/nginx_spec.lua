@@ -31,7 +31,7 @@ end
 
 -- Runs `n` requests to url at once (curl processes); returns their statuses.
 local function parallel(url, n)
-  local out = H.run(("seq %d | %sxargs -P %d -I{} curl -s -o /dev/null -w '%%{http_code}\\n' %q")
+  local out = N.run(("seq %d | %sxargs -P %d -I{} curl -s -o /dev/null -w '%%{http_code}\\n' %q")
     :format(n, H.CLEAN_ENV, n, url))
   local codes = {}
   for code in out:gmatch("%d%d%d") do codes[#codes + 1] = code end
@@ -252,7 +252,7 @@ describe("nginx with ducky.ngx", function()
     test("queues calls past the pool's threads instead of refusing them", function()
       nginx = N.start(id, { workers = 1 })
       H.fault{ path = "/v3/echo", delay = 0.3, times = 2 } -- the first two hold both threads
-      local out = H.run(("seq 12 | %sxargs -P 12 -I{} curl -s %q")
+      local out = N.run(("seq 12 | %sxargs -P 12 -I{} curl -s %q")
         :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}")))
       local got = {}
       for line in out:gmatch("[^\n]+") do got[#got + 1] = tonumber(line) or line end
@@ -267,7 +267,7 @@ describe("nginx with ducky.ngx", function()
     test("a call that fails a batch of queued calls fails alone", function()
       nginx = N.start(id, { workers = 1 })
       H.fault{ path = "/v3/echo", delay = 0.3, times = 2 }
-      local out = H.run(("(seq 8 | %sxargs -P 8 -I{} curl -s %q) & sleep 0.1; %scurl -s %q; wait")
+      local out = N.run(("(seq 8 | %sxargs -P 8 -I{} curl -s %q) & sleep 0.1; %scurl -s %q; wait")
         :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}"), H.CLEAN_ENV, nginx.url("/spec/small?bad=1")))
       assert.matches("ducky config error: ducky.ngx: thread pool 'small': [^\n]*unknown option 'tiemout'",
         out)
@@ -277,7 +277,7 @@ describe("nginx with ducky.ngx", function()
     test("times out a call that waited its whole timeout in the queue, and says so", function()
       nginx = N.start(id, { workers = 1, env = { DUCKY_SPEC_TIMEOUT = "1" } })
       H.fault{ path = "/v3/echo", delay = 2, times = 2 } -- both threads busy for 2 s (timeout 3 s)
-      local out = H.run(("(seq 2 | %sxargs -P 2 -I{} curl -s %q) & sleep 0.3; %scurl -s %q; wait")
+      local out = N.run(("(seq 2 | %sxargs -P 2 -I{} curl -s %q) & sleep 0.3; %scurl -s %q; wait")
         :format(H.CLEAN_ENV, nginx.url("/spec/small?t=3&i={}"), H.CLEAN_ENV, nginx.url("/spec/small")))
       assert.matches("ducky timeout error: api:request%(%) timed out after 1 s waiting in the queue for"
         .. " a thread of pool 'small' %(at most 2 calls in flight per worker: the threads option%)", out)
@@ -296,7 +296,7 @@ describe("nginx with ducky.ngx", function()
     test("gives back the slot of a call whose request went away, once past its deadline", function()
       nginx = N.start(id, { workers = 1 }) -- pool 'abort': 1 thread, timeout 1 s
       H.fault{ path = "/v3/echo", delay = 1.5, times = 1 }
-      H.run(("%scurl -s --max-time 0.3 %q"):format(H.CLEAN_ENV, nginx.url("/spec/abort"))) -- goes away
+      N.run(("%scurl -s --max-time 0.3 %q"):format(H.CLEAN_ENV, nginx.url("/spec/abort"))) -- goes away
       assert.matches("timed out after 1 s waiting in the queue", (get(nginx.url("/spec/abort"))))
       socket.sleep(2.5) -- the lost slot's deadline: its timeout (1 s) and the grace (2 s)
       assert.equals("200\n", get(nginx.url("/spec/abort")))
@@ -316,7 +316,7 @@ describe("nginx with ducky.ngx", function()
       assert(get(nginx.url("/health"))) -- token fetched first
       H.fault{ path = "/v3/echo", delay = 3, times = 20 }
       local slow = H.tmpdir()
-      os.execute(("for i in $(seq 20); do %scurl -s -o /dev/null -w '%%{http_code}\\n'"
+      os.execute(("unset LD_PRELOAD; for i in $(seq 20); do %scurl -s -o /dev/null -w '%%{http_code}\\n'"
         .. " %q >>%s/slow.txt & done"):format(H.CLEAN_ENV, nginx.url("/ducky/echo"), slow))
       for _ = 1, 50 do -- until the 20 are waiting on the API
         if H.stats().requests_by_path["/v3/echo"] == 20 then break end

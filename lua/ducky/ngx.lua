@@ -801,7 +801,7 @@ end
 
 -- This worker's counts, and `all`: the same summed over every worker (the dict
 -- keeps them; another worker's reach it within a second). Fields of
--- client:stats() plus queued, queue_timeouts, authorization_hits,
+-- client:stats() plus queued, batched, queue_timeouts, authorization_hits,
 -- authorization_misses, background_refreshes.
 function Api:stats()
   local mine, all = {}, {}
@@ -942,13 +942,14 @@ local function new(opts)
   end
   pool_threads[pool] = pool_threads[pool] or threads
   local timeout = copts.timeout or 30
-  local margin = copts.refresh_margin or 60
-  local refresh_at = margin + 2 * (interval or 0) + 5
+  -- the background refresh comes this long before expiry: ahead of the margin
+  -- the requests' clients refresh at, by two timer ticks and some
+  local refresh_at = (copts.refresh_margin or 60) + 2 * (interval or 0) + 5
   local id = ngx.md5(config_key(copts, dict_name))
   return setmetatable({
     id = id, pool = pool, dict_name = dict_name or nil, dict = dict or nil,
     counts = {}, flushed_at = 0,
-    timeout = timeout, margin = margin, interval = interval or nil,
+    timeout = timeout, interval = interval or nil,
     log_level = level and ngx[LOG_LEVELS[level]] or nil,
     conf = { id = id, copts = copts, dict = dict_name or nil,
       refresh_at = refresh_at, lock_ttl = timeout + 5 },
