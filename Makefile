@@ -153,6 +153,14 @@ _bench-cache: all
 _bench: all
 	$(MAKE) -C bench bench
 
+# nginx: ducky.ngx beside lua-resty-http (../shared/peers) and proxy_pass, one worker,
+# wrk (Debian package wrk), then instructions per request under callgrind (bench/README.md).
+.PHONY: bench-nginx
+bench-nginx: deps
+	$(MAKE) LUA=luajit all
+	bench/nginx/run.sh
+	bench/nginx/ir.sh
+
 # libFuzzer targets over the C that reads network data: 60 s each (FUZZ_SECONDS).
 fuzz:
 	$(MAKE) -C fuzz run

@@ -1,0 +1,107 @@
+-- The spec's Lua in nginx (spec/nginx_spec.lua): run from init_by_lua beside
+-- the example's own API; spec/support/nginx_locations.conf calls it.
+local cjson = require("cjson")
+-- luacheck: globals SPEC API, read_globals ngx
+local ducky_ngx = require("ducky.ngx")
+
+SPEC = {}
+
+local function env(name) return os.getenv(name) end
+
+-- Another credential (DUCKY_SPEC_ID2) whose tokens live a few seconds: the
+-- background refresh is seen at work within a spec.
+if env("DUCKY_SPEC_ID2") then
+  SPEC.SHORT = ducky_ngx.new{ client_id = env("DUCKY_SPEC_ID2"), client_secret = env("DUCKY_SPEC_SECRET2"),
+    timeout = 5, refresh_margin = 2, refresh_interval = 0.2, log_level = "notice" }
+end
+-- Two threads for the whole worker: admission control at work.
+SPEC.SMALL = ducky_ngx.new{ pool = "small", threads = 2, timeout = tonumber(env("DUCKY_SPEC_TIMEOUT")) or 10,
+  retries = 0 }
+-- A credential (DUCKY_SPEC_ID3) without a background refresh: authorization()
+-- in set_by_lua misses at first.
+if env("DUCKY_SPEC_ID3") then
+  SPEC.LAZY = ducky_ngx.new{ client_id = env("DUCKY_SPEC_ID3"), client_secret = env("DUCKY_SPEC_SECRET3"),
+    timeout = 5 }
+end
+-- One thread, 1 s calls: a request that goes away leaves its slot behind.
+SPEC.ABORT = ducky_ngx.new{ pool = "abort", threads = 1, timeout = 1, retries = 0 }
+-- A thread pool nginx does not have.
+SPEC.NOPOOL = ducky_ngx.new{ pool = "nope" }
+
+local METHODS = {
+  authorization = function() return API:authorization() end,
+  request = function() return API:request("GET", "/echo") end,
+  ping = function() return API:ping() end,
+  ping_protected = function() return API:ping_protected() end,
+  batch = function() return API:batch({ { "GET", "/echo" } }) end,
+  token = function() return API:token() end,
+  invalidate = function() return API:invalidate() end,
+}
+
+-- Every method of API from the current phase: what each returned or raised.
+function SPEC.try_all()
+  local out = {}
+  for name, fn in pairs(METHODS) do
+    local ok, a, b = pcall(fn)
+    if not ok then
+      out[name] = { raised = tostring(a) }
+    elseif a == nil then
+      out[name] = { err = tostring(b) }
+    else
+      out[name] = { ok = type(a) == "table" and (a.status or #a) or a }
+    end
+  end
+  return out
+end
+
+-- What the phases a request cannot wait in make of the calls, kept in the dict.
+function SPEC.record(phase)
+  ngx.shared.spec:set(phase, cjson.encode(SPEC.try_all()))
+end
+
+function SPEC.init_worker()
+  SPEC.record("init_worker")
+  if SPEC.SHORT then SPEC.SHORT:init_worker() end
+end
+
+-- The phases that may wait: authorization(), request() and stats().
+function SPEC.report()
+  local bearer, err = API:authorization()
+  local res, rerr = API:request("GET", "/echo")
+  local tok = API:token()
+  return cjson.encode{ phase = ngx.get_phase(), authorization = bearer or tostring(err),
+    token = tok, request = res and res.json.client_id or tostring(rerr) }
+end
+
+-- The same from a timer started here, waited for (at most 5 s).
+function SPEC.report_from_timer()
+  local key = "timer:" .. ngx.now() .. ":" .. math.random()
+  ngx.timer.at(0, function() ngx.shared.spec:set(key, SPEC.report()) end)
+  for _ = 1, 500 do
+    local v = ngx.shared.spec:get(key)
+    if v then return v end
+    ngx.sleep(0.01)
+  end
+  return "timer did not report"
+end
+
+-- The shared-dict lock: unlock deletes only a lock that is still ours.
+function SPEC.lock()
+  local dict = ngx.shared.spec
+  local store = ducky_ngx._shared_store(dict, 30)
+  local out = {}
+  out.first = store.lock("k", 1)
+  out.second = store.lock("k", 0.05) -- held: not taken within 0.05 s
+  store.unlock("k")
+  out.released = dict:get("k:lock") == nil
+  out.again = store.lock("k", 1)
+  dict:set("k:lock", "someone else", 30) -- ours expired and another holder took it
+  store.unlock("k")
+  out.kept_other = dict:get("k:lock") == "someone else"
+  dict:delete("k:lock")
+  out.third = store.lock("k", 1)
+  dict:set("k:lock", dict:get("k:lock"), 0.5) -- ours, but about to expire
+  store.unlock("k")
+  out.kept_expiring = dict:get("k:lock") ~= nil
+  return cjson.encode(out)
+end
