@@ -536,4 +536,34 @@ describe("client:stats", function()
     assert.equals(2, c:stats().tokens.memory)
     c:close()
   end)
+
+  it("stats(t) fills t and its tables in place, for a caller reading them on every call", function()
+    local c = new()
+    assert(c:ping_protected())
+    local t = { mine = true }
+    assert.equals(t, c:stats(t))
+    local tokens, limits = t.tokens, t.rate_limit
+    assert(c:ping_protected())
+    c:stats(t)
+    assert.equals(tokens, t.tokens)
+    assert.equals(limits, t.rate_limit)
+    assert.same(c:stats().tokens, t.tokens)
+    assert.equals(2, t.requests)
+    assert.is_true(t.mine)
+    c:close()
+  end)
+
+  it("cache_key(): the same for the same credentials, another for another secret", function()
+    local o = H.opts{}
+    local a, b = ducky.client(o), ducky.client(o)
+    assert.matches("^%x+$", a:cache_key())
+    assert.equals(64, #a:cache_key())
+    assert.equals(a:cache_key(), b:cache_key())
+    local other = {}
+    for k, v in pairs(o) do other[k] = v end
+    other.client_secret = o.client_secret .. "-other"
+    assert.are_not.equals(a:cache_key(), ducky.client(other):cache_key())
+    a:close()
+    assert.has_error(function() a:cache_key() end, "client:cache_key: attempt to use a closed ducky client")
+  end)
 end)

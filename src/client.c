@@ -551,13 +551,37 @@ int cl_tostring(lua_State *L)
 	return c->busy ? tostring_body(L) : cl_guarded(L, tostring_body, "tostring");
 }
 
+/* t[k] = a fresh or reused table (the one t has at k, emptied), on top. */
+static void reuse_table(lua_State *L, int t, const char *k)
+{
+	lua_getfield(L, t, k);
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, t, k);
+		return;
+	}
+	for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
+		lua_pushvalue(L, -2);
+		lua_pushnil(L);
+		lua_rawset(L, -5); /* clearing a field during next is allowed */
+	}
+}
+
+/* stats() or stats(t): the counters in a new table, or written into t (a
+ * caller that reads them on every call reuses one). */
 static int stats_body(lua_State *L)
 {
 	client *c = cl_self(L);
-	lua_createtable(L, 0, 10);
+	if (!lua_istable(L, 2)) {
+		lua_settop(L, 1);
+		lua_createtable(L, 0, 12);
+	}
+	lua_settop(L, 2);
 #define STAT(name)                                                                                 \
 	lua_pushinteger(L, c->st.name);                                                            \
-	lua_setfield(L, -2, #name);
+	lua_setfield(L, 2, #name);
 	STAT(requests)
 	STAT(token_fetches)
 	STAT(token_cache_hits)
@@ -567,25 +591,35 @@ static int stats_body(lua_State *L)
 	STAT(stale_tokens)
 	STAT(errors)
 #undef STAT
-	lua_createtable(L, 0, SRC_COUNT); /* by source, in token()'s and the events' words */
+	reuse_table(L, 2, "tokens"); /* by source, in token()'s and the events' words */
 	for (int i = 0; i < SRC_COUNT; i++) {
 		lua_pushinteger(L, c->st.tokens[i]);
 		lua_setfield(L, -2, cl_source_names[i]);
 	}
-	lua_setfield(L, -2, "tokens");
-	lua_newtable(L);
+	reuse_table(L, 2, "rate_limit");
 	if (c->ref_limits != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_limits);
-		lua_pushnil(L);
-		while (lua_next(L, -2)) {
+		for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
 			lua_pushvalue(L, -2);
-			lua_insert(L, -2);
-			lua_settable(L, -5);
+			lua_pushvalue(L, -2);
+			lua_rawset(L, 4);
 		}
-		lua_pop(L, 1);
 	}
-	lua_setfield(L, -2, "rate_limit");
+	lua_settop(L, 2);
 	return 1;
+}
+
+/* cache_key(): the hex key the token cache keeps this client's token under
+ * (for integrations that share it, like ducky.ngx's shared dict). */
+static int cache_key_body(lua_State *L)
+{
+	lua_pushstring(L, cl_self(L)->creds.key);
+	return 1;
+}
+
+int cl_cache_key(lua_State *L)
+{
+	return cl_guarded(L, cache_key_body, "cache_key");
 }
 
 int cl_stats(lua_State *L)

@@ -116,5 +116,6 @@ int cl_new(lua_State *L);
 int cl_close(lua_State *L);
 int cl_tostring(lua_State *L);
 int cl_stats(lua_State *L);
+int cl_cache_key(lua_State *L);
 
 #endif

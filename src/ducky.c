@@ -11,15 +11,11 @@
 #include "version.h"
 
 static const luaL_Reg client_methods[] = {
-    {"ping", cl_ping},
-    {"ping_protected", cl_ping_protected},
-    {"request", cl_request},
-    {"batch", cl_batch},
-    {"token", cl_token},
-    {"invalidate", cl_invalidate},
-    {"stats", cl_stats},
-    {"close", cl_close},
-    {NULL, NULL},
+    {"ping", cl_ping},       {"ping_protected", cl_ping_protected},
+    {"request", cl_request}, {"batch", cl_batch},
+    {"token", cl_token},     {"invalidate", cl_invalidate},
+    {"stats", cl_stats},     {"cache_key", cl_cache_key},
+    {"close", cl_close},     {NULL, NULL},
 };
 
 static const luaL_Reg client_metamethods[] = {

@@ -174,7 +174,8 @@ end
 -- table of the changed counters, nil while none changed); it goes back to the
 -- worker with the call's result. Rate-limit headers come with exchanges only.
 local function stats_delta(e, client, delta)
-  local s = client:stats()
+  e.scratch = e.scratch or {}
+  local s = client:stats(e.scratch) -- filled in place: no table per call
   local last = e.last[client]
   if not last then
     last = {}
@@ -186,7 +187,10 @@ local function stats_delta(e, client, delta)
       delta = delta or {}
       delta[name] = (delta[name] or 0) + d
       last[name] = s[name]
-      if name == "token_fetches" and next(s.rate_limit) then delta.rate_limit = s.rate_limit end
+      if name == "token_fetches" and next(s.rate_limit) then -- a copy: s is reused
+        delta.rate_limit = {}
+        for k, v in pairs(s.rate_limit) do delta.rate_limit[k] = v end
+      end
     end
   end
   return delta
@@ -648,22 +652,19 @@ function Api:invalidate(token)
 end
 
 -- The key under which the C core keeps this configuration's token (a hash of
--- the credentials, as this worker's environment gives them). The core hands it
--- to the store when it drops a token, so a client made here with a store that
--- only takes note of the key is asked to invalidate. That drops nothing but
--- this process's copy in memory, which a worker fresh from init_worker does
--- not have yet (later it costs one read of the dict).
+-- the credentials, as this worker's environment gives them): client:cache_key()
+-- of a client made, and closed, here.
 function Api:cache_key()
   if self.key == nil and self.dict then
     ducky = ducky or require("ducky")
-    local o, seen = {}, nil
+    local o = {}
     for k, v in pairs(self.conf.copts) do o[k] = v end
-    o.token_cache = { load = function() return nil end, store = function(k) seen = k end }
+    o.token_cache = false
     local c = ducky.client(o)
-    c:invalidate()
+    local key = c:cache_key()
     c:close()
-    self.key = seen or false
-    self.gen_key = seen and gen_key(seen)
+    self.key = key or false
+    self.gen_key = key and gen_key(key)
   end
   return self.key or nil
 end
