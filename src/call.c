@@ -13,7 +13,8 @@
 
 /* ---- arguments ---------------------------------------------------------- */
 
-static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t klen, int v)
+static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t klen, int v,
+                           const char *what)
 {
 	size_t vlen;
 	const char *val;
@@ -23,9 +24,9 @@ static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t k
 		val = lua_tostring(L, v);
 	else
 		return luaL_error(L,
-		                  "query value for '%s' must be a string, number, boolean "
+		                  "%s: query value for '%s' must be a string, number, boolean "
 		                  "or an array of them",
-		                  key);
+		                  what, key);
 	vlen = strlen(val);
 	if (lua_type(L, v) == LUA_TSTRING)
 		lua_tolstring(L, v, &vlen);
@@ -37,10 +38,11 @@ static int add_query_value(lua_State *L, ducky_buf *b, const char *key, size_t k
 }
 
 /* One key of the query: its value, or each value of its array. */
-static void add_query_key(lua_State *L, ducky_buf *b, const char *key, size_t klen)
+static void add_query_key(lua_State *L, ducky_buf *b, const char *key, size_t klen,
+                          const char *what)
 {
 	if (!lua_istable(L, -1)) {
-		add_query_value(L, b, key, klen, lua_gettop(L));
+		add_query_value(L, b, key, klen, lua_gettop(L), what);
 		return;
 	}
 	size_t m = ducky_rawlen(L, -1), count = 0;
@@ -51,12 +53,12 @@ static void add_query_key(lua_State *L, ducky_buf *b, const char *key, size_t kl
 	}
 	if (count != m)
 		luaL_error(L,
-		           "query value for '%s' must be a string, number, boolean or an array "
-		           "of them",
-		           key);
+		           "%s: query value for '%s' must be a string, number, boolean or an "
+		           "array of them",
+		           what, key);
 	for (size_t j = 1; j <= m; j++) {
 		lua_rawgeti(L, -1, (int)j);
-		add_query_value(L, b, key, klen, lua_gettop(L));
+		add_query_value(L, b, key, klen, lua_gettop(L), what);
 		lua_pop(L, 1);
 	}
 }
@@ -66,23 +68,21 @@ typedef struct qkey {
 	size_t len;
 } qkey;
 
-/* Byte order, NUL included: keys are Lua strings, not C strings. */
 static int cmp_key(const void *a, const void *b)
 {
 	const qkey *x = a, *y = b;
-	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
-	return c ? c : (x->len > y->len) - (x->len < y->len);
+	return cl_cmp_lstr(x->s, x->len, y->s, y->len);
 }
 
 /* Appends ?k=v&… for the query table at idx, keys sorted, arrays repeated. */
-static void add_query(lua_State *L, int idx, ducky_buf *b)
+static void add_query(lua_State *L, int idx, ducky_buf *b, const char *what)
 {
 	size_t n = 0, i;
 	qkey *keys;
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "query keys must be strings");
+			luaL_error(L, "%s: query keys must be strings", what);
 		n++;
 		lua_pop(L, 1);
 	}
@@ -96,7 +96,7 @@ static void add_query(lua_State *L, int idx, ducky_buf *b)
 	for (i = 0; i < n; i++) {
 		lua_pushlstring(L, keys[i].s, keys[i].len);
 		lua_rawget(L, idx);
-		add_query_key(L, b, keys[i].s, keys[i].len);
+		add_query_key(L, b, keys[i].s, keys[i].len, what);
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
@@ -182,7 +182,7 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
 		luaL_error(L, "%s: path holds a space, CR, LF or NUL", what);
 	int rc = ducky_url_join(url, c->base_url, path, plen, err);
 	if (rc == 0 && o.query)
-		add_query(L, o.query, url);
+		add_query(L, o.query, url, what);
 	lua_replace(L, top + 1); /* the body (or nil) */
 	lua_settop(L, top + 1);
 	k->body = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &k->body_len) : NULL;

@@ -1,7 +1,8 @@
 /* The client object, and what every binding file needs of it: the guard, log
  * events, JSON, options read from tables. The binding files form a tree:
  *   ducky.c -> client_batch.c -> call.c -> client_token.c -> client.c
- *           -> options.c, lua_error.c
+ *                                       -> headers.c, options.c, lua_error.c
+ *   ducky.c -> client_new.c -> options.c
  * (each may use what is to its right, never what is to its left). */
 #ifndef DUCKY_CLIENT_H
 #define DUCKY_CLIENT_H
@@ -111,7 +112,7 @@ int cl_json_decode(lua_State *L, const client *c, const char *s, size_t n);
 /* Counts the error, pushes nil and the error object, clears err; returns 2. */
 int cl_push_error(lua_State *L, client *c, ducky_err *err);
 
-/* ---- the client's constructor and methods, for ducky.c ---- */
+/* ---- the client's constructor (client_new.c) and methods, for ducky.c ---- */
 int cl_new(lua_State *L);
 int cl_close(lua_State *L);
 int cl_tostring(lua_State *L);

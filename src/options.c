@@ -157,3 +157,9 @@ void cl_add_headers(lua_State *L, int idx, struct curl_slist **l, const char *wh
 		lua_pop(L, 3);
 	}
 }
+
+int cl_cmp_lstr(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+	return c ? c : (an > bn) - (an < bn);
+}

@@ -31,6 +31,8 @@ void cl_read_options(lua_State *L, int idx, const cl_opt *opts, void *out, const
 void cl_add_headers(lua_State *L, int idx, struct curl_slist **l, const char *what);
 /* Whether s holds CR, LF or NUL. */
 int cl_has_ctl(const char *s, size_t n);
+/* Byte order of two Lua strings, NUL included (they are not C strings). */
+int cl_cmp_lstr(const char *a, size_t an, const char *b, size_t bn);
 /* Whether s is an HTTP token (RFC 9110 §5.6.2): a method or header name. */
 int cl_is_token(const char *s, size_t n);
 
