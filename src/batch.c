@@ -47,8 +47,11 @@ void ducky_pool_close(ducky_pool *p)
 	}
 	free(p->slots);
 	free(p->busy);
-	if (p->multi)
+	if (p->multi) {
+		int was = ducky_http_wipe_all(1); /* the connections it kept */
 		curl_multi_cleanup(p->multi);
+		ducky_http_wipe_all(was);
+	}
 	memset(p, 0, sizeof *p);
 }
 

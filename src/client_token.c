@@ -196,6 +196,7 @@ static int exchange(void *ud, ducky_fresh *out, int *sent, ducky_err *err)
 	    .url = c->creds.token_url,
 	    .headers = c->creds.headers,
 	    .idempotent = 1,
+	    .carries_secret = 1,
 	    .deadline = r->deadline,
 	    .connect_timeout = c->lim.connect_timeout,
 	    .retries = r->retries,
@@ -204,11 +205,7 @@ static int exchange(void *ud, ducky_fresh *out, int *sent, ducky_err *err)
 	    .before_ud = &c->creds,
 	};
 
-	*sent = 0;
-	if (c->creds.problem.kind != DUCKY_OK) { /* nothing to authenticate with */
-		ducky_err_copy(err, &c->creds.problem);
-		return -1;
-	}
+	*sent = 0; /* cl_get_token gave the creds' problem, if any, before coming here */
 	c->st.token_fetches++;
 	int rc = ducky_http_send(&c->http, &req, cl_on_retry, (void *)r, sent, err);
 	err->attempts = *sent;

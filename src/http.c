@@ -174,6 +174,13 @@ static void *wiping_realloc(void *p, size_t n)
 	return q;
 }
 
+int ducky_http_wipe_all(int on)
+{
+	int was = wipe_all;
+	wipe_all = on;
+	return was;
+}
+
 static void *plain_malloc(size_t n)
 {
 	return malloc(n);
@@ -216,6 +223,14 @@ static void global_init(void)
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 #endif
 }
+
+#ifndef __GLIBC__
+int ducky_http_wipe_all(int on)
+{
+	(void)on;
+	return 0;
+}
+#endif
 
 int ducky_http_global_init(ducky_err *err)
 {
@@ -284,8 +299,10 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 
 void ducky_http_close(ducky_http *h)
 {
+	int was = ducky_http_wipe_all(1); /* the handle's buffers and connections */
 	if (h->easy)
 		curl_easy_cleanup(h->easy);
+	ducky_http_wipe_all(was);
 	h->easy = NULL;
 	free(h->last_url);
 	h->last_url = NULL;
@@ -480,10 +497,9 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	                  failure_text(h, rc));
 }
 
-int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, void *ud,
-                    int *attempts, ducky_err *err)
+static int send_attempts(ducky_http *h, ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
+                         ducky_err *err)
 {
-	ducky_req r = *given, *req = &r;
 	*attempts = 0;
 	for (int attempt = 1;; attempt++) {
 		double remaining;
@@ -500,6 +516,17 @@ int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, vo
 			fn(ud, &ev);
 		ducky_sleep(ev.wait);
 	}
+}
+
+int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, void *ud,
+                    int *attempts, ducky_err *err)
+{
+	ducky_req req = *given;
+	int was = req.carries_secret ? ducky_http_wipe_all(1) : 0;
+	int rc = send_attempts(h, &req, fn, ud, attempts, err);
+	if (req.carries_secret)
+		ducky_http_wipe_all(was);
+	return rc;
 }
 
 /* ---- request header lists --------------------------------------------- */

@@ -47,6 +47,7 @@ typedef struct ducky_req {
 	const char *body; /* NULL: no body */
 	size_t body_len;
 	int idempotent;         /* ducky_idempotent(method), or 1 for the token exchange */
+	int carries_secret;     /* the token exchange: what libcurl frees meanwhile is wiped */
 	double deadline;        /* ducky_now() seconds */
 	double connect_timeout; /* seconds */
 	int retries;
@@ -81,6 +82,9 @@ int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_
 /* Sets libcurl (and, first, OpenSSL's allocator) up once per process; ducky
  * calls it before anything else, from luaopen_ducky. */
 int ducky_http_global_init(ducky_err *err);
+/* While on, every block libcurl and OpenSSL free in this thread is wiped, not
+ * only the small ones; returns the previous setting, to put back. */
+int ducky_http_wipe_all(int on);
 
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err);
 void ducky_http_close(ducky_http *h);

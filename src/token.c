@@ -403,7 +403,7 @@ int ducky_token_invalidate(const char *key, const char *only_token, const ducky_
 		if (!only_token ||
 		    (ops->load(ops->ud, key, share, &cur) && cur.token &&
 		     (strcmp(cur.token, only_token) == 0 || cur.expires_at <= rejected_until + 1)))
-			ops->drop(ops->ud, key, now + (deadline - now) / 4);
+			ops->drop(ops->ud, key, share);
 		ducky_wipe_str(cur.token);
 	}
 	return dropped;
