@@ -19,7 +19,9 @@ SRCS        = $(sort $(wildcard src/*.c))
 OBJS        = $(SRCS:src/%.c=$(BUILD)/%.o)
 
 WARN        = -std=c11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) -Wshadow -Wstrict-prototypes
-DEFS        = -D_POSIX_C_SOURCE=200809L -DDUCKY_VERSION='"$(VERSION)"'
+# TEST_HOOKS=1: ducky._test (a movable clock) for the suite's builds, never a release's
+DEFS        = -D_POSIX_C_SOURCE=200809L -DDUCKY_VERSION='"$(VERSION)"' \
+	$(if $(filter 1,$(TEST_HOOKS)),-DDUCKY_TEST_HOOKS)
 ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden $(DEFS) $(LUA_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 # -z nodelete: the token cache outlives a lua_State's close (one cache per process).
 SO_LDFLAGS  = -shared -Wl,-z,nodelete $(LDFLAGS) $(PKG_LIBS) -lpthread -lm

@@ -57,11 +57,21 @@ describe("custom token store", function()
     assert.equals(1, c:stats().token_store_hits)
   end)
 
-  it("exchanges anyway when the lock is not granted", function()
-    local store, calls = recording_store{ lock = function() return false end }
-    local c = client_with(store)
+  it("exchanges anyway when the lock is not granted, after trying it for half the timeout", function()
+    local locks = 0
+    local store, calls = recording_store{ lock = function(_, timeout)
+      locks = locks + 1
+      assert(timeout > 0 and timeout < 0.1, "lock is tried once, never waited on: " .. timeout)
+      return false
+    end }
+    local c = ducky.client(H.opts{ token_cache = store, timeout = 0.4 })
     assert(c:ping_protected())
-    assert.same({ "load", "load", "store" }, calls)
+    -- load; then (never granted) load again before each later try; then the exchange
+    assert.equals("load", calls[1])
+    assert.equals("store", calls[#calls])
+    assert.is_true(locks >= 2, "tried the lock again on the timer: " .. locks)
+    assert.equals(locks + 1, #calls) -- every try but the first reads the store first
+    for _, name in ipairs(calls) do assert.not_equals("unlock", name) end
   end)
 
   it("works without lock and unlock", function()

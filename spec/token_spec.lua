@@ -35,6 +35,7 @@ end
 
 describe("token cache", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   it("50 protected pings make exactly one token exchange", function()
     local c, events = H.client_with_log()
@@ -234,6 +235,7 @@ end)
 
 describe("token answer validation", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   local bad = {
     { "missing access_token", { token_type = "Bearer", expires_in = 3600 } },
@@ -270,6 +272,11 @@ describe("token answer validation", function()
       local res, err = c:ping_protected()
       assert_error(res, err, "decode")
       assert.equals(0, H.stats().requests_by_path[PING_PATH] or 0)
+      -- a failed exchange is paced: the same error, the endpoint not asked
+      local _, again = c:token()
+      assert.equals("decode", again.kind)
+      assert.equals(1, token_requests())
+      H.shift_clock(H.BACKOFF_CAP) -- one back-off step later
       local tok, left = c:token() -- the fault is spent: a real exchange now
       assert.is_string(tok, tostring(left))
       assert.matches("^tok_", tok)
@@ -298,6 +305,7 @@ describe("token answer validation", function()
 end)
 
 describe("token endpoint errors", function()
+  after_each(function() H.reset_clock() end)
   before_each(function() H.reset() end)
 
   it("401 access_denied -> auth error with status, code and description", function()
@@ -333,7 +341,8 @@ describe("token endpoint errors", function()
     assert.equals(400, err.status)
     assert.equals("invalid_request", err.code)
     assert.equals("Missing required parameter", err.description)
-    -- not a refused credential: no backoff, the next call exchanges
+    -- not a refused credential: no auth_backoff, one back-off step, then an exchange
+    H.shift_clock(H.BACKOFF_CAP)
     assert(c:ping_protected())
     assert.equals(1, H.exchanges(o.client_id))
   end)
@@ -543,6 +552,7 @@ end)
 
 describe("revocation protection (rule 7)", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   it("after invalid_client, fails fast for auth_backoff without asking again", function()
     local o = H.opts { auth_backoff = 0.7 }
@@ -597,15 +607,19 @@ describe("revocation protection (rule 7)", function()
     assert.equals(2, token_requests())
   end)
 
-  it("failed exchanges count toward max_exchanges_per_hour", function()
+  it("failed exchanges never spend max_exchanges_per_hour: the back-off paces them", function()
     local o = H.opts { max_exchanges_per_hour = 2 }
     local c = ducky.client(o)
-    H.fault { path = TOKEN_PATH, client_id = o.client_id, status = 503, times = 2 }
-    assert.equals("http", select(2, c:ping_protected()).kind)
-    assert.equals("http", select(2, c:ping_protected()).kind)
-    local res, err = c:ping_protected()
-    assert_error(res, err, "limit")
-    assert.equals(2, token_requests())
+    H.fault { path = TOKEN_PATH, client_id = o.client_id, status = 503, times = 5 }
+    for i = 1, 5 do
+      assert.equals("http", select(2, c:ping_protected()).kind)
+      assert.equals(i, token_requests()) -- one try per back-off step, not one per call
+      assert.equals("http", select(2, c:ping_protected()).kind)
+      assert.equals(i, token_requests())
+      H.shift_clock(H.BACKOFF_CAP)
+    end
+    assert(c:ping_protected()) -- the endpoint is back: a token at once, not a limit error
+    assert.equals(6, token_requests())
   end)
 end)
 

@@ -1,14 +1,14 @@
-/* One API call: arguments -> headers -> send -> 401 replay -> answer. */
+/* One API call: its arguments read and checked, then started on the engine
+ * and waited for (request, ping, ping_protected). */
 #include <ctype.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "answer.h"
 #include "call.h"
-#include "client_token.h"
-#include "headers.h"
-#include "lua_error.h"
+#include "client_engine.h"
 #include "url.h"
 
 /* ---- arguments ---------------------------------------------------------- */
@@ -126,14 +126,15 @@ static const cl_opt call_options[] = {
 #undef O
 
 /* The body (json encoded, or as given) on top, or nil; its type's header into *ctype. */
-static void push_body(lua_State *L, client *c, const call_opts *o, const char *what,
-                      const char **ctype)
+static void push_body(lua_State *L, const call_opts *o, const char *what, const char **ctype)
 {
 	*ctype = NULL;
 	if (o->json && o->body)
 		luaL_error(L, "%s: json and body exclude each other", what);
 	if (o->json) {
-		lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_encode);
+		lua_getfield(L, LUA_REGISTRYINDEX, CL_JSON);
+		lua_rawgeti(L, -1, 1); /* encode */
+		lua_remove(L, -2);
 		lua_pushvalue(L, o->json);
 		if (lua_pcall(L, 1, 1, 0) != 0)
 			luaL_error(L, "%s: json: %s", what, lua_tostring(L, -1));
@@ -146,10 +147,13 @@ static void push_body(lua_State *L, client *c, const call_opts *o, const char *w
 	}
 }
 
-int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, call *k,
-                  struct curl_slist **extra, ducky_buf *url, ducky_err *err)
+int cl_parse_call(lua_State *L, client *c, call *k, ducky_err *err)
 {
+	struct curl_slist **extra = k->extra;
+	ducky_buf *url = k->url;
 	size_t mlen, plen;
+	const int *at = k->at;
+	const char *what = k->what;
 	if (lua_type(L, at[0]) != LUA_TSTRING || lua_type(L, at[1]) != LUA_TSTRING)
 		luaL_error(L, "%s: the method and the path must be strings, not %s and %s", what,
 		           luaL_typename(L, at[0]), luaL_typename(L, at[1]));
@@ -168,7 +172,7 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
 			luaL_error(L, "%s: options must be a table", what);
 		cl_read_options(L, at[2], call_options, &o, what);
 	}
-	push_body(L, c, &o, what, &ctype);
+	push_body(L, &o, what, &ctype);
 	if (o.headers)
 		cl_add_headers(L, o.headers, extra, what);
 	if (o.auth && ducky_headers_has(*extra, "Authorization:"))
@@ -185,186 +189,31 @@ int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, ca
 		add_query(L, o.query, url, what);
 	lua_replace(L, top + 1); /* the body (or nil) */
 	lua_settop(L, top + 1);
-	k->body = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &k->body_len) : NULL;
-	k->url = url->data;
-	k->extra = *extra;
-	k->auth = o.auth;
-	k->timeout = o.timeout;
-	k->retries = (int)o.retries;
+	k->k = (ducky_call){.method = k->method,
+	                    .url = url->data,
+	                    .extra = *extra,
+	                    .auth = o.auth,
+	                    .retries = (int)o.retries,
+	                    .timeout = o.timeout};
+	if (lua_type(L, -1) == LUA_TSTRING)
+		k->k.body = lua_tolstring(L, -1, &k->k.body_len);
 	return rc;
 }
 
-/* ---- headers ------------------------------------------------------------ */
+/* ---- one call: start, wait, the answer ----------------------------------- */
 
-struct curl_slist *cl_auth_headers(client *c, ducky_err *err)
+static int do_call(lua_State *L, client *c, const ducky_call *k)
 {
-	if (c->auth_headers && c->auth_gen == c->tok.gen)
-		return c->auth_headers;
-	ducky_headers_free(c->auth_headers);
-	c->auth_headers = NULL;
-	ducky_buf line = {0};
-	struct curl_slist *l = NULL;
-	int bad = ducky_buf_adds(&line, "Authorization: Bearer ") ||
-	          ducky_buf_add(&line, c->tok.token, c->tok.len) ||
-	          ducky_headers_append(&l, line.data);
-	for (struct curl_slist *p = c->api_headers; p && !bad; p = p->next)
-		bad = ducky_headers_append(&l, p->data);
-	ducky_buf_free(&line);
-	if (bad) {
-		ducky_headers_free(l);
-		ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
-		return NULL;
-	}
-	c->auth_gen = c->tok.gen;
-	return c->auth_headers = l;
-}
-
-/* ---- answers ------------------------------------------------------------- */
-
-static int is_json_type(const char *ct)
-{
-	if (!ct)
-		return 0;
-	size_t n = strcspn(ct, ";");
-	while (n > 0 && ct[n - 1] == ' ')
-		n--;
-	return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	       (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
-}
-
-/* Sets status, headers, body, json (when decodable) on the table on top. 1 if JSON failed. */
-static int add_response(lua_State *L, const client *c, const ducky_http *h)
-{
-	int bad_json = 0;
-	lua_pushinteger(L, (lua_Integer)h->status);
-	lua_setfield(L, -2, "status");
-	cl_headers_push(L, h->head.data, h->head.len);
-	lua_setfield(L, -2, "headers");
-	lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
-	lua_setfield(L, -2, "body");
-	if (h->body.len && is_json_type(ducky_http_header(h, "content-type"))) {
-		if (cl_json_decode(L, c, h->body.data, h->body.len))
-			lua_setfield(L, -2, "json");
-		else
-			bad_json = 1;
-	}
-	return bad_json;
-}
-
-/* The string at json[k] of the table on top, or NULL (alive while the table is). */
-static const char *json_string(lua_State *L, const char *k)
-{
-	const char *v = NULL;
-	lua_getfield(L, -1, "json");
-	if (lua_istable(L, -1)) {
-		lua_getfield(L, -1, k);
-		v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
-	return v;
-}
-
-/* nil and the error for an answer that is not a success: the answer's fields
- * (status, headers, body, json), the request id, and the OAuth-style error and
- * description when its JSON has them, the description in the message too. */
-static int push_http_error(lua_State *L, client *c, const ducky_http *h, const call *k,
-                           int replayed, int bad_json, ducky_err *err)
-{
-	long s = h->status;
-	c->st.errors++;
-	lua_pushnil(L);
-	lua_createtable(L, 0, 16);
-	add_response(L, c, h);
-	const char *desc = bad_json ? NULL : json_string(L, "error_description");
-	err->status = s;
-	err->retryable = ducky_retryable_status(s);
-	err->retry_after = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
-	err->code = ducky_strdup(bad_json ? NULL : json_string(L, "error"));
-	err->description = ducky_strdup(desc);
-	ducky_fail(err,
-	           bad_json   ? DUCKY_E_DECODE
-	           : s == 401 ? DUCKY_E_AUTH
-	                      : DUCKY_E_HTTP,
-	           "%s %.300s answered %ld%s%s%s%.300s", k->method, k->url, s,
-	           bad_json ? " with invalid JSON" : "",
-	           s == 401 && replayed ? " twice, with a fresh token" : "", desc ? ": " : "",
-	           desc ? desc : "");
-	ducky_error_set(L, err);
-	ducky_err_clear(err);
-	const char *rid = ducky_http_header(h, "x-request-id");
-	if (rid) {
-		lua_pushstring(L, rid);
-		lua_setfield(L, -2, "request_id");
-	}
-	return 2;
-}
-
-int cl_push_answer(lua_State *L, client *c, const ducky_http *h, const call *k, int attempts,
-                   int replayed, ducky_err *err)
-{
-	err->attempts = attempts;
-	if (h->status >= 200 && h->status < 300) {
-		lua_createtable(L, 0, 5);
-		if (!add_response(L, c, h)) {
-			lua_pushinteger(L, attempts);
-			lua_setfield(L, -2, "attempts");
-			return 1;
-		}
-		lua_pop(L, 1);
-		return push_http_error(L, c, h, k, replayed, 1, err);
-	}
-	return push_http_error(L, c, h, k, replayed, 0, err);
-}
-
-/* ---- one call: the token, send, a 401 replayed once, the answer ---------- */
-
-static int do_call(lua_State *L, client *c, const call *k)
-{
-	cl_run r = cl_start(L, c, k->timeout, k->retries);
 	ducky_err err;
-	int attempts = 0, total = 0, replay = 0;
 	ducky_err_init(&err);
-	c->st.requests++;
-	for (;; replay++) {
-		struct curl_slist *base = c->api_headers, *merged = NULL;
-		token_source src;
-		if (k->auth &&
-		    (cl_get_token(&r, &src, &err) || !(base = cl_auth_headers(c, &err)))) {
-			err.attempts += total;
-			return cl_push_error(L, c, &err);
-		}
-		if (k->extra && !(base = merged = ducky_headers_merge(k->extra, base))) {
-			ducky_fail(&err, DUCKY_E_LIMIT, "out of memory");
-			return cl_push_error(L, c, &err);
-		}
-		ducky_req req = {.method = k->method,
-		                 .url = k->url,
-		                 .headers = base,
-		                 .body = k->body,
-		                 .body_len = k->body_len,
-		                 .idempotent = ducky_idempotent(k->method),
-		                 .deadline = r.deadline,
-		                 .connect_timeout = c->lim.connect_timeout,
-		                 .retries = k->retries,
-		                 .max_retry_after = c->lim.max_retry_after};
-		int rc = ducky_http_send(&c->http, &req, cl_on_retry, &r, &attempts, &err);
-		ducky_headers_free(merged);
-		total += attempts;
-		if (rc) {
-			err.attempts = total;
-			return cl_push_error(L, c, &err);
-		}
-		if (c->http.status != 401 || !k->auth || replay)
-			break;
-		cl_drop_token(&r);
-		c->st.replays_401++;
-		cl_emit(&r, &(event){.event = "replay_401"});
-	}
-	return cl_push_answer(L, c, &c->http, k, total, replay, &err);
+	ducky_op *op = ducky_op_start(cl_engine(L, c), k, &err);
+	if (!op)
+		return cl_push_error(L, c, &err);
+	cl_wait(c, op);
+	int n = cl_push_result(L, c, ducky_op_result(op));
+	ducky_op_release(op);
+	return n;
 }
-
-/* ---- the methods --------------------------------------------------------- */
 
 static int simple_get(lua_State *L, const char *path, int auth)
 {
@@ -373,11 +222,11 @@ static int simple_get(lua_State *L, const char *path, int auth)
 	ducky_err_init(&err);
 	if (ducky_url_join(&c->url, c->base_url, path, strlen(path), &err))
 		return cl_push_error(L, c, &err);
-	call k = {.method = "GET",
-	          .url = c->url.data,
-	          .auth = auth,
-	          .retries = c->lim.retries,
-	          .timeout = c->lim.timeout};
+	ducky_call k = {.method = "GET",
+	                .url = c->url.data,
+	                .auth = auth,
+	                .retries = c->lim.retries,
+	                .timeout = c->lim.timeout};
 	return do_call(L, c, &k);
 }
 
@@ -391,19 +240,28 @@ static int ping_protected_body(lua_State *L)
 	return simple_get(L, "ping/protected", 1);
 }
 
-static int request_body(lua_State *L)
+int cl_parse_single(lua_State *L, client *c, call *k, ducky_err *err)
 {
-	client *c = cl_self(L);
-	static const int at[3] = {2, 3, 4};
-	ducky_err err;
-	call k;
 	lua_settop(L, 4);
 	ducky_headers_free(c->extra);
 	c->extra = NULL;
+	k->at[0] = 2;
+	k->at[1] = 3;
+	k->at[2] = 4;
+	k->extra = &c->extra;
+	k->url = &c->url;
+	return cl_parse_call(L, c, k, err);
+}
+
+static int request_body(lua_State *L)
+{
+	client *c = cl_self(L);
+	ducky_err err;
+	call k = {.what = "client:request"};
 	ducky_err_init(&err);
-	if (cl_parse_call(L, c, at, "client:request", &k, &c->extra, &c->url, &err))
+	if (cl_parse_single(L, c, &k, &err))
 		return cl_push_error(L, c, &err);
-	return do_call(L, c, &k);
+	return do_call(L, c, &k.k);
 }
 
 int cl_ping(lua_State *L)

@@ -1,34 +1,28 @@
-/* One API call (call.c): its arguments, headers, the send, the 401 replay and
- * the answer; what client:batch() shares of it. */
+/* One API call (call.c): its arguments, and the blocking calls over the
+ * engine; what client:start() and client:batch() share of it. */
 #ifndef DUCKY_CALL_H
 #define DUCKY_CALL_H
 
 #include "client.h"
 
-/* A call's arguments, read and checked. */
+/* A call being read: where its arguments are, and what they say. */
 typedef struct call {
+	int at[3];        /* stack indexes of the method, the path and the options (0: none) */
+	const char *what; /* the prefix of its messages ("client:request") */
+	struct curl_slist **extra; /* where its own headers go (owned by the caller) */
+	ducky_buf *url;            /* where its URL goes (owned by the caller) */
 	char method[32];
-	const char *url;
-	struct curl_slist *extra; /* the call's own headers, or NULL */
-	const char *body;         /* NULL: none */
-	size_t body_len;
-	int auth, retries;
-	double timeout;
+	ducky_call k; /* checked; its strings alive while the stack and the buffers are */
 } call;
 
-/* Reads one call's arguments (method at mi, path at pi, options at oi or 0)
- * into k, its headers into *extra and its URL into *url. Raises for misuse
- * (messages start with `what`); returns -1 with err for a URL it refuses.
- * Leaves exactly one value on the stack: the body (or nil), which must stay
- * alive while the call runs. */
-int cl_parse_call(lua_State *L, client *c, const int at[3], const char *what, call *k,
-                  struct curl_slist **extra, ducky_buf *url, ducky_err *err);
-/* The API headers and "Authorization: Bearer …" for the client's current
- * token, rebuilt only when the token changes; NULL with err when out of memory. */
-struct curl_slist *cl_auth_headers(client *c, ducky_err *err);
-/* An HTTP answer as `res` (returns 1) or `nil, err` (returns 2). */
-int cl_push_answer(lua_State *L, client *c, const ducky_http *h, const call *k, int attempts,
-                   int replayed, ducky_err *err);
+/* Reads one call's arguments into k, its own headers into *k->extra and its
+ * URL into *k->url. Raises for misuse (messages start with k->what); returns
+ * -1 with err for a URL it refuses. Leaves exactly one value on the stack:
+ * the body (or nil), which must stay alive until the call is started. */
+int cl_parse_call(lua_State *L, client *c, call *k, ducky_err *err);
+/* request()'s arguments (method, path, options at 2, 3, 4) into the client's
+ * buffers for a single call. */
+int cl_parse_single(lua_State *L, client *c, call *k, ducky_err *err);
 
 int cl_ping(lua_State *L);           /* client:ping() */
 int cl_ping_protected(lua_State *L); /* client:ping_protected() */

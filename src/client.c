@@ -1,12 +1,10 @@
 /* The client: the guard every method runs under, log events, JSON, close,
- * tostring, stats (the constructor is client_new.c). */
+ * tostring, stats (the constructor is client_new.c, the engine client_engine.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
 #include "lua_error.h"
-
-const char *const cl_source_names[SRC_COUNT] = {"memory", "exchange", "file", "store"};
 
 /* ---- the guard ------------------------------------------------------- */
 
@@ -46,6 +44,7 @@ int cl_guarded(lua_State *L, lua_CFunction body, const char *method)
 	lua_pushcfunction(L, body); /* may raise: before the mark */
 	lua_insert(L, 1);
 	c->busy = 1;
+	c->L = L;
 	int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
 	c->busy = 0;
 	if (c->close_pending)
@@ -73,9 +72,9 @@ static void set_num(lua_State *L, const char *k, const double *v)
 
 static int call_log(lua_State *L)
 {
-	const cl_run *r = lua_touserdata(L, 1);
-	const event *ev = lua_touserdata(L, 2);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ref_log);
+	const client *c = lua_touserdata(L, 1);
+	const ducky_event *ev = lua_touserdata(L, 2);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_log);
 	lua_createtable(L, 0, 5);
 	set_str(L, "event", ev->event);
 	set_str(L, "source", ev->source);
@@ -91,33 +90,25 @@ static int call_log(lua_State *L)
 	return 0;
 }
 
-void cl_emit(const cl_run *r, const event *ev)
+void cl_emit(client *c, const ducky_event *ev)
 {
-	lua_State *L = r->L;
-	if (r->c->ref_log == LUA_NOREF)
+	lua_State *L = c->L;
+	if (c->ref_log == LUA_NOREF || !L)
 		return;
 	lua_pushcfunction(L, call_log);
-	lua_pushlightuserdata(L, (void *)r);
+	lua_pushlightuserdata(L, c);
 	lua_pushlightuserdata(L, (void *)ev);
 	if (lua_pcall(L, 2, 0, 0) != 0)
 		lua_pop(L, 1); /* an error inside the user's log function is ignored */
 }
 
-void cl_on_retry(void *run, const ducky_retry_event *ev)
-{
-	const cl_run *r = run;
-	r->c->st.retries++;
-	cl_emit(r, &(event){.event = "retry",
-	                    .reason = ev->reason,
-	                    .attempt = ev->attempt,
-	                    .wait = &ev->wait});
-}
-
 /* ---- JSON through lua-cjson ------------------------------------------- */
 
-int cl_json_decode(lua_State *L, const client *c, const char *s, size_t n)
+int cl_json_decode(lua_State *L, const char *s, size_t n)
 {
-	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_decode);
+	lua_getfield(L, LUA_REGISTRYINDEX, CL_JSON);
+	lua_rawgeti(L, -1, 2); /* decode */
+	lua_remove(L, -2);
 	lua_pushlstring(L, s, n);
 	if (lua_pcall(L, 1, 1, 0) != 0) {
 		lua_pop(L, 1);
@@ -126,13 +117,18 @@ int cl_json_decode(lua_State *L, const client *c, const char *s, size_t n)
 	return 1;
 }
 
-int cl_push_error(lua_State *L, client *c, ducky_err *err)
+int cl_push_err(lua_State *L, ducky_err *err)
 {
-	c->st.errors++;
 	lua_pushnil(L);
 	ducky_error_push(L, err);
 	ducky_err_clear(err);
 	return 2;
+}
+
+int cl_push_error(lua_State *L, client *c, ducky_err *err)
+{
+	c->st.errors++;
+	return cl_push_err(L, err);
 }
 
 /* ---- close, tostring, stats --------------------------------------------- */
@@ -151,26 +147,24 @@ static void close_client(lua_State *L, client *c)
 		return;
 	c->closed = 1;
 	c->close_pending = 0;
-	ducky_http_close(&c->http);
-	ducky_pool_close(&c->pool);
+	c->L = L; /* a store's unlock may run while the engine lets go */
+	ducky_engine_free(c->eng);
+	c->eng = NULL;
 	ducky_creds_free(&c->creds);
 	ducky_tokref_free(&c->tok);
 	ducky_store_close(&c->files);
 	ducky_buf_free(&c->url);
-	ducky_headers_free(c->auth_headers);
 	ducky_headers_free(c->api_headers);
 	ducky_headers_free(c->extra);
-	c->auth_headers = c->api_headers = c->extra = NULL;
-	free_str(&c->base_url);
-	free_str(&c->client_id);
-	free_str((char **)&c->conf.ca_file);
-	free_str((char **)&c->conf.ca_path);
-	free_str((char **)&c->conf.proxy);
-	free_str((char **)&c->conf.client_cert);
-	free_str((char **)&c->conf.client_key);
-	ducky_wipe_str((char *)c->conf.key_password);
-	c->conf.key_password = NULL;
-	int *refs[] = {&c->ref_log, &c->ref_store, &c->ref_limits, &c->ref_encode, &c->ref_decode};
+	c->api_headers = c->extra = NULL;
+	char **owned[] = {&c->base_url, &c->client_id, &c->ca_file,     &c->ca_path,
+	                  &c->proxy,    &c->client_cert, &c->client_key};
+	for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+		free_str(owned[i]);
+	ducky_wipe_str(c->key_password);
+	c->key_password = NULL;
+	memset(&c->conf, 0, sizeof c->conf);
+	int *refs[] = {&c->ref_log, &c->ref_store, &c->ref_limits};
 	for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
 		luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
 		*refs[i] = LUA_NOREF;
@@ -239,7 +233,7 @@ static int stats_body(lua_State *L)
 	}
 	lua_settop(L, 2);
 #define STAT(name)                                                                                 \
-	lua_pushinteger(L, c->st.name);                                                            \
+	lua_pushinteger(L, (lua_Integer)c->st.name);                                               \
 	lua_setfield(L, 2, #name);
 	STAT(requests)
 	STAT(token_fetches)
@@ -251,9 +245,9 @@ static int stats_body(lua_State *L)
 	STAT(errors)
 #undef STAT
 	reuse_table(L, 2, "tokens"); /* by source, in token()'s and the events' words */
-	for (int i = 0; i < SRC_COUNT; i++) {
-		lua_pushinteger(L, c->st.tokens[i]);
-		lua_setfield(L, -2, cl_source_names[i]);
+	for (int i = 0; i < DUCKY_FROM_COUNT; i++) {
+		lua_pushinteger(L, (lua_Integer)c->st.tokens[i]);
+		lua_setfield(L, -2, ducky_from_names[i]);
 	}
 	reuse_table(L, 2, "rate_limit");
 	if (c->ref_limits != LUA_NOREF) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "client.h"
 #include "url.h"
 #include "version.h"
@@ -152,7 +153,7 @@ static client *new_client(lua_State *L)
 {
 	client *c = ducky_newuserdata(L, sizeof *c);
 	memset(c, 0, sizeof *c);
-	c->ref_log = c->ref_store = c->ref_limits = c->ref_encode = c->ref_decode = LUA_NOREF;
+	c->ref_log = c->ref_store = c->ref_limits = LUA_NOREF;
 	c->files.dirfd = c->files.lockfd = -1; /* no descriptor is ours yet, not even 0 */
 	luaL_getmetatable(L, CLIENT_MT);
 	lua_setmetatable(L, -2);
@@ -259,40 +260,40 @@ static const char *key_password(const client *c, const options *o)
 	return "";
 }
 
-/* The transport: TLS, proxy, HTTP version, body limit; the handle for single calls. */
+/* The transport: TLS, proxy, HTTP version, body limit (the engine's handles
+ * are made when the first call needs them). */
 static void setup_http(lua_State *L, client *c, const options *o)
 {
 	static const char *const versions[] = {"2", "1.1", "2-prior-knowledge", NULL};
 	static const long curl_versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
 	                                     CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
+	c->ca_file = dup_or_raise(L, o->ca_file);
+	c->ca_path = dup_or_raise(L, o->ca_path);
+	c->proxy = dup_or_raise(L, o->proxy);
+	/* a refused certificate or key is not presented (calls that need a token
+	 * give the config error); a key without a password gets "": OpenSSL must
+	 * not prompt on the terminal for one */
+	c->client_cert = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_cert);
+	c->client_key = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_key);
+	c->key_password = dup_or_raise(L, key_password(c, o));
 	c->conf = (ducky_http_conf){
-	    .ca_file = dup_or_raise(L, o->ca_file),
-	    .ca_path = dup_or_raise(L, o->ca_path),
-	    .proxy = dup_or_raise(L, o->proxy),
+	    .ca_file = c->ca_file,
+	    .ca_path = c->ca_path,
+	    .proxy = c->proxy,
+	    .client_cert = c->client_cert,
+	    .client_key = c->client_key,
+	    .key_password = c->key_password,
 	    .insecure = o->insecure,
 	    .max_body = (size_t)o->max_body,
-	    /* a refused certificate or key is not presented (calls that need a token
-	     * give the config error); a key without a password gets "": OpenSSL
-	     * must not prompt on the terminal for one */
-	    .client_cert = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_cert),
-	    .client_key = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_key),
-	    .key_password = dup_or_raise(L, key_password(c, o)),
 	    .http_version = curl_versions[choice(L, "http_version", versions, o->http_version)],
 	};
 	ducky_err err;
 	ducky_err_init(&err);
-	if (ducky_http_open(&c->http, &c->conf, &err)) {
+	if (ducky_global_init(&err)) {
 		lua_pushstring(L, err.message ? err.message : "out of memory");
 		ducky_err_clear(&err);
 		lua_error(L);
 	}
-}
-
-/* A registry reference to the value of field k of the table on top. */
-static int ref_field(lua_State *L, const char *k)
-{
-	lua_getfield(L, -1, k);
-	return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 int cl_new(lua_State *L)
@@ -334,9 +335,6 @@ int cl_new(lua_State *L)
 		lua_pushvalue(L, o.log);
 		c->ref_log = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
-	lua_getfield(L, LUA_REGISTRYINDEX, CL_JSON);
-	c->ref_encode = ref_field(L, "encode");
-	c->ref_decode = ref_field(L, "decode");
 	lua_pushvalue(L, self);
 	return 1;
 }

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
+#include "alloc.h"
 
 /* ---- the policy ------------------------------------------------------- */
 
@@ -28,6 +27,27 @@ int ducky_idempotent(const char *m)
 int ducky_retryable_status(long s)
 {
 	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+}
+
+int ducky_retryable(long status, int curl_code)
+{
+	if (status > 0)
+		return ducky_retryable_status(status);
+	switch (curl_code) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 int ducky_time_left(const ducky_req *req, int attempt, double *remaining, ducky_err *err)
@@ -46,11 +66,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
 	ducky_http *h = ud;
 	size_t len = size * n;
-	if (len > h->max_body - h->body.len) {
+	if (len > h->max_body - h->ans.body.len) {
 		h->too_big = 1;
 		return 0;
 	}
-	if (ducky_buf_add(&h->body, p, len)) {
+	if (ducky_buf_add(&h->ans.body, p, len)) {
 		h->no_memory = 1;
 		return 0;
 	}
@@ -64,8 +84,8 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	char *colon;
 
 	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (1xx, replay) */
-		h->head.len = 0;
-		h->nheaders = 0;
+		h->ans.head.len = 0;
+		h->ans.nheaders = 0;
 		return len;
 	}
 	colon = memchr(p, ':', len);
@@ -78,26 +98,26 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	while (vend > vstart && (p[vend - 1] == '\r' || p[vend - 1] == '\n' || p[vend - 1] == ' ' ||
 	                         p[vend - 1] == '\t'))
 		vend--;
-	size_t at = h->head.len;
+	size_t at = h->ans.head.len;
 	if (at + len > DUCKY_MAX_HEADERS) {
 		h->head_too_big = 1;
 		return 0;
 	}
-	if (ducky_buf_add(&h->head, p, nlen) || ducky_buf_add(&h->head, "", 1) ||
-	    ducky_buf_add(&h->head, p + vstart, vend - vstart) || ducky_buf_add(&h->head, "", 1)) {
+	if (ducky_buf_add(&h->ans.head, p, nlen) || ducky_buf_add(&h->ans.head, "", 1) ||
+	    ducky_buf_add(&h->ans.head, p + vstart, vend - vstart) || ducky_buf_add(&h->ans.head, "", 1)) {
 		h->no_memory = 1;
 		return 0;
 	}
 	for (i = 0; i < nlen; i++) {
-		char c = h->head.data[at + i];
+		char c = h->ans.head.data[at + i];
 		if (c >= 'A' && c <= 'Z')
-			h->head.data[at + i] = (char)(c + 32);
+			h->ans.head.data[at + i] = (char)(c + 32);
 	}
-	h->nheaders++;
+	h->ans.nheaders++;
 	/* a HEAD answer announces the length of a body it does not carry */
-	if (nlen == 14 && memcmp(h->head.data + at, "content-length", 14) == 0 &&
+	if (nlen == 14 && memcmp(h->ans.head.data + at, "content-length", 14) == 0 &&
 	    strcmp(h->last_method, "HEAD") != 0) {
-		const char *v = h->head.data + at + nlen + 1;
+		const char *v = h->ans.head.data + at + nlen + 1;
 		char *end;
 		errno = 0;
 		unsigned long long cl = strtoull(v, &end, 10);
@@ -109,137 +129,30 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-int ducky_headers_next(const char *block, size_t len, const char **pos, const char **name,
-                       const char **value)
+int ducky_answer_next_header(const ducky_answer *a, const char **pos, const char **name,
+                             const char **value)
 {
-	const char *p = *pos ? *pos : block;
-	if (!p || p >= block + len)
-		return 0;
-	*name = p;
-	*value = p + strlen(p) + 1;
-	*pos = *value + strlen(*value) + 1;
-	return 1;
+	return ducky_headers_next(a->head.data, a->head.len, pos, name, value);
 }
 
-int ducky_http_next_header(const ducky_http *h, const char **pos, const char **name,
-                           const char **value)
-{
-	return ducky_headers_next(h->head.data, h->head.len, pos, name, value);
-}
-
-const char *ducky_http_header(const ducky_http *h, const char *name)
+const char *ducky_answer_header(const ducky_answer *a, const char *name)
 {
 	const char *pos = NULL, *n, *v;
-	while (ducky_http_next_header(h, &pos, &n, &v))
+	while (ducky_answer_next_header(a, &pos, &n, &v))
 		if (strcmp(n, name) == 0)
 			return v;
 	return NULL;
 }
 
+void ducky_answer_free(ducky_answer *a)
+{
+	ducky_buf_free(&a->body);
+	ducky_buf_free(&a->head);
+	a->nheaders = 0;
+	a->status = 0;
+}
+
 /* ---- handle ----------------------------------------------------------- */
-
-/* libcurl's and OpenSSL's memory is wiped when freed, so that no copy of a
- * secret or a token they made (a request buffer, a TLS record) outlives its
- * use. That takes knowing a block's size: glibc tells; elsewhere, and when the
- * host set libcurl or OpenSSL up before ducky, their frees stay plain. */
-#ifdef __GLIBC__
-#include <malloc.h>
-
-/* Set while a request carries the secret (the token exchange) and while
- * handles close: then every block is wiped. Else only small ones are: they
- * are where a request's lines (the bearer token) go, and cheap to clear. */
-static _Thread_local int wipe_all;
-#define WIPE_SMALL 2048
-
-static void wiping_free(void *p)
-{
-	if (p) {
-		size_t n = malloc_usable_size(p);
-		if (wipe_all || n <= WIPE_SMALL)
-			ducky_wipe(p, n);
-		free(p);
-	}
-}
-
-static void *wiping_realloc(void *p, size_t n)
-{
-	size_t old = p ? malloc_usable_size(p) : 0;
-	if (p && n <= old)
-		return p;
-	void *q = malloc(n ? n : 1);
-	if (q && p) {
-		memcpy(q, p, old);
-		wiping_free(p);
-	}
-	return q;
-}
-
-int ducky_http_wipe_all(int on)
-{
-	int was = wipe_all;
-	wipe_all = on;
-	return was;
-}
-
-static void *plain_malloc(size_t n)
-{
-	return malloc(n);
-}
-
-static void *plain_calloc(size_t n, size_t m)
-{
-	return calloc(n, m);
-}
-
-static void *ssl_malloc(size_t n, const char *file, int line)
-{
-	(void)file, (void)line;
-	return malloc(n);
-}
-
-static void *ssl_realloc(void *p, size_t n, const char *file, int line)
-{
-	(void)file, (void)line;
-	return wiping_realloc(p, n);
-}
-
-static void ssl_free(void *p, const char *file, int line)
-{
-	(void)file, (void)line;
-	wiping_free(p);
-}
-#endif
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-#ifdef __GLIBC__
-	CRYPTO_set_mem_functions(ssl_malloc, ssl_realloc, ssl_free); /* 0: too late, fine */
-	global_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, plain_malloc, wiping_free,
-	                                 wiping_realloc, ducky_strdup, plain_calloc);
-#else
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-#endif
-}
-
-#ifndef __GLIBC__
-int ducky_http_wipe_all(int on)
-{
-	(void)on;
-	return 0;
-}
-#endif
-
-int ducky_http_global_init(ducky_err *err)
-{
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return ducky_fail(err, DUCKY_E_CONFIG, "curl_global_init failed: %s",
-		                  curl_easy_strerror(global_rc));
-	return 0;
-}
 
 /* Whether the environment names a proxy libcurl would use. When none does,
  * the handle says "no proxy" once instead of libcurl reading the environment
@@ -257,11 +170,12 @@ static int env_proxy(void)
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
-	if (ducky_http_global_init(err))
+	if (ducky_global_init(err))
 		return -1;
 	if (!(h->easy = e = curl_easy_init()))
 		return ducky_fail(err, DUCKY_E_CONFIG, "curl_easy_init failed");
 	h->max_body = conf->max_body;
+	h->http_version = conf->http_version;
 	h->last_method[0] = '\0';
 	h->last_url = NULL;
 	h->last_headers = NULL;
@@ -279,7 +193,7 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
-	    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)h) ||
 	    curl_easy_setopt(e, CURLOPT_PROXY,
 	                     conf->proxy   ? conf->proxy
 	                     : env_proxy() ? NULL
@@ -299,20 +213,25 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 
 void ducky_http_close(ducky_http *h)
 {
-	int was = ducky_http_wipe_all(1); /* the handle's buffers and connections */
+	int was = ducky_wipe_all(1); /* the handle's buffers and connections */
 	if (h->easy)
 		curl_easy_cleanup(h->easy);
-	ducky_http_wipe_all(was);
+	ducky_wipe_all(was);
 	h->easy = NULL;
 	free(h->last_url);
 	h->last_url = NULL;
-	ducky_buf_free(&h->body);
-	ducky_buf_free(&h->head);
+	ducky_answer_free(&h->ans);
 }
 
 /* ---- one attempt ------------------------------------------------------ */
 
-/* Sets h up for one attempt of req with `remaining` seconds left. */
+static int may_multiplex(const ducky_http *h, const char *url)
+{
+	if (h->http_version == CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+		return 1;
+	return h->http_version == CURL_HTTP_VERSION_2TLS && strncasecmp(url, "https:", 6) == 0;
+}
+
 void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 {
 	CURL *e = h->easy;
@@ -320,9 +239,9 @@ void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 	long connect_ms = (long)ceil(req->connect_timeout * 1000.0);
 	int has_body = req->body != NULL;
 
-	h->body.len = h->head.len = h->nheaders = 0;
+	h->ans.body.len = h->ans.head.len = h->ans.nheaders = 0;
 	h->too_big = h->head_too_big = h->no_memory = 0;
-	h->status = 0;
+	h->ans.status = 0;
 	h->errbuf[0] = '\0';
 	if (connect_ms <= 0 || connect_ms > total_ms)
 		connect_ms = total_ms;
@@ -333,6 +252,10 @@ void ducky_http_setup(ducky_http *h, const ducky_req *req, double remaining)
 		free(h->last_url);
 		h->last_url = ducky_strdup(req->url); /* NULL: set it again next time */
 		curl_easy_setopt(e, CURLOPT_URL, req->url);
+		/* wait for a connection that may multiplex (HTTP/2) rather than open
+		 * more, only where HTTP/2 may be had: over plain HTTP/1.1 that wait
+		 * turns a batch into rounds */
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex(h, req->url) ? 1L : 0L);
 	}
 	if (req->headers != h->last_headers) {
 		h->last_headers = req->headers;
@@ -421,7 +344,7 @@ static const char *failure_text(const ducky_http *h, CURLcode rc)
 		return "response larger than max_body";
 	if (h->head_too_big)
 		return "answer headers larger than " STR(DUCKY_MAX_HEADERS) " bytes";
-	if (rc == CURLE_OUT_OF_MEMORY && !h->body.len) /* libcurl's limit for one line */
+	if (rc == CURLE_OUT_OF_MEMORY && !h->ans.body.len) /* libcurl's limit for one line */
 		return "an answer header larger than " STR(
 		    DUCKY_MAX_HEADERS) " bytes, or out of memory";
 	return h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
@@ -466,15 +389,15 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	int retry;
 	double wait = -1;
 	if (rc == CURLE_OK)
-		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->ans.status);
 	if (rc != CURLE_OK) {
 		retry = nothing_sent(h, rc) || (req->idempotent && transient(rc));
 		snprintf(ev->reason, sizeof ev->reason, "curl %d", (int)rc);
 	} else {
-		retry = req->idempotent && ducky_retryable_status(h->status);
-		snprintf(ev->reason, sizeof ev->reason, "%ld", h->status);
+		retry = req->idempotent && ducky_retryable_status(h->ans.status);
+		snprintf(ev->reason, sizeof ev->reason, "%ld", h->ans.status);
 		if (retry)
-			wait = ducky_retry_after(ducky_http_header(h, "retry-after"), ducky_wall());
+			wait = ducky_retry_after(ducky_answer_header(&h->ans, "retry-after"), ducky_wall());
 	}
 	if (retry && wait > req->max_retry_after) {
 		retry = 0; /* the server asks for longer than we wait */
@@ -491,88 +414,8 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 		return 0;
 	err->attempts = attempt;
 	err->curl_code = (int)rc;
-	err->retryable =
-	    retry || nothing_sent(h, rc) || transient(rc) || rc == CURLE_OPERATION_TIMEDOUT;
+	err->retryable = ducky_retryable(0, (int)rc);
 	return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
 	                  failure_text(h, rc));
 }
 
-static int send_attempts(ducky_http *h, ducky_req *req, ducky_retry_fn fn, void *ud, int *attempts,
-                         ducky_err *err)
-{
-	*attempts = 0;
-	for (int attempt = 1;; attempt++) {
-		double remaining;
-		ducky_retry_event ev;
-		if (ducky_time_left(req, attempt, &remaining, err) ||
-		    (req->before && req->before(req->before_ud, req, err)))
-			return -1;
-		*attempts = attempt;
-		ducky_http_setup(h, req, remaining);
-		int rc = ducky_http_outcome(h, req, curl_easy_perform(h->easy), attempt, &ev, err);
-		if (rc <= 0)
-			return rc;
-		if (fn)
-			fn(ud, &ev);
-		ducky_sleep(ev.wait);
-	}
-}
-
-int ducky_http_send(ducky_http *h, const ducky_req *given, ducky_retry_fn fn, void *ud,
-                    int *attempts, ducky_err *err)
-{
-	ducky_req req = *given;
-	int was = req.carries_secret ? ducky_http_wipe_all(1) : 0;
-	int rc = send_attempts(h, &req, fn, ud, attempts, err);
-	if (req.carries_secret)
-		ducky_http_wipe_all(was);
-	return rc;
-}
-
-/* ---- request header lists --------------------------------------------- */
-
-int ducky_headers_has(const struct curl_slist *list, const char *line)
-{
-	size_t nl = strcspn(line, ":;");
-	for (; list; list = list->next)
-		if (strncasecmp(list->data, line, nl) == 0 && strcspn(list->data, ":;") == nl)
-			return 1;
-	return 0;
-}
-
-int ducky_headers_append(struct curl_slist **list, const char *line)
-{
-	struct curl_slist *n = curl_slist_append(*list, line);
-	if (!n)
-		return -1;
-	*list = n;
-	return 0;
-}
-
-int ducky_headers_add_default(struct curl_slist **list, const char *line)
-{
-	return ducky_headers_has(*list, line) ? 0 : ducky_headers_append(list, line);
-}
-
-struct curl_slist *ducky_headers_merge(const struct curl_slist *extra,
-                                       const struct curl_slist *base)
-{
-	struct curl_slist *l = NULL;
-	for (int pass = 0; pass < 2; pass++)
-		for (const struct curl_slist *p = pass ? base : extra; p; p = p->next) {
-			if (pass && ducky_headers_has(extra, p->data))
-				continue;
-			if (ducky_headers_append(&l, p->data)) {
-				ducky_headers_free(l);
-				return NULL;
-			}
-		}
-	return l;
-}
-
-void ducky_headers_free(struct curl_slist *list)
-{
-	for (struct curl_slist *p = list; p; p = p->next)
-		ducky_wipe(p->data, strlen(p->data));
-	curl_slist_free_all(list);
-}

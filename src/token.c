@@ -1,52 +1,58 @@
-/* The process-wide token cache. One mutex guards the registry; exchanges run
- * outside it, with one caller per key fetching while the others wait. */
+/* The process-wide token cache (see token.h). One mutex guards the registry;
+ * nothing here blocks but on that mutex, and nothing here fetches. */
 #include "token.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
 #define MAX_LIFETIME (365.0 * 86400.0)
-#define STALE_RETRY  5.0 /* at most this long between refresh attempts inside the margin */
+#define HOUR         3600.0
 
 typedef struct entry {
 	struct entry *next;
 	char *key;
+	/* the token */
 	char *token; /* NULL: none */
 	size_t len;
 	unsigned long gen;
-	double expires; /* ducky_now() seconds */
-	double lifetime;
-	int fetching;
-	pthread_t leader;   /* the thread fetching, while fetching */
-	unsigned long seq;  /* completed fetches */
-	ducky_err last_err; /* the last fetch's failure, for its waiters */
-	double next_try;    /* no refresh before this while a valid token is served stale */
-	double backoff_until;
-	ducky_err backoff_err;
-	double *hist; /* times of the exchanges of the last hour */
+	double expires;   /* ducky_now() seconds */
+	double lifetime;  /* seconds it was issued for */
+	double published; /* ducky_now() when it came */
+	/* the fetch under way */
+	ducky_waker *leader; /* NULL: none */
+	const void *leader_op; /* the asker that leads (compared, never used) */
+	unsigned long seq;   /* fetches settled */
+	ducky_err last_err;  /* the last fetch's failure, for those who waited for it */
+	ducky_waker **waiters;
+	size_t nwait, capwait;
+	/* after failures */
+	double retry_at;       /* no fetch before this (shared back-off), 0: none */
+	int failures;          /* in a row, for the back-off step */
+	const char *stale;     /* why the token in hand is served stale, or NULL */
+	double backoff_until;  /* a refused credential: fail fast until then */
+	ducky_err backoff_err; /* ... with this */
+	int rejections;        /* tokens dropped after a 401 in a row, for their pacing */
+	double *hist;          /* times of counted exchanges in the last hour */
 	size_t nhist, caphist;
 } entry;
 
 /* The one process-wide thing: every client, Lua state and thread shares it. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done; /* a fetch completed, for any key */
-static pthread_once_t done_once = PTHREAD_ONCE_INIT;
 static entry *registry;
 static unsigned long generation;
+static _Thread_local ducky_waker *stepping; /* the engine stepping in this thread */
+static unsigned rng_state = 0x9e3779b9u;
 
-static void init_cond(void)
+void ducky_token_stepping(ducky_waker *w)
 {
-	pthread_condattr_t a;
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&done, &a);
-	pthread_condattr_destroy(&a);
+	stepping = w;
 }
 
 static entry *find(const char *key, int create)
@@ -68,24 +74,21 @@ static entry *find(const char *key, int create)
 	return e;
 }
 
-static double margin_for(const ducky_token_conf *conf, double lifetime)
+double ducky_token_margin(const ducky_token_conf *conf, double lifetime)
 {
 	return conf->refresh_margin < lifetime / 2 ? conf->refresh_margin : lifetime / 2;
 }
 
-/* How long a caller that could not refresh goes on with the current token
- * before it tries again: a few tries inside the margin. */
-static double retry_interval(const ducky_token_conf *conf, double lifetime)
+/* Full jitter over the n-th step (called locked: the state is the cache's). */
+static double backoff_step(int n)
 {
-	double m = margin_for(conf, lifetime) / 4;
-	return m < STALE_RETRY ? m : STALE_RETRY;
-}
-
-/* A deadline for a store operation: a share of the time the call has left. */
-static double budget(const ducky_token_conf *conf, double share)
-{
-	double now = ducky_now(), left = conf->deadline - now;
-	return now + (left > 0 ? left * share : 0);
+	double cap = DUCKY_BACKOFF_BASE * ldexp(1.0, n > 1 ? (n < 16 ? n - 1 : 15) : 0);
+	if (cap > DUCKY_BACKOFF_CAP)
+		cap = DUCKY_BACKOFF_CAP;
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return cap * ((double)rng_state / (double)UINT32_MAX);
 }
 
 /* Copies e's token into ref unless ref has it already. Called locked. */
@@ -108,32 +111,17 @@ static int copy_out(entry *e, ducky_tokref *ref, ducky_err *err)
 	return 0;
 }
 
-static void publish(entry *e, ducky_fresh *f, double now)
+static ducky_tok_rc serve(entry *e, double now, ducky_tokref *ref, ducky_token_info *info,
+                          ducky_err *err)
 {
-	double left = f->expires_at - ducky_wall();
-	ducky_wipe_free(e->token, e->len);
-	e->token = f->token;
-	e->len = strlen(f->token);
-	f->token = NULL;
-	e->lifetime = f->lifetime;
-	e->expires = now + (left < f->lifetime ? left : f->lifetime);
-	e->gen = ++generation;
+	info->source = DUCKY_SRC_MEMORY;
+	info->seconds_left = e->expires - now;
+	return copy_out(e, ref, err) ? DUCKY_TOK_FAIL : DUCKY_TOK_HIT;
 }
 
-static int wait_for(unsigned long seq, entry *e, double deadline)
+static int valid(const entry *e, double now)
 {
-	while (e->fetching && e->seq == seq) {
-		double left = deadline - ducky_now();
-		struct timespec ts;
-		if (left <= 0)
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		double s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + left;
-		ts.tv_sec = (time_t)s;
-		ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-		pthread_cond_timedwait(&done, &lock, &ts);
-	}
-	return 0;
+	return e->token && e->expires > now;
 }
 
 static int refused_credential(const ducky_err *err)
@@ -157,18 +145,18 @@ static const char *stale_reason(const ducky_err *err)
 	return ducky_kind_name(err->kind);
 }
 
-/* Counts e's exchanges in the last hour (called locked). */
+/* Counts e's counted exchanges in the last hour. */
 static size_t recent(entry *e, double now)
 {
 	size_t i = 0, j;
-	while (i < e->nhist && e->hist[i] <= now - 3600)
+	while (i < e->nhist && e->hist[i] <= now - HOUR)
 		i++;
 	for (j = 0; i < e->nhist; i++, j++)
 		e->hist[j] = e->hist[i];
 	return e->nhist = j;
 }
 
-static void remember_exchange(entry *e, double now)
+static void count_exchange(entry *e, double now)
 {
 	if (e->nhist == e->caphist) {
 		size_t cap = e->caphist ? e->caphist * 2 : 8;
@@ -181,232 +169,287 @@ static void remember_exchange(entry *e, double now)
 	e->hist[e->nhist++] = now;
 }
 
-static void forget(ducky_fresh *f)
+static int add_waiter(entry *e, ducky_waker *w)
 {
-	ducky_wipe_str(f->token);
-	f->token = NULL;
-}
-
-/* A stored token fit to use: far enough from expiry. One inside its margin
- * but still valid stays in f (0); any other is forgotten. */
-static int usable_stored(const ducky_token_conf *conf, ducky_fresh *f)
-{
-	double left = f->expires_at - ducky_wall();
-	if (f->token && (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME))
-		f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
-	if (f->token && left > margin_for(conf, f->lifetime))
-		return 1;
-	if (left <= 0)
-		forget(f);
+	for (size_t i = 0; i < e->nwait; i++)
+		if (e->waiters[i] == w)
+			return 0;
+	if (e->nwait == e->capwait) {
+		size_t cap = e->capwait ? e->capwait * 2 : 4;
+		ducky_waker **p = realloc(e->waiters, cap * sizeof *p);
+		if (!p)
+			return -1;
+		e->waiters = p;
+		e->capwait = cap;
+	}
+	e->waiters[e->nwait++] = w;
 	return 0;
 }
 
-/* The leader's work, unlocked: the shared store first; then, holding the
- * store's lock so other processes wait, the store again and the token endpoint.
- * 0 with f filled (from *src); 1 when another process holds the lock and the
- * token in hand (have_valid: in memory; or f, from the store) is still valid;
- * -1 with err. *sent counts the exchange attempts that were made. */
-static int fetch(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-                 int have_valid, ducky_fresh *f, ducky_source *src, int *sent, ducky_err *err)
+static void wake_all(entry *e)
 {
-	int locked = 0, rc;
-	*src = DUCKY_SRC_STORE;
-	if (ops->load) {
-		if (ops->load(ops->ud, key, budget(conf, 0.25), f) && usable_stored(conf, f))
-			return 0;
-		have_valid |= f->token != NULL; /* valid, if inside the margin */
-		/* with a valid token in hand, a held lock is not worth waiting for */
-		locked = ops->lock &&
-		         ops->lock(ops->ud, key, have_valid ? ducky_now() : budget(conf, 0.5));
-		if (!locked && ops->lock && have_valid)
-			return f->token ? 0 : 1;
-		forget(f);
-		if (ops->lock && ops->load(ops->ud, key, budget(conf, 0.25), f) &&
-		    usable_stored(conf, f)) {
-			if (locked)
-				ops->unlock(ops->ud, key, budget(conf, 0.25));
-			return 0;
+	static const uint64_t one = 1;
+	for (size_t i = 0; i < e->nwait; i++)
+		if (write(e->waiters[i]->fd, &one, sizeof one) < 0) {
+			/* a full eventfd counter is already readable: nothing lost */
 		}
+	e->nwait = 0;
+}
+
+static double since_step(const ducky_waker *w, double now)
+{
+	return now - (double)w->last_step_ms / 1000.0;
+}
+
+/* a becomes the leader; it is told of the failure of the fetch it leads */
+static void lead(entry *e, ducky_asker *a)
+{
+	e->leader = a->w;
+	e->leader_op = a->who;
+	a->seen = e->seq + 1;
+}
+
+/* A caller while another fetches for the key. Called locked. */
+static ducky_tok_rc while_fetching(entry *e, ducky_asker *a, double now, ducky_err *err)
+{
+	if (e->leader == stepping && e->leader != a->w) { /* from a callback of that fetch */
+		ducky_fail(err, DUCKY_E_CONFIG,
+		           "a token exchange for these credentials is under way in this thread: a "
+		           "log or token_cache callback cannot wait for it");
+		return DUCKY_TOK_FAIL;
 	}
-	forget(f); /* a store's token inside its margin, not used */
-	*src = DUCKY_SRC_EXCHANGE;
-	rc = ops->exchange(ops->ud, f, sent, err);
-	if (rc == 0 && ops->store)
-		ops->store(ops->ud, key, f, budget(conf, 0.25));
-	if (locked)
-		ops->unlock(ops->ud, key, budget(conf, 0.25));
-	return rc;
-}
-
-/* Hands e's token to the caller. Called locked. */
-static int serve(entry *e, double now, ducky_source src, ducky_tokref *ref, ducky_token_info *info,
-                 ducky_err *err)
-{
-	info->source = src;
-	info->seconds_left = e->expires - now;
-	return copy_out(e, ref, err);
-}
-
-/* Records what the leader's fetch gave: the new token, or the failure for
- * the waiters (and the backoff after a refused credential). Called locked. */
-static void settle(entry *e, const ducky_token_conf *conf, int rc, ducky_fresh *f, double now,
-                   const ducky_err *err)
-{
-	e->fetching = 0;
-	e->seq++;
-	ducky_err_clear(&e->last_err);
-	pthread_cond_broadcast(&done);
-	if (rc == 0) {
-		publish(e, f, now);
-		/* a store's token inside its margin: use it a while before trying again */
-		e->next_try = e->expires - now > margin_for(conf, e->lifetime)
-		                  ? 0
-		                  : now + retry_interval(conf, e->lifetime);
-	} else if (rc > 0) {
-		e->next_try = now + retry_interval(conf, e->lifetime);
-	} else {
-		if (refused_credential(err)) {
-			e->backoff_until = now + conf->auth_backoff;
-			ducky_err_clear(&e->backoff_err);
-			ducky_err_copy(&e->backoff_err, err);
-		}
-		ducky_err_copy(&e->last_err, err);
+	if (e->leader != a->w && since_step(e->leader, now) > DUCKY_STALL) {
+		lead(e, a); /* nobody moves that fetch: lead again */
+		return DUCKY_TOK_LEAD;
 	}
+	if (add_waiter(e, a->w)) {
+		ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+		return DUCKY_TOK_FAIL;
+	}
+	a->seen = e->seq + 1;
+	return DUCKY_TOK_WAIT;
 }
 
-/* Leads a fetch: unlocked while others wait (or, while the current token is
- * valid, use it), then publishes the outcome. Called locked; 0 with a token
- * served; -1 with err (info->stale set when the current token is still valid). */
-static int lead(entry *e, const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-                ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+/* No valid token outside the margin, nobody fetching: the rules that may
+ * refuse a fetch, else lead one. Called locked. */
+static ducky_tok_rc may_lead(entry *e, ducky_asker *a, double now, ducky_tokref *ref,
+                             ducky_token_info *info, ducky_err *err)
 {
-	ducky_fresh f = {NULL, 0, 0};
-	ducky_source src;
-	int sent = 0, have_valid = e->token && e->expires > ducky_now();
-	e->fetching = 1;
-	e->leader = pthread_self();
-	pthread_mutex_unlock(&lock);
-	int rc = fetch(key, conf, ops, have_valid, &f, &src, &sent, err);
-	pthread_mutex_lock(&lock);
-	double now = ducky_now();
-	while (sent-- > 0) /* only exchanges that were sent count */
-		remember_exchange(e, now);
-	settle(e, conf, rc, &f, now, err);
-	if (rc >= 0)
-		return serve(e, now, rc == 0 ? src : DUCKY_SRC_MEMORY, ref, info, err);
-	if (e->token && e->expires > now)
-		info->stale = stale_reason(err);
-	return -1;
-}
-
-/* The caller's way when no fresh token is in memory and nobody else fetches:
- * the backoff, the hourly cap, or leading a fetch. Called locked. */
-static int refresh(entry *e, const char *key, const ducky_token_conf *conf,
-                   const ducky_token_ops *ops, ducky_tokref *ref, ducky_token_info *info,
-                   ducky_err *err)
-{
-	double now = ducky_now();
-	int valid = e->token && e->expires > now;
-	if (now < e->backoff_until) { /* a refused credential: no exchange for a while */
-		ducky_err_copy(err, &e->backoff_err);
-		if (valid)
-			info->stale = stale_reason(&e->backoff_err);
-	} else if (recent(e, now) >= (size_t)conf->max_per_hour) {
+	const ducky_token_conf *conf = a->conf;
+	const ducky_err *why = NULL;
+	if (now < e->backoff_until) /* a refused credential: no exchange for a while */
+		why = &e->backoff_err;
+	else if (now < e->retry_at) /* failures: one try per back-off step */
+		why = &e->last_err;
+	if (why && why->kind != DUCKY_OK) {
+		if (valid(e, now))
+			return serve(e, now, ref, info, err);
+		ducky_err_copy(err, why);
+		return DUCKY_TOK_FAIL;
+	}
+	if (recent(e, now) >= (size_t)conf->max_per_hour) {
+		if (valid(e, now))
+			return serve(e, now, ref, info, err);
 		ducky_fail(err, DUCKY_E_LIMIT,
 		           "%d token exchanges in the last hour for this credential "
 		           "(max_exchanges_per_hour); not making another",
 		           conf->max_per_hour);
-		if (valid)
-			info->stale = "max_exchanges_per_hour";
-	} else if (lead(e, key, conf, ops, ref, info, err) == 0) {
-		return 0;
+		return DUCKY_TOK_FAIL;
 	}
-	if (!info->stale)
-		return -1;
-	/* serve-stale: keep the still-valid token, try again a little later */
-	ducky_err_clear(err);
-	now = ducky_now();
-	e->next_try = now + retry_interval(conf, e->lifetime);
-	return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
+	lead(e, a);
+	return DUCKY_TOK_LEAD;
 }
 
-/* The rules, in order, for one caller. Called locked. */
-static int get_locked(entry *e, const char *key, const ducky_token_conf *conf,
-                      const ducky_token_ops *ops, ducky_tokref *ref, ducky_token_info *info,
-                      ducky_err *err)
+static ducky_tok_rc acquire_locked(entry *e, ducky_asker *a, ducky_tokref *ref,
+                                   ducky_token_info *info, ducky_err *err)
 {
-	for (int after_failure = 0;;) {
-		double now = ducky_now();
-		/* a valid token is served while it is outside the margin, between two
-		 * tries inside it, and while another caller refreshes it */
-		if (e->token && e->expires > now &&
-		    (e->expires - now > margin_for(conf, e->lifetime) || now < e->next_try ||
-		     e->fetching))
-			return serve(e, now, DUCKY_SRC_MEMORY, ref, info, err);
-		if (after_failure) { /* the fetch we waited for failed: share its error */
-			ducky_err_copy(err, &e->last_err);
-			return -1;
-		}
-		if (!e->fetching)
-			return refresh(e, key, conf, ops, ref, info, err);
-		if (pthread_equal(e->leader, pthread_self())) /* from a callback of that fetch */
-			return ducky_fail(
-			    err, DUCKY_E_CONFIG,
-			    "a token exchange for these credentials is under way in this "
-			    "thread: a log or token_cache callback cannot wait for it");
-		unsigned long seq = e->seq;
-		if (wait_for(seq, e, conf->deadline))
-			return ducky_fail(err, DUCKY_E_TIMEOUT,
-			                  "timed out waiting for another caller's token exchange");
-		after_failure = e->seq != seq && e->last_err.kind != DUCKY_OK;
+	double now = ducky_now();
+	int is_valid = valid(e, now);
+	/* a valid token is served while it is outside the margin, and inside it
+	 * between two tries and to everyone but the caller that refreshes it */
+	if (is_valid && (e->expires - now > ducky_token_margin(a->conf, e->lifetime) ||
+	                 now < e->retry_at || (e->leader && e->leader_op != a->who)))
+		return serve(e, now, ref, info, err);
+	if (a->seen && a->seen <= e->seq && e->last_err.kind != DUCKY_OK && !is_valid) {
+		ducky_err_copy(err, &e->last_err); /* the fetch we waited for failed */
+		return DUCKY_TOK_FAIL;
 	}
+	if (e->leader)
+		return while_fetching(e, a, now, err);
+	return may_lead(e, a, now, ref, info, err);
 }
 
-int ducky_token_get(const char *key, const ducky_token_conf *conf, const ducky_token_ops *ops,
-                    ducky_tokref *ref, ducky_token_info *info, ducky_err *err)
+ducky_tok_rc ducky_token_acquire(ducky_asker *a, ducky_tokref *ref, ducky_token_info *info,
+                                 ducky_err *err)
 {
-	entry *e;
-	int rc;
-
-	pthread_once(&done_once, init_cond);
+	ducky_tok_rc rc = DUCKY_TOK_FAIL;
 	pthread_mutex_lock(&lock);
-	info->stale = NULL;
-	if (!(e = find(key, 1)))
-		rc = ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	entry *e = find(a->key, 1);
+	if (!e)
+		ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	else
-		rc = get_locked(e, key, conf, ops, ref, info, err);
+		rc = acquire_locked(e, a, ref, info, err);
 	pthread_mutex_unlock(&lock);
 	return rc;
 }
 
-int ducky_token_invalidate(const char *key, const char *only_token, const ducky_token_ops *ops,
-                           double deadline)
+/* Makes f e's token. */
+static unsigned long publish(entry *e, ducky_fresh *f, double now)
 {
-	int dropped = 0;
-	double rejected_until = 0; /* wall clock: when the rejected token would have expired */
+	double left = f->expires_at - ducky_wall();
+	ducky_wipe_free(e->token, e->len);
+	e->token = f->token;
+	e->len = strlen(f->token);
+	f->token = NULL;
+	e->lifetime = f->lifetime;
+	e->expires = now + (left < f->lifetime ? left : f->lifetime);
+	e->published = now;
+	return e->gen = ++generation;
+}
+
+/* A failed fetch: the back-off every caller of the key shares, the breaker
+ * after a refused credential, and the best valid token to serve meanwhile. */
+static void failed(entry *e, const ducky_token_conf *conf, ducky_fetch_result *res, double now)
+{
+	ducky_fresh *c = &res->candidate;
+	if (c->token && c->expires_at - ducky_wall() > 0 &&
+	    (!e->token || now + (c->expires_at - ducky_wall()) > e->expires))
+		res->gen = publish(e, c, now); /* a stored token inside its margin beats nothing */
+	if (refused_credential(res->err)) { /* auth_backoff paces it, and it counts */
+		count_exchange(e, now);
+		e->backoff_until = now + conf->auth_backoff;
+		ducky_err_clear(&e->backoff_err);
+		ducky_err_copy(&e->backoff_err, res->err);
+		e->retry_at = 0;
+	} else { /* a transient failure: one back-off step for every caller */
+		double wait = backoff_step(++e->failures);
+		if (res->retry_after > wait)
+			wait = res->retry_after < DUCKY_BACKOFF_CAP ? res->retry_after : DUCKY_BACKOFF_CAP;
+		e->retry_at = now + wait;
+	}
+	ducky_err_copy(&e->last_err, res->err);
+	e->stale = valid(e, now) ? stale_reason(res->err) : NULL;
+	res->stale = e->stale;
+}
+
+static void settle_locked(entry *e, const ducky_token_conf *conf, ducky_fetch_result *res)
+{
+	double now = ducky_now();
+	res->gen = 0;
+	if (e->leader != res->w) { /* a fetch another caller took over: its token only */
+		res->stale = NULL;
+		if (res->kind == DUCKY_FETCH_TOKEN) {
+			res->gen = publish(e, &res->fresh, now);
+			wake_all(e);
+		}
+		return;
+	}
+	e->leader = NULL;
+	e->leader_op = NULL;
+	e->seq++;
+	ducky_err_clear(&e->last_err);
+	res->stale = NULL;
+	switch (res->kind) {
+	case DUCKY_FETCH_TOKEN:
+		if (res->src == DUCKY_SRC_EXCHANGE)
+			count_exchange(e, now);
+		res->gen = publish(e, &res->fresh, now);
+		e->failures = 0;
+		e->stale = NULL;
+		/* a store's token inside its margin: use it a while before trying again */
+		e->retry_at = e->expires - now > ducky_token_margin(conf, e->lifetime)
+		                  ? 0
+		                  : now + backoff_step(1);
+		break;
+	case DUCKY_FETCH_KEEP:
+		if (res->candidate.token && !valid(e, now))
+			res->gen = publish(e, &res->candidate, now);
+		e->retry_at = now + backoff_step(1);
+		break;
+	case DUCKY_FETCH_FAILED:
+		failed(e, conf, res, now);
+		break;
+	case DUCKY_FETCH_ABANDONED:
+		break;
+	}
+	ducky_fresh_forget(&res->candidate);
+	wake_all(e);
+}
+
+void ducky_token_settle(const char *key, const ducky_token_conf *conf, ducky_fetch_result *res)
+{
+	pthread_mutex_lock(&lock);
+	entry *e = find(key, 1);
+	if (e)
+		settle_locked(e, conf, res);
+	pthread_mutex_unlock(&lock);
+	ducky_fresh_forget(&res->fresh); /* not taken over: out of memory */
+	ducky_fresh_forget(&res->candidate);
+}
+
+/* The age under which a 401 does not drop a token again: 0 for the first two
+ * drops in a row, then a back-off step per drop. */
+static double reject_pacing(int rejections)
+{
+	if (rejections <= 1) /* two tokens revoked one after the other happen */
+		return 0;
+	double step = DUCKY_BACKOFF_BASE * ldexp(1.0, rejections < 7 ? rejections - 2 : 5);
+	return step < DUCKY_BACKOFF_CAP ? step : DUCKY_BACKOFF_CAP;
+}
+
+double ducky_token_left(const char *key)
+{
+	double left = 0;
+	pthread_mutex_lock(&lock);
+	entry *e = find(key, 0);
+	if (e && e->token)
+		left = e->expires - ducky_now();
+	pthread_mutex_unlock(&lock);
+	return left;
+}
+
+int ducky_token_invalidate(const char *key, const char *only_token, double *rejected_until)
+{
+	int rc = 0;
+	*rejected_until = 0;
 	pthread_mutex_lock(&lock);
 	entry *e = find(key, 0);
 	if (e && e->token && (!only_token || strcmp(e->token, only_token) == 0)) {
-		rejected_until = ducky_wall() + (e->expires - ducky_now());
-		ducky_wipe_free(e->token, e->len);
-		e->token = NULL;
-		e->len = 0;
-		e->gen = ++generation;
-		dropped = 1;
+		double now = ducky_now(), age = now - e->published;
+		if (only_token && age > 2 * reject_pacing(e->rejections) + 60)
+			e->rejections = 0; /* it lived a while: the burst is over */
+		if (only_token && age < reject_pacing(e->rejections)) {
+			rc = -1;
+		} else {
+			*rejected_until = ducky_wall() + (e->expires - now);
+			ducky_wipe_free(e->token, e->len);
+			e->token = NULL;
+			e->len = 0;
+			e->gen = ++generation;
+			e->rejections += only_token != NULL;
+			e->retry_at = 0;
+			rc = 1;
+		}
 	}
 	pthread_mutex_unlock(&lock);
-	if (ops && ops->drop) { /* the shared store too: compare, then drop */
-		ducky_fresh cur = {NULL, 0, 0};
-		double now = ducky_now(), share = now + (deadline - now) / 4;
-		/* that very token, or an older one (a revoked one another client left
-		 * there): never a newer one, which another process just fetched */
-		if (!only_token ||
-		    (ops->load(ops->ud, key, share, &cur) && cur.token &&
-		     (strcmp(cur.token, only_token) == 0 || cur.expires_at <= rejected_until + 1)))
-			ops->drop(ops->ud, key, share);
-		ducky_wipe_str(cur.token);
+	return rc;
+}
+
+void ducky_token_forget(ducky_waker *w)
+{
+	pthread_mutex_lock(&lock);
+	for (entry *e = registry; e; e = e->next) {
+		for (size_t i = 0; i < e->nwait; i++)
+			if (e->waiters[i] == w)
+				e->waiters[i--] = e->waiters[--e->nwait];
+		if (e->leader == w) { /* never settled: let another lead */
+			e->leader = NULL;
+			e->leader_op = NULL;
+			e->seq++;
+			wake_all(e);
+		}
 	}
-	return dropped;
+	pthread_mutex_unlock(&lock);
 }
 
 int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,
@@ -437,6 +480,27 @@ int ducky_token_validate(const char *token, size_t len, const char *type, double
 double ducky_token_lifetime(double expires_in)
 {
 	return expires_in < MAX_LIFETIME ? expires_in : MAX_LIFETIME;
+}
+
+int ducky_token_stored_use(const ducky_token_conf *conf, ducky_fresh *f)
+{
+	double left = f->expires_at - ducky_wall();
+	if (!f->token)
+		return -1;
+	if (f->lifetime <= 0 || f->lifetime > MAX_LIFETIME)
+		f->lifetime = left < MAX_LIFETIME ? left : MAX_LIFETIME;
+	if (left > ducky_token_margin(conf, f->lifetime))
+		return 1;
+	if (left > 0)
+		return 0;
+	ducky_fresh_forget(f);
+	return -1;
+}
+
+void ducky_fresh_forget(ducky_fresh *f)
+{
+	ducky_wipe_str(f->token);
+	f->token = NULL;
 }
 
 void ducky_tokref_free(ducky_tokref *ref)

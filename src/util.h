@@ -44,7 +44,9 @@ int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_o
 double ducky_now(void);
 /* Wall-clock seconds since the epoch. */
 double ducky_wall(void);
-/* Sleeps that long (whole, through signals). */
-void ducky_sleep(double seconds);
+#ifdef DUCKY_TEST_HOOKS
+/* Moves both clocks forward (test builds only); returns the total shift. */
+double ducky_clock_shift(double seconds);
+#endif
 
 #endif

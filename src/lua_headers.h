@@ -1,7 +1,7 @@
-/* res.headers (headers.c): a table with lower-case names whose lookups ignore
+/* res.headers (lua_headers.c): a table with lower-case names whose lookups ignore
  * case; on Lua 5.2 and later filled on first use (most callers never read it). */
-#ifndef DUCKY_HEADERS_H
-#define DUCKY_HEADERS_H
+#ifndef DUCKY_LUA_HEADERS_H
+#define DUCKY_LUA_HEADERS_H
 
 #include "compat.h"
 

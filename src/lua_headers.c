@@ -5,7 +5,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "headers.h"
+#include "lua_headers.h"
 #include "http.h"
 
 #define HEADERS_MT "ducky.headers"

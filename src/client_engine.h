@@ -1,0 +1,13 @@
+/* The client's engine (client_engine.c): made on first use, with the host
+ * callbacks the engine runs (the log, the token answer, the store). */
+#ifndef DUCKY_CLIENT_ENGINE_H
+#define DUCKY_CLIENT_ENGINE_H
+
+#include "client.h"
+
+/* The client's engine, made on first use; raises when it cannot be made. */
+ducky_engine *cl_engine(lua_State *L, client *c);
+/* Runs the engine until op is done: the blocking calls. */
+void cl_wait(client *c, ducky_op *op);
+
+#endif
