@@ -44,9 +44,9 @@ static void check_keys(lua_State *L, int idx, const cl_opt *opts, const char *wh
 			luaL_error(L, "%s: unknown option '%s'", what,
 			           lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
 			                                          : luaL_typename(L, -2));
-		if (!(o->types & CL_T(lua_type(L, -1)) & ~CL_KEEP))
+		if (!(CL_TYPES(o) & CL_T(lua_type(L, -1))))
 			luaL_error(L, "%s: option '%s' must be %s, not %s", what, o->name,
-			           type_words(o->types & ~CL_KEEP), luaL_typename(L, -1));
+			           type_words(CL_TYPES(o)), luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 }
@@ -60,13 +60,13 @@ static void from_env(lua_State *L, const cl_opt *o, char *out, const char *what)
 	char *end;
 	if (!v || !*v)
 		return;
-	if (o->types == CL_T(LUA_TNUMBER)) {
+	if (CL_TYPES(o) == CL_T(LUA_TNUMBER)) {
 		double d = strtod(v, &end);
 		if (end == v || *end || !(d >= o->lo && d <= o->hi))
 			luaL_error(L, "%s: %s is not a number in range for option '%s'", what,
 			           o->env, o->name);
 		*(double *)(void *)(out + o->off) = d;
-	} else if (o->types == CL_T(LUA_TBOOLEAN)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TBOOLEAN)) {
 		int on = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes");
 		if (!on && strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no"))
 			luaL_error(L, "%s: %s must be 1, true, yes, 0, false or no", what, o->env);
@@ -82,19 +82,19 @@ static void store_opt(lua_State *L, const cl_opt *o, char *out, const char *what
 	if (o->types & CL_KEEP) {
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
 		return;
-	} else if (o->types == CL_T(LUA_TSTRING)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TSTRING)) {
 		size_t len;
 		const char *v = lua_tolstring(L, -1, &len);
 		if (strlen(v) != len) /* C would cut it short there, silently */
 			luaL_error(L, "%s: option '%s' holds NUL", what, o->name);
 		*(const char **)(void *)(out + o->off) = v;
-	} else if (o->types == CL_T(LUA_TNUMBER)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TNUMBER)) {
 		double v = lua_tonumber(L, -1);
 		if (!(v >= o->lo && v <= o->hi))
 			luaL_error(L, "%s: option '%s' is out of range: %s", what, o->name,
 			           lua_tostring(L, -1));
 		*(double *)(void *)(out + o->off) = v;
-	} else if (o->types == CL_T(LUA_TBOOLEAN)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TBOOLEAN)) {
 		*(int *)(void *)(out + o->off) = lua_toboolean(L, -1);
 	} else {
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
