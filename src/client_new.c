@@ -199,6 +199,7 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	    .signing_alg = (ducky_jwt_alg)alg,
 	    .client_cert = o->client_cert,
 	    .client_key = o->client_key,
+	    .client_key_password = o->client_key_password,
 	};
 	ducky_err err;
 	ducky_err_init(&err);
