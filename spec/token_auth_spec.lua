@@ -313,6 +313,70 @@ describe("private_key_jwt", function()
       end)
     end
 
+    -- issue 19 item 11
+    describe("keys made here with openssl", function()
+      local dir
+      before_each(function() dir = H.tmpdir() end)
+      after_each(function() rm(dir) end)
+
+      -- a fresh private key (genpkey algorithm and options), mode 0600, and its public key's PEM
+      local function new_key(name, algorithm, ...)
+        local path = dir .. "/" .. name .. ".pem"
+        local opts = {}
+        for _, o in ipairs { ... } do opts[#opts + 1] = "-pkeyopt " .. o end
+        local out, code = H.run(("%sopenssl genpkey -algorithm %s %s -out '%s' && chmod 600 '%s' "
+          .. "&& openssl pkey -in '%s' -pubout"):format(H.CLEAN_ENV, algorithm, table.concat(opts, " "), path,
+          path, path))
+        assert.equals(0, code, out)
+        return path, out:match("%-%-%-%-%-BEGIN PUBLIC KEY.-%-%-%-%-%-END PUBLIC KEY%-%-%-%-%-\n?")
+      end
+
+      it("an RSA key under 2048 bits is refused for every RSA alg, naming the file", function()
+        local path = new_key("small", "RSA", "rsa_keygen_bits:1024")
+        for _, alg in ipairs { "RS256", "RS384", "PS256" } do
+          local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
+          assert.equals(("the key in %s is an RSA key under 2048 bits: %s needs an RSA%s key of 2048 bits "
+            .. "or more"):format(path, alg, alg == "PS256" and " or RSA-PSS" or ""), err.message)
+        end
+      end)
+
+      it("an RSA key of 2048 bits is accepted", function()
+        local path, pub = new_key("rsa2048", "RSA", "rsa_keygen_bits:2048")
+        local o = H.jwt_opts("rsa", { private_key_file = path })
+        H.jwt_client(o.client_id, { public_key = pub }) -- in place of the stand-in's key
+        ok_call(ducky.client(o):ping_protected())
+        assert.equals(1, H.exchanges(o.client_id))
+      end)
+
+      it("an RSA-PSS key signs PS256, and the stand-in accepts the assertion", function()
+        local path, pub = new_key("pss", "RSA-PSS", "rsa_keygen_bits:2048")
+        local o = H.jwt_opts("rsa", { private_key_file = path, signing_alg = "PS256" })
+        H.jwt_client(o.client_id, { public_key = pub, alg = "PS256" })
+        ok_call(ducky.client(o):ping_protected())
+        assert.equals(1, H.exchanges(o.client_id))
+        local a = H.stats().last_assertion
+        assert.is_true(a.valid, a.error)
+        assert.equals("PS256", a.header.alg)
+      end)
+
+      it("an RSA-PSS key is refused for RS256 and RS384 (PKCS#1 v1.5 signatures)", function()
+        local path = new_key("pss", "RSA-PSS", "rsa_keygen_bits:2048")
+        for _, alg in ipairs { "RS256", "RS384" } do
+          local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
+          assert.equals(("the key in %s is an RSA-PSS key, which signs PS256 only: %s needs an RSA key of "
+            .. "2048 bits or more"):format(path, alg), err.message)
+        end
+      end)
+
+      it("an RSA-PSS key that cannot sign PS256 (restricted to SHA-512): config, naming the file", function()
+        local path = new_key("pss512", "RSA-PSS", "rsa_keygen_bits:2048", "rsa_pss_keygen_md:sha512",
+          "rsa_pss_keygen_mgf1_md:sha512")
+        local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = "PS256" }))
+        assert.equals(("signing the client assertion (PS256) with the key in %s failed"):format(path),
+          err.message)
+      end)
+    end)
+
     it("no key at all: ping works, ping_protected is a config error", function()
       local o = H.jwt_opts("rsa", { private_key_file = H.NIL })
       local c = ducky.client(o)
