@@ -336,6 +336,51 @@ print("done")
     assert.matches("done\n", out, 1, true)
   end)
 
+  -- issue 19 item 12: one strict reader for every number variable
+  local NUMBER_CHILD = [[
+local ducky = require("ducky")
+local ok, e = pcall(ducky.client, { token_cache = false })
+print(ok and "no error" or ("raised: " .. tostring(e)))
+if ok then e:close() print("defaults: " .. require("cjson").encode(ducky.defaults())) end
+]]
+  local refused = {
+    DUCKY_TIMEOUT = { "0x10", " 5", "5 ", "inf", "nan", "", "1e3", "+5", "-1", "5.", ".5", "5,5" },
+    DUCKY_CONNECT_TIMEOUT = { "NaN", "0" },
+    DUCKY_RETRIES = { "2.5", "0x2", "101" },
+    DUCKY_MAX_BODY = { "1.5", "1e6", "infinity" },
+  }
+  local cases = {}
+  for name, values in pairs(refused) do
+    for _, value in ipairs(values) do cases[#cases + 1] = { name, value } end
+  end
+  for _, case in ipairs(cases) do
+    local name, value = case[1], case[2]
+    it(("%s=%q raises naming the variable, not echoing the value"):format(name, value), function()
+      local ok, out = run_child({ [name] = value }, NUMBER_CHILD)
+      assert.is_true(ok, out)
+      assert.matches("raised: ducky.client: " .. name .. " must be a ", out, 1, true)
+      if #value > 2 then assert.is_nil(out:find(value, 1, true), out) end
+    end)
+  end
+
+  it("numbers in digits, with a fraction where the option takes one, are read as such", function()
+    local ok, out = run_child({ DUCKY_TIMEOUT = "2.5", DUCKY_CONNECT_TIMEOUT = "0.001", DUCKY_RETRIES = "03",
+      DUCKY_MAX_BODY = "1048576" }, NUMBER_CHILD)
+    assert.is_true(ok, out)
+    local d = require("cjson").decode(out:match("defaults: (%b{})"))
+    assert.equals(2.5, d.timeout)
+    assert.equals(0.001, d.connect_timeout)
+    assert.equals(3, d.retries)
+    assert.equals(1048576, d.max_body)
+  end)
+
+  it("a whole-number option given a fraction in Lua raises too", function()
+    for _, name in ipairs { "retries", "max_body", "max_exchanges_per_hour" } do
+      local e = raises(new, { [name] = 2.5 })
+      assert.truthy(e:find("option '" .. name .. "' must be a whole number, not 2.5", 1, true), e)
+    end
+  end)
+
   it("a malformed DUCKY_BASE_URL raises like a malformed option", function()
     local ok, out = run_child({ DUCKY_BASE_URL = "not a url" }, [[
 local ducky = require("ducky")

@@ -23,6 +23,7 @@ typedef struct cl_opt {
 #define CL_ANY       (CL_TYPE_BITS & ~CL_T(LUA_TNIL)) /* any value but nil */
 #define CL_KEEP      (1 << 14) /* a string that stays on the stack (its length counts) */
 #define CL_SHOWN     (1 << 15) /* a default ducky.defaults() shows */
+#define CL_INT       (1 << 13) /* a number that must be whole (a count, bytes) */
 /* The Lua types an option takes, without the flags above. */
 #define CL_TYPES(o) ((o)->types & CL_TYPE_BITS)
 /* Checks every key of the table at idx against opts (raising "<what>: …" for an
