@@ -12,12 +12,15 @@
 -- error so that the next call reconnects (e.g. after a Redis restart).
 --
 -- Keys: prefix .. key (the token, as JSON, expiring with it) and
--- prefix .. key .. ":lock" (the exchange lock). Errors are raised; ducky
--- reports them as `store_error` events and carries on from process memory.
+-- prefix .. key .. ":lock" (the exchange lock). Errors are raised, and so is
+-- a value under a key that is not a token entry (ducky.check_entry); ducky
+-- reports them as `store_error` events and carries on from process memory, as
+-- if nothing was stored.
 -- ducky passes each call a time budget (its last argument, seconds): the
 -- store's own connection waits at most that long (and at most `timeout`), so a
 -- Redis that stops answering cannot hold a call past its own timeout.
 local cjson = require("cjson")
+local ducky = require("ducky")
 local socket = require("socket")
 
 local M = {}
@@ -106,13 +109,15 @@ function Store:call(budget, cmd, ...)
   error(("redis %s: %s"):format(cmd, tostring(ok and err or res)), 0)
 end
 
+-- The entry under key, or nil; raises when the value there is not one.
 function Store:load(key, budget)
-  local s = self:call(budget, "get", self.prefix .. key)
+  local name = self.prefix .. key
+  local s = self:call(budget, "get", name)
   if type(s) ~= "string" then return nil end
   local ok, t = pcall(cjson.decode, s)
-  if not ok or type(t) ~= "table" or type(t.access_token) ~= "string" or t.access_token == ""
-      or type(t.expires_at) ~= "number" then
-    return nil
+  local left, why = ducky.check_entry(ok and t or nil)
+  if not left then
+    error(("redis %s holds no token entry (%s)"):format(name, ok and why or "not JSON"), 0)
   end
   return {
     access_token = t.access_token,
