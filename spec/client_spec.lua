@@ -262,6 +262,53 @@ describe("missing credentials", function()
   end)
 end)
 
+-- issue 19 item 20: an empty string is no credential, as an empty DUCKY_* variable is
+describe("empty credentials", function()
+  it("an empty client_id or client_secret counts as unset: config 'no credentials', no exchange", function()
+    local ok, out = run_child({ DUCKY_TOKEN_URL = H.token_url(), DUCKY_BASE_URL = H.base_url() }, [[
+local ducky = require("ducky")
+for _, auth in ipairs { "json", "form", "basic" } do
+  for _, o in ipairs { { client_id = "", client_secret = "s" }, { client_id = "i", client_secret = "" },
+      { client_id = "", client_secret = "" }, { client_id = "i", client_secret_file = "" } } do
+    o.token_auth, o.token_cache, o.retries = auth, false, 0
+    local c = ducky.client(o)
+    local res, err = c:ping_protected()
+    print(auth, res and "ok" or err.kind .. ": " .. err.message)
+    c:close()
+  end
+end
+local c = ducky.client { client_id = "i", token_auth = "private_key_jwt", private_key_file = "",
+  private_key = "", token_cache = false }
+local _, err = c:token()
+print("private_key_jwt", err.kind .. ": " .. err.message)
+print("cases", 3 * 4 + 1)
+]])
+    assert.is_true(ok, out)
+    local lines = 0
+    for line in out:gmatch("[^\n]+") do
+      if not line:find("^cases") then
+        lines = lines + 1
+        assert.matches("^%S+\tconfig: no credentials: set client_id", line)
+      end
+    end
+    assert.equals(tonumber(out:match("cases\t(%d+)")), lines, out)
+  end)
+
+  it("an empty client_secret with DUCKY_CLIENT_SECRET set takes the variable, as nil would", function()
+    local id = H.new_id("empty-secret")
+    local ok, out = run_child({ DUCKY_CLIENT_SECRET = H.secret(id) }, ([[
+local ducky = require("ducky")
+local c = ducky.client { client_id = %q, client_secret = "", base_url = %q, token_url = %q, audience = %q,
+  token_cache = false, retries = 0 }
+local res, err = c:ping_protected()
+print(res and "status " .. res.status or tostring(err))
+]]):format(id, H.base_url(), H.token_url(), H.audience()))
+    assert.is_true(ok, out)
+    assert.matches("status 200", out)
+    assert.equals(1, H.exchanges(id))
+  end)
+end)
+
 describe("defaults from DUCKY_* environment variables", function()
   local SCRIPT = [[
 local ducky = require("ducky")

@@ -34,9 +34,9 @@ typedef struct options {
 	}
 /* Every option of the contract: its types, its DUCKY_* variable, its range. */
 static const cl_opt client_opts[] = {
-    O("client_id", S, "DUCKY_CLIENT_ID", 0, 0, client_id),
-    O("client_secret", S, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
-    O("client_secret_file", S, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
+    O("client_id", S | CL_BLANK, "DUCKY_CLIENT_ID", 0, 0, client_id),
+    O("client_secret", S | CL_BLANK, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
+    O("client_secret_file", S | CL_BLANK, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
     O("base_url", SD, "DUCKY_BASE_URL", 0, 0, base_url),
     O("token_url", SD, "DUCKY_TOKEN_URL", 0, 0, token_url),
     O("audience", SD, "DUCKY_AUDIENCE", 0, 0, audience),
@@ -59,8 +59,8 @@ static const cl_opt client_opts[] = {
     O("max_retry_after", ND, NULL, 0, 1e6, max_retry_after),
     O("log", CL_T(LUA_TFUNCTION), NULL, 0, 0, log),
     O("http_version", SD, NULL, 0, 0, http_version),
-    O("private_key", S, NULL, 0, 0, private_key),
-    O("private_key_file", S, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
+    O("private_key", S | CL_BLANK, NULL, 0, 0, private_key),
+    O("private_key_file", S | CL_BLANK, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
     O("key_id", S, "DUCKY_KEY_ID", 0, 0, key_id),
     O("signing_alg", SD, "DUCKY_SIGNING_ALG", 0, 0, signing_alg),
     O("assertion_audience", S, "DUCKY_ASSERTION_AUDIENCE", 0, 0, assertion_audience),

@@ -148,7 +148,9 @@ void cl_read_options(lua_State *L, int idx, const cl_opt *opts, void *out, const
 	check_keys(L, idx, opts, what);
 	for (const cl_opt *o = opts; o->name; o++) {
 		lua_getfield(L, idx, o->name);
-		if (!lua_isnil(L, -1)) {
+		int blank = (o->types & CL_BLANK) && lua_type(L, -1) == LUA_TSTRING &&
+		            ducky_rawlen(L, -1) == 0;
+		if (!lua_isnil(L, -1) && !blank) {
 			store_opt(L, o, out, what);
 		} else {
 			lua_pop(L, 1);

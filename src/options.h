@@ -24,6 +24,7 @@ typedef struct cl_opt {
 #define CL_KEEP      (1 << 14) /* a string that stays on the stack (its length counts) */
 #define CL_SHOWN     (1 << 15) /* a default ducky.defaults() shows */
 #define CL_INT       (1 << 13) /* a number that must be whole (a count, bytes) */
+#define CL_BLANK     (1 << 12) /* a string where "" counts as unset (a credential) */
 /* The Lua types an option takes, without the flags above. */
 #define CL_TYPES(o) ((o)->types & CL_TYPE_BITS)
 /* Checks every key of the table at idx against opts (raising "<what>: …" for an
