@@ -245,6 +245,40 @@ describe("redis_store", function()
       assert.is_nil(raw:get("ducky:" .. key .. ":lock"))
     end)
 
+    it("needs no LuaSocket with a given client (issue 22 §1)", function()
+      local required, real_require = {}, require
+      package.loaded["ducky.redis_store"] = nil
+      _G.require = function(name) required[#required + 1] = name return real_require(name) end
+      local ok, mod = pcall(real_require, "ducky.redis_store")
+      _G.require = real_require
+      package.loaded["ducky.redis_store"] = redis_store
+      assert(ok, mod)
+      local key, e = new_key(), entry(100)
+      local s = mod.new{ redis = raw, prefix = "nosocket:" }
+      s.store(key, e)
+      assert_entry(e, s.load(key))
+      local pttl = raw:pttl("nosocket:" .. key)
+      assert.is_true(pttl > 98000 and pttl <= 101000, tostring(pttl)) -- a clock of whole seconds here
+      assert.is_true(s.lock(key, 0))
+      -- outside OpenResty a given client has no way to sleep: a held lock is tried once
+      local t0 = socket.gettime()
+      assert.is_false(mod.new{ redis = raw, prefix = "nosocket:" }.lock(key, 5))
+      assert.is_true(socket.gettime() - t0 < 2)
+      s.unlock(key)
+      assert.is_nil(raw:get("nosocket:" .. key .. ":lock"))
+      for _, name in ipairs(required) do assert.not_equals("socket", name) end
+    end)
+
+    it("refuses an unknown option or a wrong type, naming it", function()
+      assert.error_matches(function() redis_store.new{ port = port, hots = "127.0.0.1" } end,
+        "ducky.redis_store.new: unknown option 'hots'", nil, true)
+      assert.error_matches(function() redis_store.new{ lock_tll = 100 } end, "unknown option 'lock_tll'", nil,
+        true)
+      assert.error_matches(function() redis_store.new{ timeout = "2" } end,
+        "option 'timeout' must not be a string", nil, true)
+      assert.error_matches(function() redis_store.new("127.0.0.1") end, "options must be a table", nil, true)
+    end)
+
     it("raises on a Redis error and reconnects on the next call", function()
       local key = new_key()
       raw:set("ducky:" .. key, "v")
