@@ -35,7 +35,7 @@ end
 local function private_file(dir, name, content, mode)
   local path = dir .. "/" .. name
   H.write_file(path, content)
-  assert(os.execute(("chmod %s '%s'"):format(mode or "600", path)))
+  assert(os.execute(("%schmod %s '%s'"):format(H.CLEAN_ENV, mode or "600", path)))
   return path
 end
 
@@ -165,7 +165,7 @@ describe("ducky.read_private_file", function()
 
   it("refuses what is not a regular file without reading or blocking (FIFO, device, directory)", function()
     local fifo = dir .. "/fifo"
-    assert(os.execute("mkfifo '" .. fifo .. "' && chmod 600 '" .. fifo .. "'"))
+    assert(os.execute(("%smkfifo '%s' && chmod 600 '%s'"):format(H.CLEAN_ENV, fifo, fifo)))
     for _, path in ipairs { fifo, "/dev/zero", dir } do
       local s, why = ducky.read_private_file(path)
       assert.is_nil(s)
@@ -180,7 +180,7 @@ describe("ducky.read_private_file", function()
     local out = H.run("id -u")
     if out:match("^0") then -- root can give a file away
       local path = private_file(dir, "theirs", "x")
-      assert(os.execute("chown nobody '" .. path .. "'"))
+      assert(os.execute(("%schown nobody '%s'"):format(H.CLEAN_ENV, path)))
       s, why = ducky.read_private_file(path)
       assert.is_nil(s)
       assert.equals(path .. " belongs to another user", why)

@@ -590,7 +590,7 @@ print("stdin left: " .. tostring(io.read("*l")))
       local dir = H.tmpdir()
       local path = dir .. "/both.pem"
       H.write_file(path, H.read_file(o.client_cert) .. H.read_file(o.client_key))
-      assert(os.execute(("chmod %s '%s'"):format(mode, path)))
+      assert(os.execute(("%schmod %s '%s'"):format(H.CLEAN_ENV, mode, path)))
       o.client_cert, o.client_key = path, nil
       return dir
     end
