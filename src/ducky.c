@@ -7,6 +7,7 @@
 #include "client_batch.h"
 #include "client_ops.h"
 #include "client_token.h"
+#include "exports.h"
 #include "lua_error.h"
 #include "lua_headers.h"
 #include "version.h"
@@ -107,6 +108,7 @@ int luaopen_ducky(lua_State *L)
 
 	lua_newtable(L);
 	ducky_setfuncs(L, module_functions, 0);
+	cl_exports_open(L);
 	lua_pushliteral(L, DUCKY_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	lua_pushliteral(L, DEFAULT_BASE_URL);
