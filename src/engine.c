@@ -160,7 +160,13 @@ static int open_multi(ducky_engine *e)
 	errno = 0;
 	if (open_fds(e) || !(e->multi = curl_multi_init()))
 		return -1;
-	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	/* HTTP/2 streams share a connection; an HTTP/1.1 client never waits for one
+	 * (with multiplexing on, libcurl queues transfers behind a busy HTTP/1.1
+	 * connection instead of opening another) */
+	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING,
+	                  e->conf.http->http_version == CURL_HTTP_VERSION_1_1
+	                      ? (long)CURLPIPE_NOTHING
+	                      : (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
 	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
