@@ -49,7 +49,9 @@ LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_BIN     ?= $(LUA)
-LUA_FILES   = lua/ducky/redis_store.lua lua/ducky/ngx.lua
+# Every Lua module under lua/ducky, subfolders kept (ducky.ngx.*, ducky.cli.*, ...).
+LUA_FILES   = $(sort $(shell find lua/ducky -name '*.lua'))
+LUA_DIRS    = $(sort $(patsubst %/,%,$(dir $(LUA_FILES:lua/%=$(LUA_LMOD)/%))))
 
 # Release tarballs and rockspecs go to DIST; the rockspec fetches from DIST_URL.
 DIST        ?= dist
@@ -201,10 +203,10 @@ _valgrind: all
 INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
 	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
 install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_LMOD)/ducky $(DESTDIR)$(BINDIR) \
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR),$(LUA_DIRS)) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
-	install -m 0644 $(LUA_FILES) $(DESTDIR)$(LUA_LMOD)/ducky/
+	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
 	sed '1,/^]]/c #!/usr/bin/env $(LUA_BIN)' bin/ducky >$(DESTDIR)$(BINDIR)/ducky # no checkout launcher
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
 	sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(RELEASE_DATE)/g' doc/ducky.1 \
@@ -214,7 +216,7 @@ install: all
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
+	-printf '%s\n' $(addprefix $(DESTDIR),$(LUA_DIRS)) | sort -r | xargs rmdir 2>/dev/null # deepest first
 
 lint:
 	tools/lint_c.sh
