@@ -69,10 +69,13 @@ $(BUILD)/%.o: src/%.c src/*.h $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The compiler and flags of the last build in $(BUILD): any change (CFLAGS, LUA_INCDIR,
-# VERSION, ...) rebuilds everything, never a mix of objects built two ways.
+# VERSION, ...) rebuilds everything, never a mix of objects built two ways. The file is
+# rewritten only when they differ, compared by cmp (GNU make 4.3's $(file <) does not
+# always drop the file's last newline: every LUA=luajit run rewrote it and rebuilt all).
 BUILD_FLAGS = $(CC) $(ALL_CFLAGS) $(SO_LDFLAGS) $(LUA_LINK)
 $(BUILD)/flags: FORCE | $(BUILD)
-	@$(if $(subst x$(BUILD_FLAGS),,x$(file <$@)),printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@,:)
+	@printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@.new; \
+	if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 FORCE:
 
 $(BUILD)/ducky.so: $(OBJS) $(BUILD)/flags

@@ -116,6 +116,20 @@ describe("the build", function()
   describe("make", function()
     local run_it = plain and it or pending
 
+    -- issue 19 item 15: the flags file was rewritten on every LUA=luajit run
+    run_it("a second make compiles nothing, for every Lua; a changed flag rebuilds", function()
+      for _, lua in ipairs({ "lua5.4", "luajit" }) do
+        if have(lua) then
+          local build = ("%s/again-%s"):format(dir, lua)
+          ok_sh(("make -s LUA=%s BUILD=%s all"):format(lua, build))
+          local out = ok_sh(("make LUA=%s BUILD=%s all"):format(lua, build))
+          assert.is_nil(out:find("-c -o", 1, true), lua .. " compiled again:\n" .. out)
+          out = ok_sh(("make LUA=%s BUILD=%s CFLAGS='-O1 -g' %s/url.o"):format(lua, build, build))
+          assert.matches("%-O1 %-g %-c %-o [^\n]*url%.o", out)
+        end
+      end
+    end)
+
     run_it("honours CPPFLAGS, LDFLAGS, PKG_CONFIG and WERROR=0", function()
       -- a pkg-config that notes it was asked (make -n still runs the $(shell) of a recipe)
       H.write_file(dir .. "/pc", '#!/bin/sh\necho "$@" >>"$0.log"\nexec pkg-config "$@"\n')
