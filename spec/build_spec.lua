@@ -173,6 +173,42 @@ describe("the build", function()
     end)
   end)
 
+  describe("make dist", function()
+    -- the checkout's tracked files as they are now, unpacked in a directory of their own (no .git)
+    local function unpacked(name)
+      local tree = dir .. "/" .. name
+      ok_sh(("mkdir -p %s && git ls-files -z | xargs -0 tar -cf - | tar -xf - -C %s")
+        :format(q(tree), q(tree)))
+      return tree
+    end
+
+    it("in an unpacked release (no .git): fails loudly and makes no tarball", function()
+      local tree = unpacked("release")
+      local out, code = sh(("cd %s && make dist"):format(q(tree)))
+      assert.is_not.equals(0, code, out)
+      assert.matches("dist: [^\n]* is not a git checkout of ducky", out)
+      assert.equals("", ok_sh(("cd %s && find . -name '*.tar.gz' -o -name '*.rockspec' -path './dist/*'")
+        :format(q(tree))))
+    end)
+
+    it("in a checkout: a tarball of every tracked file and a rockspec with its md5", function()
+      local tree = unpacked("checkout")
+      ok_sh(("cd %s && git init -q && git add -A && git -c user.name=spec -c user.email=spec@localhost "
+        .. "commit -qm spec"):format(q(tree)))
+      local out = ok_sh(("cd %s && make -s dist DIST_URL=https://example.invalid/r"):format(q(tree)))
+      local name = "ducky-" .. VERSION
+      assert.equals(("dist/%s.tar.gz\ndist/%s-1.rockspec\n"):format(name, name), out)
+      local listed = ok_sh(("cd %s && tar -tzf dist/%s.tar.gz | grep -v '/$' | LC_ALL=C sort")
+        :format(q(tree), name))
+      local tracked = ok_sh(("cd %s && git ls-files | sed 's|^|%s/|' | LC_ALL=C sort"):format(q(tree), name))
+      assert.equals(tracked, listed)
+      local md5 = ok_sh(("cd %s && md5sum dist/%s.tar.gz"):format(q(tree), name)):match("^(%x+)")
+      local spec = assert(H.read_file(("%s/dist/%s-1.rockspec"):format(tree, name)))
+      assert.matches(('source = { url = "https://example.invalid/r/%s.tar.gz", md5 = "%s", dir = "%s" }')
+        :format(name, md5, name):gsub("[%p]", "%%%0"), spec)
+    end)
+  end)
+
   describe("the version", function()
     it("lives in VERSION: the module, the CHANGELOG's top entry and the Makefile agree", function()
       assert.is_string(VERSION, "VERSION holds x.y.z")
