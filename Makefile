@@ -195,7 +195,7 @@ _demo: all
 
 # The stand-in in the foreground, with the `export` lines for your own scripts and the CLI.
 standin: all
-	tools/standin.sh $(BUILD)
+	tools/standin.sh $(BUILD) $(LUA)
 
 # The examples under valgrind: any definite or indirect leak or error fails.
 _valgrind: all

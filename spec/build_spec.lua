@@ -7,6 +7,7 @@
 --   installs every file under PREFIX (DESTDIR staged) and uninstalls them all;
 -- * VERSION is the one version: the module, the man page and CHANGELOG.md agree.
 local H = require("spec.helpers")
+local socket = require("socket")
 
 local VERSION = assert(H.read_file("VERSION")):match("^(%d+%.%d+%.%d+)\n$")
 
@@ -170,6 +171,52 @@ describe("the build", function()
       assert.equals("ducky " .. VERSION .. " (Lua 5.4)\n", out)
       ok_sh(("make -s uninstall DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
       assert.equals("", ok_sh(("cd %s && find . -type f"):format(q(stage))))
+    end)
+  end)
+
+  describe("make standin", function()
+    -- Runs `make standin LUA=lua` in its own process group until it prints its lines;
+    -- returns its export lines and its whole output, the group stopped.
+    local function standin_lines(lua)
+      local out_file, pgid_file = dir .. "/standin-" .. lua, dir .. "/pgid-" .. lua
+      os.execute(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid sh -c " .. q(
+        ("echo $$ >%s; exec make -s standin LUA=%s >%s 2>&1"):format(pgid_file, lua, out_file))
+        .. " </dev/null &")
+      local out
+      local deadline = socket.gettime() + 60 -- a build first, then the stand-in's start-up
+      repeat
+        socket.sleep(0.05)
+        out = H.read_file(out_file) or ""
+      until out:find("Ctrl%-C stops it") or out:find("Error") or socket.gettime() > deadline
+      os.execute(("kill -TERM -%d 2>/dev/null"):format(tonumber(H.read_file(pgid_file)) or 0))
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do
+        if line:find("^export ") then lines[#lines + 1] = line end
+      end
+      assert.is_true(#lines > 0, out)
+      return table.concat(lines, "\n"), out
+    end
+
+    -- issue 19 item 16: the LUA_CPATH line of a lua5.4 build made LuaJIT fail on lua_rotate
+    local run_it = plain and it or pending
+    run_it("prints a module path for the Lua it was built for, which another Lua does not take", function()
+      local env = standin_lines("lua5.4")
+      -- a shell of the user's: none of the suite's module paths
+      local load = "unset LUA_CPATH LUA_PATH LUA_CPATH_5_4\n%s\n%s -e 'print(require(\"ducky\")._VERSION)'"
+      assert.equals(VERSION .. "\n", ok_sh(load:format(env, "lua5.4")))
+      for _, other in ipairs({ "luajit", "lua5.1", "lua5.3" }) do
+        if have(other) then
+          local out, code = sh(load:format(env, other))
+          assert.is_not.equals(0, code, other .. " loaded it")
+          assert.matches("module 'ducky' not found", out, other)
+          assert.is_nil(out:find("undefined symbol", 1, true), out)
+        end
+      end
+      if have("luajit") then
+        local jit, out = standin_lines("luajit")
+        assert.matches("make standin LUA=", out)
+        assert.equals(VERSION .. "\n", ok_sh(load:format(jit, "luajit")))
+      end
     end)
   end)
 
