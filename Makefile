@@ -210,9 +210,10 @@ install: all
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
-	sed '1,/^]]/c #!/usr/bin/env $(LUA_BIN)' bin/ducky >$(DESTDIR)$(BINDIR)/ducky # no checkout launcher
+	sed '1,/^]]/c $(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))' bin/ducky \
+		>$(DESTDIR)$(BINDIR)/ducky # the Lua it is built for, no checkout launcher
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
-	sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(RELEASE_DATE)/g' doc/ducky.1 \
+	sed 's|^\.TH DUCKY 1 .*|.TH DUCKY 1 "$(RELEASE_DATE)" "ducky $(VERSION)" "User Commands"|' doc/ducky.1 \
 		>$(DESTDIR)$(MANDIR)/man1/ducky.1
 	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ducky.1
 	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
@@ -227,12 +228,10 @@ lint:
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c
 
-# `luarocks make` with the checkout's rockspec, whose build is this Makefile.
-# Debian's lua-cjson is no rock luarocks can see: it is there, so skip the check.
+# `luarocks make` with the checkout's rockspec, whose build is this Makefile; lua-cjson
+# counts as there when $(LUA) loads it, and LuaJIT's rock runs LuaJIT (tools/rock.sh).
 rock:
-	luarocks --lua-version=$(LUA_ABI) $(if $(ROCKS_TREE),--tree $(ROCKS_TREE)) \
-		make --deps-mode=none $(ROCKSPEC) $(if $(filter luajit,$(LUA)),LUA_INCDIR=$(patsubst \
-		-I%,%,$(shell $(PKG_CONFIG) --cflags-only-I luajit)))
+	PKG_CONFIG='$(PKG_CONFIG)' tools/rock.sh $(LUA) $(LUA_ABI) $(ROCKSPEC) $(ROCKS_TREE)
 
 # ducky-<version>.tar.gz (the tracked files), and the release rockspec that fetches it
 # from DIST_URL, both in DIST; the .src.rock is `luarocks pack` of that rockspec.

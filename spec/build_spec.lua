@@ -50,6 +50,7 @@ describe("the build", function()
 
   describe("rock and make", function()
     local modules = {} -- name -> path of ducky.so
+    local rock_out -- what make rock printed
 
     local function check_module(name)
       local so = modules[name]
@@ -75,8 +76,7 @@ describe("the build", function()
       ok_sh(("make -s BUILD=%s/make %s/make/ducky.so %s/make/states"):format(dir, dir, dir))
       modules.make = dir .. "/make/ducky.so"
       if have("luarocks") then
-        ok_sh(("luarocks --lua-version=5.4 --tree %s/tree make --deps-mode=none ducky-dev-1.rockspec")
-          :format(dir))
+        rock_out = ok_sh(("make rock ROCKS_TREE=%s/tree"):format(dir))
         modules.rock = dir .. "/tree/lib/lua/5.4/ducky.so"
       end
     end)
@@ -100,17 +100,23 @@ describe("the build", function()
       local out = ok_sh(("eval \"$(luarocks --lua-version=5.4 --tree %s/tree path)\"; "
         .. "%s/tree/bin/ducky --version"):format(dir, dir))
       assert.equals("ducky " .. VERSION .. " (Lua 5.4)\n", out)
+      -- issue 19 item 21: lua-cjson is there (Debian's package), so luarocks says nothing missing
+      assert.matches("ducky dev%-1 is now installed", rock_out)
+      assert.is_nil(rock_out:find("Missing dependencies", 1, true), rock_out)
     end)
 
-    rock_it("make rock LUA=luajit builds a module LuaJIT loads", function()
+    rock_it("make rock LUA=luajit builds a module LuaJIT loads, and its command runs LuaJIT", function()
       if not have("luajit") then
         pending("no luajit")
         return
       end
-      ok_sh(("make rock LUA=luajit ROCKS_TREE=%s/jit"):format(dir))
+      local made = ok_sh(("make rock LUA=luajit ROCKS_TREE=%s/jit"):format(dir))
+      assert.is_nil(made:find("Missing dependencies", 1, true), made)
       local out = ok_sh(("luajit -e 'package.cpath = %q .. package.cpath; "
         .. "print(require(\"ducky\")._VERSION)'"):format(dir .. "/jit/lib/lua/5.1/?.so;"))
       assert.equals(VERSION .. "\n", out)
+      -- issue 19 item 21: luarocks --lua-version=5.1 took lua5.1 for the command
+      assert.matches("exec '[^']*/luajit' ", assert(H.read_file(dir .. "/jit/bin/ducky")))
     end)
   end)
 
@@ -253,6 +259,18 @@ describe("the build", function()
       local spec = assert(H.read_file(("%s/dist/%s-1.rockspec"):format(tree, name)))
       assert.matches(('source = { url = "https://example.invalid/r/%s.tar.gz", md5 = "%s", dir = "%s" }')
         :format(name, md5, name):gsub("[%p]", "%%%0"), spec)
+    end)
+  end)
+
+  describe("the man page", function()
+    -- issue 19 item 21: the checkout's page showed "ducky @VERSION@ @DATE@"
+    it("reads in the checkout without make (no placeholder); make install writes version and date", function()
+      local page = assert(H.read_file("doc/ducky.1"))
+      assert.is_nil(page:find("@%u+@"), "a placeholder in doc/ducky.1")
+      if have("man") then
+        local shown = ok_sh("MANWIDTH=80 man -l doc/ducky.1 2>/dev/null | col -b")
+        assert.matches("\nducky %(source checkout%)%s+DUCKY%(1%)\n*$", shown)
+      end
     end)
   end)
 
