@@ -227,6 +227,7 @@ lint:
 	luacheck lua spec examples tools bench fuzz bin/ducky $(ROCKSPEC)
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c
+	tools/lint_lua.sh
 
 # `luarocks make` with the checkout's rockspec, whose build is this Makefile; lua-cjson
 # counts as there when $(LUA) loads it, and LuaJIT's rock runs LuaJIT (tools/rock.sh).
