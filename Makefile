@@ -202,6 +202,11 @@ _valgrind: all
 	DUCKY_RUNNER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
 
+# The installed command: no checkout launcher, but #! the Lua it is built for, and
+# the module and its Lua files where this install puts them, whatever PREFIX.
+INSTALLED_PATHS = package.path, package.cpath = [==[$(LUA_LMOD)/?.lua;]==] .. package.path, \
+  [==[$(LUA_LIBDIR)/?.so;]==] .. package.cpath -- where make install put the module
+
 # DESTDIR stages the install (packagers); uninstall removes exactly these files.
 INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
 	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
@@ -210,8 +215,8 @@ install: all
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
-	sed '1,/^]]/c $(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))' bin/ducky \
-		>$(DESTDIR)$(BINDIR)/ducky # the Lua it is built for, no checkout launcher
+	{ echo '$(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))'; \
+	  echo '$(INSTALLED_PATHS)'; sed '1,/^]]/d' bin/ducky; } >$(DESTDIR)$(BINDIR)/ducky
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
 	sed 's|^\.TH DUCKY 1 .*|.TH DUCKY 1 "$(RELEASE_DATE)" "ducky $(VERSION)" "User Commands"|' doc/ducky.1 \
 		>$(DESTDIR)$(MANDIR)/man1/ducky.1

@@ -168,15 +168,34 @@ describe("the build", function()
       table.sort(expected)
       assert.equals(table.concat(expected, "\n") .. "\n", files)
       local script = assert(H.read_file(stage .. "/opt/ducky/bin/ducky"))
-      assert.matches("^#!/usr/bin/env lua5%.4\n%-%- ducky: the command line", script)
+      assert.matches("^#!/usr/bin/env lua5%.4\npackage%.path, package%.cpath = "
+        .. "%[==%[/opt/ducky/share/lua/5%.4/%?%.lua;%]==%] %.%. package%.path, "
+        .. "%[==%[/opt/ducky/lib/lua/5%.4/%?%.so;%]==%] [^\n]*\n"
+        .. "%-%- ducky: the command line", script)
       local man = assert(H.read_file(stage .. "/opt/ducky/share/man/man1/ducky.1"))
       assert.matches('\n%.TH DUCKY 1 "[^"@]+" "ducky ' .. VERSION:gsub("%.", "%%.") .. '"', man)
-      -- the installed command finds the installed module
-      local out = ok_sh(("LUA_CPATH=%s/opt/ducky/lib/lua/5.4/?.so\\;\\; %s/opt/ducky/bin/ducky --version")
-        :format(stage, stage))
-      assert.equals("ducky " .. VERSION .. " (Lua 5.4)\n", out)
       ok_sh(("make -s uninstall DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
       assert.equals("", ok_sh(("cd %s && find . -type f"):format(q(stage))))
+    end)
+
+    -- issue 19 item 21: the installed command is the Lua it is built for, with its module and
+    -- pieces wherever PREFIX put them, and nothing on LUA_PATH or LUA_CPATH
+    run_it("an installed command runs as it is: the Lua it is built for, its module found", function()
+      for lua, shown in pairs({ ["lua5.4"] = "Lua 5.4", luajit = "LuaJIT" }) do
+        if have(lua) then
+          local prefix = ("%s/prefix-%s"):format(dir, lua)
+          ok_sh(("make -s install LUA=%s PREFIX=%s"):format(lua, prefix))
+          local script = assert(H.read_file(prefix .. "/bin/ducky"))
+          assert.equals("#!/usr/bin/env " .. lua .. "\n", script:match("^[^\n]*\n"))
+          local out = ok_sh(("cd / && env -u LUA_PATH -u LUA_CPATH %s/bin/ducky --version"):format(q(prefix)))
+          assert.equals("ducky " .. VERSION .. " (" .. shown, out:sub(1, #VERSION + 8 + #shown))
+          -- its pieces too: a command that needs them all
+          out = sh(("cd / && env -u LUA_PATH -u LUA_CPATH DUCKY_BASE_URL=http://127.0.0.1:1/v3 %s/bin/ducky "
+            .. "--retries 0 ping"):format(q(prefix)))
+          assert.matches("^ducky: network error: ", out)
+          ok_sh(("make -s uninstall LUA=%s PREFIX=%s"):format(lua, prefix))
+        end
+      end
     end)
   end)
 
