@@ -80,9 +80,10 @@ describe("ducky (the command line): settings", function()
     end)
 
     -- issue 19 item 12: tonumber() took "0x10", " 5" and "2.5" retries
-    it("numbers are read strictly: digits and one point for seconds, digits alone for counts", function()
+    it("numbers are read strictly, as the module reads DUCKY_*: no hex, sign, exponent or space", function()
       for _, bad in ipairs({ { "--timeout", "0x10" }, { "--timeout", " 5" }, { "--timeout", "5 " },
         { "--timeout", "1e1" }, { "--timeout", "+5" }, { "--timeout", "-1" }, { "--timeout", "0" },
+        { "--timeout", ".5" }, { "--timeout", "5." },
         { "--connect-timeout", "inf" }, { "--retries", "2.5" }, { "--retries", "0x2" }, { "--retries", "-1" },
         { "--max-body", "1e6" }, { "--max-body", "1000 " } }) do
         failed(2, "^ducky: " .. esc(bad[1]) .. " must be ", ducky({ bad[1], bad[2], "ping" }))
@@ -93,7 +94,7 @@ describe("ducky (the command line): settings", function()
       end
       write(dir .. "/config/ducky/config", "# numbers\nretries = 2.5\n", "600")
       failed(3, ":2: retries must be a whole number", ducky({ "ping" }))
-      write(dir .. "/config/ducky/config", "timeout = .5\nretries = 0\nmax_body = 100000\n", "600")
+      write(dir .. "/config/ducky/config", "timeout = 0.5\nretries = 0\nmax_body = 100000\n", "600")
       for _, good in ipairs({ { "--timeout", "2.50" }, { "--timeout", "5" }, { "--retries", "0" } }) do
         local _, err, code = ducky({ good[1], good[2], "ping", "--protected" })
         assert.equals(0, code, err)

@@ -107,13 +107,13 @@ describe("ducky.cli.args", function()
 end)
 
 describe("ducky.cli.config", function()
-  it("reads numbers strictly: decimal digits, one point for seconds, digits alone for counts", function()
+  it("reads numbers strictly: digits, a fraction after a dot for seconds, digits alone for counts", function()
     local seconds, count = config.READ.seconds, config.READ.count
-    for text, want in pairs({ ["30"] = 30, ["1.5"] = 1.5, [".5"] = 0.5, ["2.50"] = 2.5, ["007"] = 7 }) do
+    for text, want in pairs({ ["30"] = 30, ["1.5"] = 1.5, ["0.5"] = 0.5, ["2.50"] = 2.5, ["007"] = 7 }) do
       assert.equals(want, seconds(text), text)
     end
-    for _, text in ipairs({ "0", "0.0", "0x10", " 5", "5 ", "1e3", "+5", "-1", "5.", "inf", "nan", "1..2",
-      "" }) do
+    for _, text in ipairs({ "0", "0.0", "0x10", " 5", "5 ", "1e3", "+5", "-1", "5.", ".5", "inf", "nan",
+      "1..2", "" }) do
       assert.is_nil(seconds(text), text)
     end
     assert.equals(0, count("0"))

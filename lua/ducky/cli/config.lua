@@ -24,11 +24,12 @@ function M.env(name)
 end
 
 -- Values as text -> values. Numbers are read strictly, as the module reads its
--- DUCKY_* variables: decimal digits with at most one point, nothing around them
--- (no sign, exponent, hex, space); a count is digits alone. nil: not one.
+-- DUCKY_* variables (options.c): decimal digits, and a fraction after a dot
+-- where one is taken, nothing else (no sign, exponent, hex, space); a count is
+-- digits alone. nil: not one.
 M.READ = {
   seconds = function(s)
-    if s:find("^%d+$") or s:find("^%d*%.%d+$") then
+    if s:find("^%d+$") or s:find("^%d+%.%d+$") then
       local n = tonumber(s)
       if n > 0 then return n end
     end
@@ -42,8 +43,8 @@ M.READ = {
     if s == "0" or s == "false" or s == "no" then return false end
   end,
 }
-local EXPECTED = { seconds = "a positive number of seconds (digits, one point at most)",
-  count = "a whole number >= 0 (digits only)", boolean = "1, true, yes, 0, false or no" }
+local EXPECTED = { seconds = "a number of seconds above 0 (digits, and a fraction after a dot)",
+  count = "a whole number (digits only)", boolean = "1, true, yes, 0, false or no" }
 
 -- A setting's value checked and converted; where names it in a message, and kind
 -- is the failure's ("usage" for a flag, "config" for the others).
