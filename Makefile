@@ -216,7 +216,7 @@ install: all
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
 	{ echo '$(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))'; \
-	  echo '$(INSTALLED_PATHS)'; sed '1,/^]]/d' bin/ducky; } >$(DESTDIR)$(BINDIR)/ducky
+	  printf '%s\n' '$(subst ','\'',$(INSTALLED_PATHS))'; sed '1,/^]]/d' bin/ducky; } >$(DESTDIR)$(BINDIR)/ducky
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
 	sed 's|^\.TH DUCKY 1 .*|.TH DUCKY 1 "$(RELEASE_DATE)" "ducky $(VERSION)" "User Commands"|' doc/ducky.1 \
 		>$(DESTDIR)$(MANDIR)/man1/ducky.1
