@@ -313,6 +313,12 @@ describe("ducky (the command line)", function()
         .. ("LUA_CPATH=%s LUA_PATH='./lua/?.lua;;' %s bin/ducky --version"):format(q(dir .. "/?.so"), H.LUA))
       assert.equals(1, status)
       assert.matches("^ducky: cannot load the ducky module with Lua 5%.%d: module 'ducky' not found\n$", text)
+      -- nor its own pieces (lua/ducky/cli/ not on the path)
+      local no_pieces = "LUA_CPATH=%s LUA_PATH='/nonexistent/?.lua' %s bin/ducky --version"
+      text, status = H.run(H.CLEAN_ENV .. no_pieces:format(q(dir .. "/?.so"), H.LUA))
+      assert.equals(1, status)
+      assert.matches("^ducky: cannot load the ducky%.cli%.fail module with Lua 5%.%d: "
+        .. "module 'ducky%.cli%.fail' not found\n$", text)
     end)
 
     it("bin/ducky from a checkout runs lua5.4 with build/, whatever `lua` is", function()
