@@ -111,7 +111,7 @@ describe("make lint's Lua layout rules", function()
 
   it("pass the command's files (bin/ducky, lua/ducky/cli/, their specs and support)", function()
     local out, code = H.run("sh tools/lint_lua.sh bin/ducky lua/ducky/cli/*.lua spec/support/cli/*.lua "
-      .. "spec/cli*_spec.lua spec/build_spec.lua spec/lint_spec.lua tools/*.lua")
+      .. "spec/cli_spec.lua spec/cli_*_spec.lua spec/build_spec.lua spec/lint_spec.lua tools/*.lua")
     assert.equals(0, code, out)
   end)
 end)
