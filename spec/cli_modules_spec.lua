@@ -166,15 +166,15 @@ describe("ducky.cli.config", function()
   it("read_config: through the module's reader, which refuses before reading", function()
     local dir = H.tmpdir()
     H.write_file(dir .. "/c", "retries = 1\n")
-    os.execute("chmod 600 '" .. dir .. "/c'")
+    os.execute(H.CLEAN_ENV .. "chmod 600 '" .. dir .. "/c'")
     assert.same({ retries = 1 }, config.read_config(dir .. "/c", true))
     assert.same({}, config.read_config(dir .. "/none", false))
     assert.same({ "config", "config file " .. dir .. "/none does not exist" },
       { failure(config.read_config, dir .. "/none", true) })
-    os.execute("chmod 644 '" .. dir .. "/c'")
+    os.execute(H.CLEAN_ENV .. "chmod 644 '" .. dir .. "/c'")
     assert.same({ "config", "config file " .. dir .. "/c may be read by group or others (chmod 600 it)" },
       { failure(config.read_config, dir .. "/c", false) })
-    os.execute("rm -rf '" .. dir .. "'")
+    os.execute(H.CLEAN_ENV .. "rm -rf '" .. dir .. "'")
   end)
 end)
 

@@ -13,11 +13,11 @@ local LINT_LUA = ROOT .. "/tools/lint_lua.sh"
 local function lint_tree(script, files)
   local dir = H.tmpdir()
   for path, text in pairs(files) do
-    os.execute("mkdir -p '" .. dir .. "/" .. path:match("^(.*)/") .. "'")
+    os.execute(H.CLEAN_ENV .. "mkdir -p '" .. dir .. "/" .. path:match("^(.*)/") .. "'")
     H.write_file(dir .. "/" .. path, text)
   end
-  local out, code = H.run(("cd '%s' && sh '%s'"):format(dir, script))
-  os.execute("rm -rf '" .. dir .. "'")
+  local out, code = H.run(("%ssh -c \"cd '%s' && sh '%s'\""):format(H.CLEAN_ENV, dir, script))
+  os.execute(H.CLEAN_ENV .. "rm -rf '" .. dir .. "'")
   return out, code
 end
 
@@ -43,7 +43,7 @@ end
 
 describe("make lint's C layout rules", function()
   it("pass the tree as it is", function()
-    local out, code = H.run("sh tools/lint_c.sh")
+    local out, code = H.run(H.CLEAN_ENV .. "sh tools/lint_c.sh")
     assert.equals(0, code, out)
   end)
 
@@ -110,8 +110,9 @@ describe("make lint's Lua layout rules", function()
   end)
 
   it("pass the command's files (bin/ducky, lua/ducky/cli/, their specs and support)", function()
-    local out, code = H.run("sh tools/lint_lua.sh bin/ducky lua/ducky/cli/*.lua spec/support/cli/*.lua "
-      .. "spec/cli_spec.lua spec/cli_*_spec.lua spec/build_spec.lua spec/lint_spec.lua tools/*.lua")
+    local out, code = H.run(H.CLEAN_ENV .. "sh tools/lint_lua.sh bin/ducky lua/ducky/cli/*.lua "
+      .. "spec/support/cli/*.lua spec/cli_spec.lua spec/cli_*_spec.lua spec/build_spec.lua "
+      .. "spec/lint_spec.lua tools/*.lua")
     assert.equals(0, code, out)
   end)
 end)

@@ -47,7 +47,11 @@ function R.command(args, env, limit)
   for _, k in ipairs(names) do
     if env[k] then parts[#parts + 1] = q(k .. "=" .. env[k]) end
   end
-  parts[#parts + 1] = H.CHILD_ENV .. (limit and " timeout " .. limit or "") .. " " .. H.LUA .. " bin/ducky"
+  if limit then -- timeout(1) itself without the sanitizer runtime the suite may preload into Lua
+    local preload = q(os.getenv("LD_PRELOAD") or "")
+    parts[#parts + 1] = ("LD_PRELOAD= timeout %d env LD_PRELOAD=%s"):format(limit, preload)
+  end
+  parts[#parts + 1] = H.CHILD_ENV .. " " .. H.LUA .. " bin/ducky"
   for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
   return table.concat(parts, " ")
 end
