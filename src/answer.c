@@ -39,7 +39,8 @@ void cl_answer_error(lua_State *L, client *c, const ducky_answer *a, const answe
 	    !cl_json_decode(L, a->body.data ? a->body.data : "", a->body.len))
 		lua_pushnil(L);
 	t = lua_gettop(L);
-	const char *code = string_field(L, t, "error"), *desc = string_field(L, t, "error_description");
+	const char *code = string_field(L, t, "error"),
+	           *desc = string_field(L, t, "error_description");
 	err->status = s;
 	err->retryable = ducky_retryable(s, 0);
 	err->retry_after = ducky_retry_after(ducky_answer_header(a, "retry-after"), ducky_wall());

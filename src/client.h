@@ -45,7 +45,7 @@ typedef struct client {
 	char *base_url, *client_id;
 	limits lim;
 	ducky_creds creds;
-	ducky_http_conf conf;           /* its strings are the client's */
+	ducky_http_conf conf; /* its strings are the client's */
 	char *ca_file, *ca_path, *proxy, *client_cert, *client_key, *key_password;
 	struct curl_slist *api_headers; /* the user's headers and the defaults */
 	ducky_engine *eng;              /* made on first use */

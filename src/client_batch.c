@@ -84,7 +84,8 @@ static void read_item(lua_State *L, client *c, size_t i, bitem *b, double deadli
 	lua_rawgeti(L, -2, 2);
 	lua_rawgeti(L, -3, 3);
 	int top = lua_gettop(L);
-	b->k = (call){.at = {top - 2, top - 1, top}, .what = what, .extra = &b->extra, .url = &b->url};
+	b->k =
+	    (call){.at = {top - 2, top - 1, top}, .what = what, .extra = &b->extra, .url = &b->url};
 	if (cl_parse_call(L, c, &b->k, &b->err) == 0)
 		b->k.k.deadline = deadline;
 	else

@@ -217,8 +217,8 @@ static int op_tostring(lua_State *L)
 void cl_ops_open(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
-	    {"done", op_done},     {"result", op_result},   {"cancel", op_cancel},
-	    {"pollfd", op_pollfd}, {"events", op_events},   {"timeout", op_timeout},
+	    {"done", op_done},     {"result", op_result}, {"cancel", op_cancel},
+	    {"pollfd", op_pollfd}, {"events", op_events}, {"timeout", op_timeout},
 	    {NULL, NULL},
 	};
 	if (luaL_newmetatable(L, OP_MT)) {

@@ -5,7 +5,7 @@
 
 #include "client.h"
 
-void cl_ops_open(lua_State *L); /* the op metatable; leaves nothing on the stack */
+void cl_ops_open(lua_State *L);   /* the op metatable; leaves nothing on the stack */
 int cl_start(lua_State *L);       /* client:start(method, path, opts) -> op */
 int cl_start_token(lua_State *L); /* client:start_token() -> op */
 int cl_step(lua_State *L);        /* client:step() -> operations ended */

@@ -14,8 +14,8 @@ static void store_failed(client *c, const char *reason)
 {
 	if (reason)
 		cl_emit(c, &(ducky_event){.event = "store_error",
-		                    .source = c->store_kind == STORE_FILE ? "file" : "store",
-		                    .reason = reason});
+		                          .source = c->store_kind == STORE_FILE ? "file" : "store",
+		                          .reason = reason});
 }
 
 /* File store problems are static strings: each is reported once in a row, not

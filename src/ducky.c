@@ -13,14 +13,22 @@
 #include "version.h"
 
 static const luaL_Reg client_methods[] = {
-    {"ping", cl_ping},       {"ping_protected", cl_ping_protected},
-    {"request", cl_request}, {"batch", cl_batch},
-    {"token", cl_token},     {"invalidate", cl_invalidate},
-    {"stats", cl_stats},     {"cache_key", cl_cache_key},
-    {"close", cl_close},     {"start", cl_start},
-    {"start_token", cl_start_token}, {"step", cl_step},
-    {"pollfd", cl_pollfd},   {"events", cl_events},
-    {"timeout", cl_timeout}, {NULL, NULL},
+    {"ping", cl_ping},
+    {"ping_protected", cl_ping_protected},
+    {"request", cl_request},
+    {"batch", cl_batch},
+    {"token", cl_token},
+    {"invalidate", cl_invalidate},
+    {"stats", cl_stats},
+    {"cache_key", cl_cache_key},
+    {"close", cl_close},
+    {"start", cl_start},
+    {"start_token", cl_start_token},
+    {"step", cl_step},
+    {"pollfd", cl_pollfd},
+    {"events", cl_events},
+    {"timeout", cl_timeout},
+    {NULL, NULL},
 };
 
 static const luaL_Reg client_metamethods[] = {

@@ -1,28 +1,15 @@
-/* The engine's driver (see engine.h): descriptors, libcurl's multi_socket
- * callbacks, the handle pool, step, wait and timeout. */
+/* The engine's driver (see engine.h): its life, the handle pool, step and
+ * timeout (the descriptors and libcurl's socket callbacks are engine_io.c). */
 #include "engine_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "alloc.h"
 
-#if defined(__linux__) && !defined(DUCKY_NO_EPOLL)
-#define HAVE_EPOLL 1
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/timerfd.h>
-#endif
-
-#define MAX_EVENTS 64
-#define MAX_IDLE   64 /* handles kept for reuse; more are closed */
+#define MAX_IDLE 64 /* handles kept for reuse; more are closed */
 
 const char *const ducky_from_names[DUCKY_FROM_COUNT] = {"memory", "exchange", "file", "store"};
 
@@ -41,138 +28,7 @@ static void install_atfork(void)
 	pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-/* ---- descriptors ----------------------------------------------------------- */
-
-#ifdef HAVE_EPOLL
-static int watch(ducky_engine *e, int fd, unsigned events)
-{
-	struct epoll_event ev = {.events = events, .data.fd = fd};
-	if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
-		return 0;
-	return errno == ENOENT ? epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) : -1;
-}
-
-static int open_fds(ducky_engine *e)
-{
-	e->epfd = epoll_create1(EPOLL_CLOEXEC);
-	e->w.fd = e->wake_rd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (e->epfd < 0 || e->w.fd < 0 || e->tfd < 0 || watch(e, e->w.fd, EPOLLIN) ||
-	    watch(e, e->tfd, EPOLLIN))
-		return -1;
-	return (e->ready = malloc(MAX_EVENTS * sizeof(struct epoll_event))) ? 0 : -1;
-}
-#else
-typedef struct sock {
-	int fd;
-	short events;
-} sock;
-
-static int open_fds(ducky_engine *e)
-{
-	int p[2];
-	e->epfd = e->tfd = -1;
-	if (pipe(p) != 0)
-		return -1;
-	e->wake_rd = p[0];
-	e->w.fd = p[1];
-	for (int i = 0; i < 2; i++) {
-		fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
-		fcntl(p[i], F_SETFD, FD_CLOEXEC);
-	}
-	return 0;
-}
-#endif
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static void close_fds(ducky_engine *e)
-{
-	if (e->w.fd != e->wake_rd)
-		close_fd(&e->w.fd);
-	close_fd(&e->wake_rd);
-	e->w.fd = -1;
-	close_fd(&e->epfd);
-	close_fd(&e->tfd);
-}
-
-static void drain(int fd)
-{
-	char buf[64];
-	while (fd >= 0 && read(fd, buf, sizeof buf) > 0)
-		;
-}
-
-/* ---- libcurl's callbacks: descriptors and a time, nothing else ------------- */
-
-static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	ducky_engine *e = userp;
-	(void)easy, (void)socketp;
-#ifdef HAVE_EPOLL
-	if (what == CURL_POLL_REMOVE)
-		epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL); /* may be closed already: fine */
-	else
-		watch(e, s, (what & CURL_POLL_IN ? EPOLLIN : 0u) |
-		                (what & CURL_POLL_OUT ? EPOLLOUT : 0u));
-#else
-	sock *v = e->socks;
-	size_t i = 0;
-	while (i < e->nsocks && v[i].fd != s)
-		i++;
-	if (what == CURL_POLL_REMOVE) {
-		if (i < e->nsocks)
-			v[i] = v[--e->nsocks];
-		return 0;
-	}
-	if (i == e->nsocks) {
-		if (e->nsocks == e->capsocks) {
-			size_t cap = e->capsocks ? e->capsocks * 2 : 8;
-			if (!(v = realloc(e->socks, cap * sizeof *v)))
-				return -1;
-			e->socks = v;
-			e->capsocks = cap;
-		}
-		v[e->nsocks++].fd = s;
-	}
-	v[i].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0));
-#endif
-	return 0;
-}
-
-static int on_timer(CURLM *multi, long ms, void *userp)
-{
-	ducky_engine *e = userp;
-	(void)multi;
-	e->curl_due = ms < 0 ? -1 : ducky_now() + (double)ms / 1000.0;
-	return 0;
-}
-
 /* ---- the engine ------------------------------------------------------------- */
-
-static int open_multi(ducky_engine *e)
-{
-	errno = 0;
-	if (open_fds(e) || !(e->multi = curl_multi_init()))
-		return -1;
-	/* HTTP/2 streams share a connection; an HTTP/1.1 client never waits for one
-	 * (with multiplexing on, libcurl queues transfers behind a busy HTTP/1.1
-	 * connection instead of opening another) */
-	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING,
-	                  e->conf.http->http_version == CURL_HTTP_VERSION_1_1
-	                      ? (long)CURLPIPE_NOTHING
-	                      : (long)CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
-	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
-	return 0;
-}
 
 ducky_engine *ducky_engine_new(const ducky_engine_conf *conf, ducky_err *err)
 {
@@ -187,7 +43,7 @@ ducky_engine *ducky_engine_new(const ducky_engine_conf *conf, ducky_err *err)
 	e->curl_due = -1;
 	e->fork_gen = fork_gen;
 	e->w.last_step_ms = (long long)(ducky_now() * 1000.0);
-	if (open_multi(e)) {
+	if (io_open(e)) {
 		ducky_fail(err, DUCKY_E_LIMIT, "cannot make the engine: %s",
 		           errno ? strerror(errno) : "curl_multi_init failed");
 		ducky_engine_free(e);
@@ -246,7 +102,7 @@ void ducky_engine_free(ducky_engine *e)
 		curl_multi_cleanup(e->multi);
 	op_bearer_gone(e);
 	ducky_wipe_all(was);
-	close_fds(e);
+	io_close(e);
 	free(e->idle);
 	free(e->ready);
 	free(e->socks);
@@ -266,13 +122,13 @@ static int after_fork(ducky_engine *e)
 	}
 	e->nidle = 0;
 	e->nhandles = 0;
-	close_fds(e); /* our copies only: the parent's stay open */
+	io_close(e); /* our copies only: the parent's stay open */
 	e->multi = NULL;
 	e->fork_gen = fork_gen;
 	e->curl_due = -1;
 	e->nready = 0;
 	e->armed = 0;
-	return open_multi(e);
+	return io_open(e);
 }
 
 int eng_forked(ducky_engine *e)
@@ -376,127 +232,6 @@ const char *eng_fingerprint(ducky_engine *e)
 	return e->fp;
 }
 
-/* ---- readiness ------------------------------------------------------------------ */
-
-static void act(ducky_engine *e, int fd, int mask)
-{
-	int running;
-	curl_multi_socket_action(e->multi, fd, mask, &running);
-}
-
-#ifdef HAVE_EPOLL
-static int poll_for(ducky_engine *e, int ms)
-{
-	int n = epoll_wait(e->epfd, e->ready, MAX_EVENTS, ms);
-	e->nready = n > 0 ? n : 0;
-	return n;
-}
-
-/* Hands what the descriptors say to libcurl (from the last wait, or now). */
-static void read_ready(ducky_engine *e)
-{
-	struct epoll_event *ev = e->ready;
-	int n = e->nready ? e->nready : poll_for(e, 0);
-	e->nready = 0;
-	for (int i = 0; i < n; i++) {
-		int fd = ev[i].data.fd;
-		unsigned r = ev[i].events;
-		if (fd == e->wake_rd || fd == e->tfd) {
-			drain(fd);
-			continue;
-		}
-		act(e, fd,
-		    (r & EPOLLIN ? CURL_CSELECT_IN : 0) | (r & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-		        (r & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0));
-	}
-}
-
-/* The timerfd, when a host polls the descriptor: readable once step is due. */
-static void rearm(ducky_engine *e)
-{
-	if (!e->armed)
-		return;
-	double t = ducky_engine_timeout(e);
-	struct itimerspec its = {{0, 0}, {0, 0}};
-	if (t >= 0) {
-		its.it_value.tv_sec = (time_t)t;
-		its.it_value.tv_nsec = (long)((t - (double)its.it_value.tv_sec) * 1e9);
-		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-			its.it_value.tv_nsec = 1; /* 0 would disarm it */
-	}
-	timerfd_settime(e->tfd, 0, &its, NULL);
-}
-
-int ducky_engine_fd(ducky_engine *e)
-{
-	if (e->fork_gen != fork_gen && after_fork(e))
-		return -1;
-	if (!e->armed) {
-		e->armed = 1;
-		rearm(e);
-	}
-	return e->epfd;
-}
-#else
-static int poll_for(ducky_engine *e, int ms)
-{
-	size_t n = e->nsocks + 1;
-	struct pollfd *p = realloc(e->ready, n * sizeof *p);
-	const sock *v = e->socks;
-	if (!p)
-		return -1;
-	e->ready = p;
-	p[0] = (struct pollfd){.fd = e->wake_rd, .events = POLLIN};
-	for (size_t i = 1; i < n; i++)
-		p[i] = (struct pollfd){.fd = v[i - 1].fd, .events = v[i - 1].events};
-	int r = poll(p, (nfds_t)n, ms);
-	e->nready = r > 0 ? (int)n : 0;
-	return r;
-}
-
-static void read_ready(ducky_engine *e)
-{
-	struct pollfd *p;
-	if (!e->nready && poll_for(e, 0) <= 0)
-		return;
-	p = e->ready;
-	for (int i = 0; i < e->nready; i++) {
-		short r = p[i].revents;
-		if (!r)
-			continue;
-		if (p[i].fd == e->wake_rd) {
-			drain(e->wake_rd);
-			continue;
-		}
-		act(e, p[i].fd,
-		    (r & POLLIN ? CURL_CSELECT_IN : 0) | (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
-		        (r & (POLLERR | POLLHUP) ? CURL_CSELECT_ERR : 0));
-	}
-	e->nready = 0;
-}
-
-static void rearm(ducky_engine *e)
-{
-	(void)e;
-}
-
-int ducky_engine_fd(ducky_engine *e)
-{
-	(void)e;
-	return -1; /* no epoll: blocking calls only (README "Event loops") */
-}
-#endif
-
-void ducky_engine_wait(ducky_engine *e, double max)
-{
-	double t = ducky_engine_timeout(e);
-	if (t < 0 || t > max)
-		t = max;
-	if (e->nready)
-		return; /* something seen already */
-	poll_for(e, (int)ceil(t * 1000.0));
-}
-
 /* ---- step ----------------------------------------------------------------------- */
 
 /* The transfers that ended go to their owners: an operation or the fetch. */
@@ -562,7 +297,8 @@ static int curl_due_now(ducky_engine *e, double now)
 	if (e->curl_due < 0 || e->curl_due > now)
 		return 0;
 	e->curl_due = -1;
-	act(e, CURL_SOCKET_TIMEOUT, 0);
+	int running;
+	curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	return 1;
 }
 
@@ -578,7 +314,7 @@ int ducky_engine_step(ducky_engine *e)
 	e->finished = 0;
 	ducky_token_stepping(&e->w);
 	sweep(e);
-	read_ready(e);
+	io_read_ready(e);
 	for (int round = 0; round < 8; round++) {
 		int moved = curl_due_now(e, now);
 		collect(e);
@@ -591,7 +327,7 @@ int ducky_engine_step(ducky_engine *e)
 	ducky_wipe_all(was);
 	e->in_step--;
 	sweep(e);
-	rearm(e);
+	io_rearm(e);
 	return e->finished;
 }
 
@@ -640,7 +376,7 @@ void eng_add_op(ducky_engine *e, ducky_op *op)
 
 void eng_after_call(ducky_engine *e)
 {
-	rearm(e);
+	io_rearm(e);
 }
 
 void ducky_op_release(ducky_op *op)
@@ -651,7 +387,7 @@ void ducky_op_release(ducky_op *op)
 		op_free(op); /* detached: nobody else holds it */
 	} else if (!e->in_step) {
 		discard(e, op);
-		rearm(e);
+		io_rearm(e);
 	}
 	/* else a finalizer inside the engine's work: the next sweep frees it */
 }

@@ -36,8 +36,8 @@ typedef struct ducky_event {
 
 /* What a client counts (client:stats()). */
 typedef struct ducky_stats {
-	long long requests, token_fetches, token_cache_hits, token_store_hits, retries,
-	    replays_401, stale_tokens, errors;
+	long long requests, token_fetches, token_cache_hits, token_store_hits, retries, replays_401,
+	    stale_tokens, errors;
 	long long tokens[DUCKY_FROM_COUNT]; /* tokens calls got, by where they came from */
 } ducky_stats;
 
@@ -80,8 +80,8 @@ typedef struct ducky_call {
 	const char *body;               /* NULL: none */
 	size_t body_len;
 	int auth, retries;
-	int token_only; /* token(): the token, no request */
-	double timeout; /* seconds, from the start */
+	int token_only;  /* token(): the token, no request */
+	double timeout;  /* seconds, from the start */
 	double deadline; /* ducky_now() seconds it must end by besides, 0: none (a batch's) */
 } ducky_call;
 

@@ -41,12 +41,12 @@ struct ducky_op {
 	op_state state;
 	int auth, token_only, retries;
 	char method[32];
-	char *url, *body;               /* owned copies */
-	struct curl_slist *extra;       /* owned copy of the call's own headers */
-	struct curl_slist *headers;     /* the current attempt's merged list (owned), or NULL */
-	bearer *bearer;                 /* the token the current attempt sends (a reference) */
-	double deadline;                /* ducky_now() seconds */
-	ducky_asker ask;                /* the token cache's view of this operation */
+	char *url, *body;           /* owned copies */
+	struct curl_slist *extra;   /* owned copy of the call's own headers */
+	struct curl_slist *headers; /* the current attempt's merged list (owned), or NULL */
+	bearer *bearer;             /* the token the current attempt sends (a reference) */
+	double deadline;            /* ducky_now() seconds */
+	ducky_asker ask;            /* the token cache's view of this operation */
 	xfer x;
 	ducky_result res;
 };
@@ -58,15 +58,15 @@ typedef enum { F_IDLE, F_LOAD, F_LOCK, F_READY, F_SENDING } fetch_state;
  * it does not end it, others wait for it. */
 typedef struct fetch {
 	fetch_state state;
-	const void *lead_op; /* the operation that began it, told where its token came from */
-	ducky_from from;     /* where the last settled fetch's token came from */
-	unsigned long gen;   /* the generation it published, 0: none */
-	double deadline;   /* the leader's */
-	double lock_until; /* lock tries give up then and exchange unlocked */
-	double lock_pause; /* between lock tries */
-	int tries;         /* lock tries made */
-	const char *stale; /* why the last settle left the token in hand stale, or NULL */
-	int locked;        /* the store's lock is ours */
+	const void *lead_op;   /* the operation that began it, told where its token came from */
+	ducky_from from;       /* where the last settled fetch's token came from */
+	unsigned long gen;     /* the generation it published, 0: none */
+	double deadline;       /* the leader's */
+	double lock_until;     /* lock tries give up then and exchange unlocked */
+	double lock_pause;     /* between lock tries */
+	int tries;             /* lock tries made */
+	const char *stale;     /* why the last settle left the token in hand stale, or NULL */
+	int locked;            /* the store's lock is ours */
 	ducky_fresh candidate; /* a valid stored token inside its margin */
 	xfer x;
 } fetch;
@@ -74,21 +74,21 @@ typedef struct fetch {
 struct ducky_engine {
 	ducky_engine_conf conf;
 	CURLM *multi;
-	ducky_waker w;   /* w.fd: the eventfd (or pipe) the token cache writes to */
-	int wake_rd;     /* its read end (the same eventfd on Linux) */
-	int epfd, tfd;   /* epoll and timerfd; -1 where there are none */
-	int armed;       /* the timerfd is armed: the host polls the descriptor */
+	ducky_waker w; /* w.fd: the eventfd (or pipe) the token cache writes to */
+	int wake_rd;   /* its read end (the same eventfd on Linux) */
+	int epfd, tfd; /* epoll and timerfd; -1 where there are none */
+	int armed;     /* the timerfd is armed: the host polls the descriptor */
 	unsigned fork_gen;
 	double curl_due; /* when libcurl's timer expires, < 0: none */
 	int in_step;
-	ducky_op *ops;   /* under way or not yet released */
+	ducky_op *ops; /* under way or not yet released */
 	int nops;
 	int finished; /* operations that ended during this step */
 	fetch f;
 	ducky_http **idle; /* handles not in use */
 	size_t nidle, capidle;
 	size_t nhandles; /* in use or idle */
-	void *ready; /* events a wait saw, for the next step */
+	void *ready;     /* events a wait saw, for the next step */
 	int nready;
 	/* poll() where there is no epoll: libcurl's sockets and what they want */
 	void *socks;
@@ -98,10 +98,17 @@ struct ducky_engine {
 	bearer *bearer; /* the current generation's list, or NULL */
 };
 
+/* ---- engine_io.c ---- */
+int io_open(ducky_engine *e);         /* descriptors and the multi: 0, or -1 (errno) */
+void io_close(ducky_engine *e);       /* the descriptors */
+int io_poll(ducky_engine *e, int ms); /* waits up to ms for readiness, kept for the step */
+void io_read_ready(ducky_engine *e);  /* what is ready, to libcurl */
+void io_rearm(ducky_engine *e);       /* the timerfd, when a host polls the descriptor */
+
 /* ---- engine.c ---- */
 void eng_add_op(ducky_engine *e, ducky_op *op);
 void eng_after_call(ducky_engine *e); /* after start or cancel: the timer again */
-int eng_forked(ducky_engine *e);       /* 1 if it had to start over after a fork */
+int eng_forked(ducky_engine *e);      /* 1 if it had to start over after a fork */
 ducky_http *eng_handle(ducky_engine *e, ducky_err *err);
 void eng_put_handle(ducky_engine *e, ducky_http *h);
 /* Puts x's next attempt on the multi: 0, or -1 with err. */
@@ -114,17 +121,17 @@ void eng_retry_event(ducky_engine *e, const ducky_retry_event *ev);
 
 /* ---- op.c ---- */
 int op_advance(ducky_op *op, double now); /* 1 if it moved */
-void op_ended(ducky_op *op);               /* its transfer ended */
+void op_ended(ducky_op *op);              /* its transfer ended */
 void op_finish(ducky_op *op, const ducky_err *err);
 void op_free(ducky_op *op);
 void op_bearer_gone(ducky_engine *e); /* the engine goes: its bearer list too */
-double op_due(const ducky_op *op); /* when it needs a step, or < 0 */
+double op_due(const ducky_op *op);    /* when it needs a step, or < 0 */
 
 /* ---- fetch.c ---- */
 /* An operation was told to lead: starts the fetch unless it is under way. */
 void fetch_start(ducky_engine *e, const ducky_op *op);
 int fetch_advance(ducky_engine *e, double now); /* 1 if it moved */
-void fetch_ended(ducky_engine *e);               /* its transfer ended */
+void fetch_ended(ducky_engine *e);              /* its transfer ended */
 void fetch_abandon(ducky_engine *e);
 void fetch_forget(ducky_engine *e); /* after a fork: let go without unlocking */
 double fetch_due(const ducky_engine *e);

@@ -213,7 +213,8 @@ static void answered(ducky_engine *e, ducky_http *h)
 	eng_unsend(e, &e->f.x);
 	if (rc == 0) {
 		if (host->store)
-			host->store(host->ud, e->conf.creds->key, &got, budget(&e->f, ducky_now(), 0.25));
+			host->store(host->ud, e->conf.creds->key, &got,
+			            budget(&e->f, ducky_now(), 0.25));
 		settle_token(e, &got, DUCKY_SRC_EXCHANGE);
 	} else {
 		settle_failed(e, &err);

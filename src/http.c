@@ -104,7 +104,8 @@ size_t ducky_http_on_header(char *p, size_t size, size_t n, void *ud)
 		return 0;
 	}
 	if (ducky_buf_add(&h->ans.head, p, nlen) || ducky_buf_add(&h->ans.head, "", 1) ||
-	    ducky_buf_add(&h->ans.head, p + vstart, vend - vstart) || ducky_buf_add(&h->ans.head, "", 1)) {
+	    ducky_buf_add(&h->ans.head, p + vstart, vend - vstart) ||
+	    ducky_buf_add(&h->ans.head, "", 1)) {
 		h->no_memory = 1;
 		return 0;
 	}
@@ -397,7 +398,8 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 		retry = req->idempotent && ducky_retryable_status(h->ans.status);
 		snprintf(ev->reason, sizeof ev->reason, "%ld", h->ans.status);
 		if (retry)
-			wait = ducky_retry_after(ducky_answer_header(&h->ans, "retry-after"), ducky_wall());
+			wait = ducky_retry_after(ducky_answer_header(&h->ans, "retry-after"),
+			                         ducky_wall());
 	}
 	if (retry && wait > req->max_retry_after) {
 		retry = 0; /* the server asks for longer than we wait */
@@ -418,4 +420,3 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	return ducky_fail(err, kind_of(h, rc), "%s %.300s: %s", req->method, req->url,
 	                  failure_text(h, rc));
 }
-

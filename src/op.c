@@ -25,7 +25,8 @@ static bearer *bearer_get(ducky_engine *e, ducky_err *err)
 	ducky_buf line = {0};
 	bearer *b = calloc(1, sizeof *b);
 	int bad = !b || ducky_buf_adds(&line, "Authorization: Bearer ") ||
-	          ducky_buf_add(&line, t->token, t->len) || ducky_headers_append(&b->list, line.data);
+	          ducky_buf_add(&line, t->token, t->len) ||
+	          ducky_headers_append(&b->list, line.data);
 	for (const struct curl_slist *p = e->conf.api_headers; p && !bad; p = p->next)
 		bad = ducky_headers_append(&b->list, p->data);
 	ducky_buf_free(&line);
@@ -76,8 +77,8 @@ void op_finish(ducky_op *op, const ducky_err *err)
 	}
 	op->state = OP_DONE;
 	if (op->e) {
-		if (op->res.err.kind != DUCKY_OK || (!op->token_only && (op->res.ans.status < 200 ||
-		                                                         op->res.ans.status >= 300)))
+		if (op->res.err.kind != DUCKY_OK ||
+		    (!op->token_only && (op->res.ans.status < 200 || op->res.ans.status >= 300)))
 			op->e->conf.st->errors++;
 		op->e->finished++;
 	}

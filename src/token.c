@@ -26,10 +26,10 @@ typedef struct entry {
 	double lifetime;  /* seconds it was issued for */
 	double published; /* ducky_now() when it came */
 	/* the fetch under way */
-	ducky_waker *leader; /* NULL: none */
+	ducky_waker *leader;   /* NULL: none */
 	const void *leader_op; /* the asker that leads (compared, never used) */
-	unsigned long seq;   /* fetches settled */
-	ducky_err last_err;  /* the last fetch's failure, for those who waited for it */
+	unsigned long seq;     /* fetches settled */
+	ducky_err last_err;    /* the last fetch's failure, for those who waited for it */
 	ducky_waker **waiters;
 	size_t nwait, capwait;
 	/* after failures */
@@ -315,7 +315,7 @@ static void failed(entry *e, const ducky_token_conf *conf, ducky_fetch_result *r
 	if (c->token && c->expires_at - ducky_wall() > 0 &&
 	    (!e->token || now + (c->expires_at - ducky_wall()) > e->expires))
 		res->gen = publish(e, c, now); /* a stored token inside its margin beats nothing */
-	if (refused_credential(res->err)) { /* auth_backoff paces it, and it counts */
+	if (refused_credential(res->err)) {    /* auth_backoff paces it, and it counts */
 		count_exchange(e, now);
 		e->backoff_until = now + conf->auth_backoff;
 		ducky_err_clear(&e->backoff_err);
@@ -324,7 +324,8 @@ static void failed(entry *e, const ducky_token_conf *conf, ducky_fetch_result *r
 	} else { /* a transient failure: one back-off step for every caller */
 		double wait = backoff_step(++e->failures);
 		if (res->retry_after > wait)
-			wait = res->retry_after < DUCKY_BACKOFF_CAP ? res->retry_after : DUCKY_BACKOFF_CAP;
+			wait = res->retry_after < DUCKY_BACKOFF_CAP ? res->retry_after
+			                                            : DUCKY_BACKOFF_CAP;
 		e->retry_at = now + wait;
 	}
 	ducky_err_copy(&e->last_err, res->err);

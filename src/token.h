@@ -53,7 +53,7 @@ typedef struct ducky_token_conf {
 #define DUCKY_HEARTBEAT 0.5
 #define DUCKY_STALL     1.5
 typedef struct ducky_waker {
-	int fd;                        /* written to (an eventfd's 1) to wake the engine */
+	int fd;                         /* written to (an eventfd's 1) to wake the engine */
 	_Atomic long long last_step_ms; /* ducky_now() of its last step, in ms */
 } ducky_waker;
 

@@ -211,4 +211,3 @@ double ducky_wall(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + SHIFT;
 }
-
