@@ -114,10 +114,10 @@ end
 -- Raises unless a call named `name` may wait here.
 local function enter(self, name)
   if self.closed then
-    error(("client:%s: attempt to use a closed ducky client"):format(name), 3)
+    error(("client:%s: attempt to use a closed ducky client"):format(name), 0)
   end
   if not self.host.usable(self) then
-    error(("%s: client:%s must be called %s"):format(self.host.name, name, self.host.need), 3)
+    error(("%s: client:%s must be called %s"):format(self.host.name, name, self.host.need), 0)
   end
 end
 A.enter = enter
@@ -208,19 +208,18 @@ function Client:start_token()
   return wrap_op(self, self.client:start_token())
 end
 
-local function check_op(op, name)
-  if getmetatable(op) ~= Op then
+local function check_op(self, op, name)
+  if getmetatable(op) ~= Op or op.owner ~= self then
     error(("client:%s: expects an operation from this client's start() or start_token(), not a %s")
-      :format(name, type(op)), 3)
+      :format(name, type(op)), 0)
   end
 end
 
 function Client:wait(op)
-  check_op(op, "wait")
+  check_op(self, op, "wait")
   enter(self, "wait")
   return run_one(self, op.op)
 end
-A.check_op = check_op
 
 -- ---------------------------------------------------------------------------
 -- batch: the requests of a list, at most `concurrency` under way, each result
@@ -231,24 +230,24 @@ local BATCH_OPTIONS = { concurrency = true, timeout = true }
 local function batch_options(self, list, opts)
   if type(list) ~= "table" or (opts ~= nil and type(opts) ~= "table") then
     error(("client:batch: expects a list of requests and an options table, not %s and %s")
-      :format(type(list), type(opts)), 4)
+      :format(type(list), type(opts)), 0)
   end
   opts = opts or {}
   for k in pairs(opts) do
     if not BATCH_OPTIONS[k] then
-      error(("client:batch: unknown option %s"):format(tostring(k)), 4)
+      error(("client:batch: unknown option %s"):format(tostring(k)), 0)
     end
   end
   local conc, timeout = opts.concurrency or 8, opts.timeout or self.timeout
   if type(conc) ~= "number" or conc < 1 or conc > 1000 or conc % 1 ~= 0 then
-    error("client:batch: concurrency must be a whole number from 1 to 1000", 4)
+    error("client:batch: concurrency must be a whole number from 1 to 1000", 0)
   end
   if type(timeout) ~= "number" or not (timeout >= 0.001 and timeout <= 1e6) then
-    error("client:batch: timeout must be a number of seconds from 0.001 to 1e6", 4)
+    error("client:batch: timeout must be a number of seconds from 0.001 to 1e6", 0)
   end
   for i = 1, rawlen(list) do
     if type(rawget(list, i)) ~= "table" then
-      error(("client:batch: item %d: not a { method, path, opts } table"):format(i), 4)
+      error(("client:batch: item %d: not a { method, path, opts } table"):format(i), 0)
     end
   end
   return conc, timeout

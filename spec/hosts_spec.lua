@@ -1,0 +1,131 @@
+-- The event-loop adapters (ducky.cqueues, ducky.copas, ducky.luv, ducky.nvim,
+-- ducky.haproxy) in their real hosts, against the stand-in, over plain HTTP and
+-- TLS: each host runs spec/support/hosts/scenarios.lua as a child process
+-- (spec/support/hosts/run.lua: lua5.x + cqueues/copas/luv, Neovim headless,
+-- HAProxy with a temporary configuration), and the figures it reports are
+-- judged here. Timings are asserted loosely (machines are noisy); the measured
+-- figures are bench/README.md's.
+local R = require("spec.support.hosts.run")
+
+-- What each scenario must have seen.
+local CHECKS = {}
+
+function CHECKS.outside(v, host)
+  for _, m in ipairs { "ping", "request", "token", "batch" } do
+    assert.matches(("^ducky%%.%s: client:%s must be called "):format(host, m), v[m])
+  end
+end
+
+function CHECKS.ping(v)
+  assert.same({ status = 200, exchanges = 0 }, v)
+end
+
+function CHECKS.first_token(v)
+  assert.equals(200, v.status)
+  assert.equals(v.id, v.bearer_of) -- the API saw this client's token
+  assert.same({ "exchange", "memory" }, v.sources)
+  assert.equals(1, v.exchanges)
+  assert.equals("string", v.token)
+  assert.is_true(v.left > 86000)
+end
+
+function CHECKS.concurrent(v)
+  assert.is_true(v.all, "not all 20 calls ended")
+  for i = 1, 20 do assert.equals(200, v.statuses[i], "call " .. i) end
+  assert.equals(1, v.exchanges)
+  -- 20 answers of 0.3 s: 6 s one after the other
+  assert.is_true(v.elapsed >= 0.29 and v.elapsed < 3, "took " .. v.elapsed .. " s")
+end
+
+function CHECKS.replay_401(v)
+  assert.same({ first = 200, second = 200, replays = 1, exchanges = 2 }, v)
+end
+
+function CHECKS.timeout(v)
+  assert.equals("timeout", v.kind)
+  assert.is_true(v.elapsed >= 0.25 and v.elapsed < 2.5, "took " .. v.elapsed .. " s") -- the answer: 3 s
+end
+
+function CHECKS.cancel(v)
+  assert.equals("cancelled", v.kind)
+  assert.is_true(v.elapsed < 2.5, "took " .. v.elapsed .. " s")
+end
+
+function CHECKS.close(v)
+  assert.is_true(v.all, "not all 3 calls ended")
+  assert.same({ "cancelled", "cancelled", "cancelled" }, v.kinds)
+  assert.is_true(v.elapsed < 2.5, "took " .. v.elapsed .. " s")
+  assert.equals("client:request: attempt to use a closed ducky client", v.after)
+end
+
+function CHECKS.callback_error(v)
+  assert.equals(200, v.status)
+  assert.is_true(v.logged >= 1)
+  assert.equals(200, v.store_status)
+end
+
+function CHECKS.ticks(v)
+  assert.equals(200, v.status)
+  assert.is_true(v.took >= 0.45, "took " .. v.took .. " s")
+  assert.is_true(v.gap < 0.2, ("the host's timer stopped for %.3f s"):format(v.gap))
+  assert.is_true(v.ticks >= 10, v.ticks .. " ticks")
+end
+
+function CHECKS.batch(v)
+  assert.same({ 200, 200, 200, 200, "config" }, v.results)
+  assert.is_true(v.elapsed < 1.5, "took " .. v.elapsed .. " s") -- 4 answers of 0.5 s: 2 s in turn
+  assert.equals("client:batch: item 1: not a { method, path, opts } table", v.misuse)
+end
+
+function CHECKS.callbacks(v, host)
+  assert.is_true(v.all, "not all 13 callbacks came")
+  assert.equals(0, v.early) -- no callback ran inside the call that gave it
+  for i = 1, 10 do assert.equals(200, v.got[tostring(i)], "call " .. i) end
+  assert.equals("string", v.got.token)
+  assert.equals(200, v.got.batch)
+  assert.equals("config", v.got.refused)
+  assert.equals(host == "nvim" and "works" or "no editor", v.got.api)
+end
+
+local TITLES = {
+  outside = "a call outside the host's context raises, saying what it needs",
+  ping = "a call",
+  first_token = "a call that must exchange a token first",
+  concurrent = "20 concurrent calls on one client",
+  replay_401 = "a 401 replay",
+  timeout = "a timeout",
+  cancel = "a cancel",
+  close = "a close with calls in flight",
+  callback_error = "an error from a log function or a store table called inside step()",
+  ticks = "the host's 10 ms timer keeps ticking during a 0.5 s call",
+  batch = "batch: four slow calls at once, a refused one in its place",
+  callbacks = "trailing callbacks: each call returns at once, its callback comes from the loop",
+}
+local ORDER = { "outside", "ping", "first_token", "concurrent", "replay_401", "timeout", "cancel",
+  "close", "callback_error", "ticks", "batch", "callbacks" }
+
+for _, host in ipairs(R.NAMES) do
+  describe("ducky." .. host .. " in its host", function()
+    local runnable, why = R.host(host)
+    for _, kind in ipairs { "http", "https" } do
+      local results, output
+      local function result(name)
+        if not results then results, output = R.run(host, kind) end
+        local r = results[name]
+        assert(r, ("no result for %s (%s)"):format(name, output))
+        assert(r.ok, ("%s raised: %s"):format(name, tostring(r.error)))
+        return r.value
+      end
+      for _, name in ipairs(ORDER) do
+        local title = ("%s, %s: %s"):format(host, kind, TITLES[name])
+        -- trailing callbacks are ducky.luv's and ducky.nvim's
+        local applies = name ~= "callbacks" or host == "luv" or host == "nvim"
+        if applies and runnable then
+          it(title, function() CHECKS[name](result(name), host) end)
+        elseif applies then
+          pending(title .. " (" .. why .. ")")
+        end
+      end
+    end
+  end)
+end
