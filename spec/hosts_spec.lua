@@ -5,6 +5,7 @@
 -- HAProxy with a temporary configuration), and the figures it reports are
 -- judged here. Timings are asserted loosely (machines are noisy); the measured
 -- figures are bench/README.md's.
+local H = require("spec.helpers")
 local R = require("spec.support.hosts.run")
 
 -- What each scenario must have seen.
@@ -87,6 +88,12 @@ function CHECKS.callbacks(v, host)
   assert.equals(host == "nvim" and "works" or "no editor", v.got.api)
 end
 
+function CHECKS.callback_raises(v, host, output)
+  if host ~= "nvim" then return assert.same({ skipped = true }, v) end
+  assert.same({ all = true, second = 200, after = 200 }, v)
+  assert.matches("the callback fails on purpose", output, 1, true) -- Neovim's error message
+end
+
 local TITLES = {
   outside = "a call outside the host's context raises, saying what it needs",
   ping = "a call",
@@ -100,9 +107,10 @@ local TITLES = {
   ticks = "the host's 10 ms timer keeps ticking during a 0.5 s call",
   batch = "batch: four slow calls at once, a refused one in its place",
   callbacks = "trailing callbacks: each call returns at once, its callback comes from the loop",
+  callback_raises = "a callback that raises is the editor's error message; the client goes on",
 }
 local ORDER = { "outside", "ping", "first_token", "concurrent", "replay_401", "timeout", "cancel",
-  "close", "callback_error", "ticks", "batch", "callbacks" }
+  "close", "callback_error", "ticks", "batch", "callbacks", "callback_raises" }
 
 for _, host in ipairs(R.NAMES) do
   describe("ducky." .. host .. " in its host", function()
@@ -114,14 +122,19 @@ for _, host in ipairs(R.NAMES) do
         local r = results[name]
         assert(r, ("no result for %s (%s)"):format(name, output))
         assert(r.ok, ("%s raised: %s"):format(name, tostring(r.error)))
-        return r.value
+        return r.value, output
       end
       for _, name in ipairs(ORDER) do
         local title = ("%s, %s: %s"):format(host, kind, TITLES[name])
-        -- trailing callbacks are ducky.luv's and ducky.nvim's
-        local applies = name ~= "callbacks" or host == "luv" or host == "nvim"
+        -- trailing callbacks are ducky.luv's and ducky.nvim's (luv ends the
+        -- process on a callback's error: below)
+        local applies = (name ~= "callbacks" or host == "luv" or host == "nvim")
+          and (name ~= "callback_raises" or host == "nvim")
         if applies and runnable then
-          it(title, function() CHECKS[name](result(name), host) end)
+          it(title, function()
+            local v, out = result(name)
+            CHECKS[name](v, host, out)
+          end)
         elseif applies then
           pending(title .. " (" .. why .. ")")
         end
@@ -129,3 +142,20 @@ for _, host in ipairs(R.NAMES) do
     end
   end)
 end
+
+describe("ducky.luv: a callback that raises", function()
+  local luv, why = R.host("luv")
+  ;(luv and it or pending)("meets luv's rule for callback errors: the message, and the process ends"
+    .. (luv and "" or " (" .. tostring(why) .. ")"), function()
+    local out, code = H.run(luv.script(H.standin().dir, [[
+      local uv = require("luv")
+      local c = require("ducky.luv").client(OPTS)
+      c:ping(function() error("the callback fails on purpose") end)
+      uv.run()
+      print("the loop went on")
+    ]]))
+    assert.matches("Uncaught Error: .*the callback fails on purpose", out)
+    assert.not_matches("the loop went on", out, 1, true)
+    assert.not_equals(0, code)
+  end)
+end)

@@ -6,7 +6,7 @@ package.path = (os.getenv("DUCKY_HOSTS_PATH") or "") .. package.path
 package.cpath = (os.getenv("DUCKY_HOSTS_CPATH") or "") .. package.cpath
 local ok, err = pcall(function()
   local D = { host = "nvim", adapter = require("ducky.nvim"), uv = vim.uv or vim.loop, callbacks = true,
-    later = vim.schedule }
+    later = vim.schedule, survives_callback_errors = true }
   -- the editor's API where a callback runs (refused in the loop's own callbacks)
   function D.editor_api()
     return pcall(vim.api.nvim_buf_line_count, 0) and "works" or "refused"

@@ -34,6 +34,18 @@ local function lua_of(module, fallback)
   return fallback, fallback and "build-" .. fallback, false
 end
 
+local SCRIPT_PREAMBLE = [==[
+local cjson = require("cjson")
+local f = assert(io.open("%s/standin.json"))
+local info = cjson.decode(f:read("*a"))
+f:close()
+local id = "hosts-script-" .. os.time() .. "-" .. math.random(0, 9999)
+OPTS = { client_id = id, client_secret = "secret-" .. id, audience = info.audience,
+  base_url = ("http://127.0.0.1:%%d/v3"):format(info.http_port),
+  token_url = ("http://127.0.0.1:%%d/oauth/token"):format(info.http_port),
+  token_cache = false, retries = 0, timeout = 5 }
+]==]
+
 -- host -> how to run it: { cmd = function(env_prefix) -> shell command } or
 -- nil, why it cannot run here.
 local function lua_host(name, module, fallback)
@@ -44,11 +56,20 @@ local function lua_host(name, module, fallback)
   end
   -- the suite's own interpreter keeps the sanitizer runtime it may preload
   local preload = ours and (os.getenv("LD_PRELOAD") or "") or ""
+  local function command(env, file)
+    return ("%s%s timeout 120 env LD_PRELOAD='%s' LUA_CPATH='./%s/?.so;;' "
+      .. "LUA_PATH='./lua/?.lua;./?.lua;;' %s %s"):format(H.CLEAN_ENV, env, preload, build, lua, file)
+  end
   return {
     lua = lua, build = build,
-    cmd = function(env)
-      return ("%s%s timeout 120 env LD_PRELOAD='%s' LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
-        .. "%s spec/support/hosts/driver_%s.lua"):format(H.CLEAN_ENV, env, preload, build, lua, name)
+    cmd = function(env) return command(env, ("spec/support/hosts/driver_%s.lua"):format(name)) end,
+    -- A shell command running `body` in this host's Lua, after a preamble that
+    -- sets the global OPTS: a client's options for a fresh id on the stand-in
+    -- in folder `dir` (plain HTTP).
+    script = function(dir, body)
+      local tmp = H.tmpdir()
+      H.write_file(tmp .. "/script.lua", SCRIPT_PREAMBLE:format(dir) .. body)
+      return ("%s; s=$?; rm -rf '%s'; (exit $s)"):format(command("", "'" .. tmp .. "/script.lua'"), tmp)
     end,
   }
 end

@@ -216,4 +216,24 @@ callback_scenario("callbacks", function(ctx)
   return { all = all, got = got, early = early }
 end)
 
+-- A callback that raises, where the host reports it and goes on (Neovim: an
+-- error message): the client's other calls go on.
+callback_scenario("callback_raises", function(ctx)
+  if not ctx.D.survives_callback_errors then return { skipped = true } end
+  local c = ctx.client("raises")
+  local n, second = 0, nil
+  c:ping(function()
+    n = n + 1
+    error("the callback fails on purpose")
+  end)
+  c:ping(function(res, err)
+    n = n + 1
+    second = status(res, err)
+  end)
+  local all = ctx.D.wait_until(function() return n == 2 end, 10)
+  local after = status(c:ping())
+  c:close()
+  return { all = all, second = second, after = after }
+end)
+
 return S
