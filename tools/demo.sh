@@ -24,6 +24,11 @@ rc=0
 $RUN lua5.4 examples/request.lua GET /status/404 || rc=$?
 [ $rc -eq 1 ] || exit 1 # the example exits 1 on an API error; anything else is a failure
 echo "(exit status $rc, as expected)"
+echo "== lua5.4 examples/hosts/cqueues.lua (calls yielding to a cqueues controller)"
+$RUN lua5.4 examples/hosts/cqueues.lua
+echo "== lua5.4 examples/hosts/luv.lua (callbacks and a coroutine on a libuv loop)"
+$RUN lua5.4 examples/hosts/luv.lua
+[ -z "$RUN" ] && . tools/demo_hosts.sh # copas, Neovim, HAProxy, where they and their builds are
 echo "== bin/ducky ping --protected (the command, from this checkout)"
 bin/ducky ping --protected
 echo "== make standin keeps the stand-in running for your own scripts and the ducky command"

@@ -9,6 +9,9 @@ PKGS="make gcc pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev l
 PKGS="$PKGS lua-busted lua-socket python3 python3-cryptography openssl ca-certificates curl redis-server"
 PKGS="$PKGS lua-redis procps" # procps: kill(1), for specs that run it through env
 PKGS="$PKGS nginx-light libnginx-mod-http-lua"
+# the event loops ducky's adapters run in (spec/hosts_spec.lua, examples/hosts, bench/hosts);
+# lua-http: the peer of bench/hosts
+PKGS="$PKGS lua-luv lua-cqueues lua-copas lua-http neovim haproxy"
 # the other interpreters the suite runs on
 PKGS="$PKGS lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev"
 # CI: lint, sanitizers, valgrind, the rock and the release tarball, benchmarks
