@@ -116,18 +116,24 @@ test test-lua demo valgrind bench bench-cache soak:
 	@sh tools/deps.sh
 	@$(MAKE) --no-print-directory _$@
 
-# The suite for packagers: the build, its hosts, then every spec, with no
-# apt-get and no network (the servers it talks to run on this machine).
-check: all $(BUILD)/threads $(BUILD)/embed
-	$(if $(shell $(PKG_CONFIG) --exists luajit 2>/dev/null && echo y),$(MAKE) LUA=luajit all) # nginx runs LuaJIT
-	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
+# The suite for packagers: the build, its test twin (TEST_HOOKS=1: the same code
+# and a clock specs can move, in $(BUILD)-test), its hosts, then every spec, with
+# no apt-get and no network (the servers it talks to run on this machine).
+TBUILD      = $(BUILD)-test
+TEST_BUILD  = $(MAKE) BUILD=$(TBUILD) TEST_HOOKS=1
+HAVE_LUAJIT = $(shell $(PKG_CONFIG) --exists luajit 2>/dev/null && echo y)
+check: all
+	$(TEST_BUILD) all $(TBUILD)/threads $(TBUILD)/embed
+	$(if $(HAVE_LUAJIT),$(MAKE) LUA=luajit BUILD=build-luajit-test TEST_HOOKS=1 all) # nginx runs LuaJIT
+	DUCKY_LUA=$(LUA) DUCKY_LUAJIT_BUILD=build-luajit-test tools/test.sh $(TBUILD)
 
 # The suite under ASan+UBSan (clang).
 check-asan: asan
 	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
-		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 DUCKY_LUAJIT_BUILD=build-luajit-test \
+		tools/test.sh build-asan
 
 # The suite twice, plain and under ASan+UBSan; the last line sums both runs.
 _test:
@@ -137,18 +143,19 @@ _test:
 	@lua5.4 tools/summary.lua --total $(BUILD)/counts
 
 # The suite for one more Lua (make test-lua LUA=lua5.1), without the sanitizer run.
-_test-lua: all $(BUILD)/threads
-	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
+_test-lua:
+	$(TEST_BUILD) all $(TBUILD)/threads
+	DUCKY_LUA=$(LUA) tools/test.sh $(TBUILD)
 
 asan:
-	$(MAKE) BUILD=build-asan CC=clang \
+	$(MAKE) BUILD=build-asan CC=clang TEST_HOOKS=1 \
 		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads \
 		build-asan/embed
 
 # ThreadSanitizer: the module and the pthread host, run on the thread-safety spec.
 tsan:
-	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-tsan CC=clang TEST_HOOKS=1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 		LUA_LINK="-fsanitize=thread" all build-tsan/threads
 	TSAN_OPTIONS=halt_on_error=1 tools/test.sh build-tsan spec/threads_spec.lua
 
@@ -180,13 +187,14 @@ STEPS ?= 20000
 model:
 	@sh tools/deps.sh
 	@$(MAKE) --no-print-directory _model
-_model: $(if $(ASAN),asan,all)
+_model: $(if $(ASAN),asan,)
+	$(if $(ASAN),,$(TEST_BUILD) all)
 	DUCKY_STEPS=$(STEPS) DUCKY_SEED=$(SEED) DUCKY_MODEL_WEIGHTS="$(WEIGHTS)" DUCKY_LUA=$(LUA) \
 	$(if $(ASAN),DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1) \
-	tools/test.sh $(if $(ASAN),build-asan,$(BUILD)) spec/model_spec.lua
+	tools/test.sh $(if $(ASAN),build-asan,$(TBUILD)) spec/model_spec.lua
 
 # 200,000 requests with faults, RSS flat; `bench/soak.sh valgrind` for leaks.
 _soak: all

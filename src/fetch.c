@@ -25,7 +25,7 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	ducky_creds *c = e->conf.creds;
 	if (f->state != F_IDLE)
 		return;
-	f->lead_op = op;
+	f->lead_op = op->serial;
 	f->deadline = op->deadline;
 	f->locked = 0;
 	f->tries = 0;
