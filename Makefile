@@ -23,7 +23,11 @@ WARN        = -std=c11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) -Wshad
 DEFS        = -D_POSIX_C_SOURCE=200809L -DDUCKY_VERSION='"$(VERSION)"' \
 	$(if $(filter 1,$(TEST_HOOKS)),-DDUCKY_TEST_HOOKS)
 ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden $(DEFS) $(LUA_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
-# -z nodelete: the token cache outlives a lua_State's close (one cache per process).
+# -z nodelete: the module stays loaded after the last lua_State that required it
+# closes, because the process points into it: the token cache (one per process,
+# shared by every state and thread), the memory functions libcurl and OpenSSL
+# were set up with (their cleanup at exit would call into unmapped code: a build
+# without it crashes there), and the fork handler (pthread_atfork).
 SO_LDFLAGS  = -shared -Wl,-z,nodelete $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
 # pkg-config is asked only when a recipe needs the flags (after `deps` has
@@ -92,8 +96,8 @@ $(BUILD)/libducky.a: $(OBJS)
 	$(AR) rcs $@ $(OBJS)
 
 # A C application embedding Lua with ducky linked in (examples/embed).
-$(BUILD)/embed: examples/embed/embed.c $(BUILD)/libducky.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libducky.a $(LUA_LIBS) $(PKG_LIBS) -lpthread -lm \
+$(BUILD)/embed: examples/embed/embed.c src/ducky.h $(BUILD)/libducky.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libducky.a $(LUA_LIBS) $(PKG_LIBS) -lpthread -lm \
 		$(LUA_LINK)
 
 # The pthread host of the thread-safety spec.

@@ -68,6 +68,10 @@ describe("the build", function()
       assert.equals(0, code, out)
       assert.equals("states: 3 states done\n", out)
       assert.equals(1, H.exchanges(id), "three lua_States, one token exchange")
+      -- a release build has no test hooks (make check's builds do: TEST_HOOKS=1)
+      local hooks = ok_sh(("LUA_CPATH=%s lua5.4 -e 'io.write(tostring(require(\"ducky\")._test))'")
+        :format(q(so:gsub("ducky%.so$", "?.so") .. ";;")))
+      assert.equals("nil", hooks)
     end
 
     setup(function()

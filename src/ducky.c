@@ -7,6 +7,7 @@
 #include "client_batch.h"
 #include "client_ops.h"
 #include "client_token.h"
+#include "ducky.h"
 #include "exports.h"
 #include "lua_error.h"
 #include "lua_headers.h"
@@ -103,7 +104,7 @@ static void open_test_hooks(lua_State *L)
 }
 #endif
 
-__attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);
+__attribute__((visibility("default"))) int luaopen_ducky(lua_State *L); /* ducky.h */
 int luaopen_ducky(lua_State *L)
 {
 	ducky_err err;

@@ -157,8 +157,8 @@ static int shared_backoff(ducky_engine *e)
 {
 	const ducky_host *h = &e->conf.host;
 	ducky_kind kind = DUCKY_E_HTTP;
-	double left = h->backoff_get ? h->backoff_get(h->ud, e->conf.creds->key, &kind) - ducky_wall()
-	                             : 0;
+	double left =
+	    h->backoff_get ? h->backoff_get(h->ud, e->conf.creds->key, &kind) - ducky_wall() : 0;
 	if (!(left > 0))
 		return 0;
 	ducky_err err;

@@ -202,20 +202,19 @@ static char *slurp(int fd, const char **reason)
 			continue;
 		if (b.len + (size_t)n > MAX_FILE) {
 			*reason = "the token cache file is too large";
-			ducky_buf_free(&b);
-			return NULL;
+			break;
 		}
 		if (ducky_buf_add(&b, chunk, (size_t)n)) {
 			*reason = "out of memory";
-			ducky_buf_free(&b);
-			return NULL;
+			break;
 		}
 	}
-	ducky_wipe(chunk, sizeof chunk);
-	if (n < 0 || !b.data) {
-		*reason =
-		    n < 0 ? "cannot read the token cache file" : "the token cache file is empty";
-		ducky_buf_free(&b);
+	ducky_wipe(chunk, sizeof chunk); /* a piece of a token, on every path */
+	if (n < 0 || !b.data || *reason) {
+		if (!*reason)
+			*reason = n < 0 ? "cannot read the token cache file"
+			                : "the token cache file is empty";
+		ducky_buf_free(&b); /* wipes */
 		return NULL;
 	}
 	return b.data;

@@ -10,6 +10,7 @@
 
 #include "token.h"
 
+/* Owns file, dir and the descriptors (closed by ducky_store_close). */
 typedef struct ducky_file_store {
 	char *file; /* the user's file, or NULL: <dir>/<key>.token */
 	char *dir;  /* directory path */
