@@ -53,6 +53,7 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
+INCDIR      ?= $(PREFIX)/include
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_BIN     ?= $(LUA)
 # Every Lua module under lua/ducky, subfolders kept (ducky.ngx.*, ducky.cli.*, ...).
@@ -223,10 +224,11 @@ INSTALLED_PATHS = package.path, package.cpath = [==[$(LUA_LMOD)/?.lua;]==] .. pa
 
 # DESTDIR stages the install (packagers); uninstall removes exactly these files.
 INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
-	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
+	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky $(INCDIR)/ducky.h
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR),$(LUA_DIRS)) $(DESTDIR)$(BINDIR) \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(INCDIR)
+	install -m 0644 src/ducky.h $(DESTDIR)$(INCDIR)/ducky.h
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
 	{ echo '$(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))'; \
