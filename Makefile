@@ -23,7 +23,11 @@ WARN        = -std=c11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) -Wshad
 DEFS        = -D_POSIX_C_SOURCE=200809L -DDUCKY_VERSION='"$(VERSION)"' \
 	$(if $(filter 1,$(TEST_HOOKS)),-DDUCKY_TEST_HOOKS)
 ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden $(DEFS) $(LUA_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
-# -z nodelete: the token cache outlives a lua_State's close (one cache per process).
+# -z nodelete: the module stays loaded after the last lua_State that required it
+# closes, because the process points into it: the token cache (one per process,
+# shared by every state and thread), the memory functions libcurl and OpenSSL
+# were set up with (their cleanup at exit would call into unmapped code: a build
+# without it crashes there), and the fork handler (pthread_atfork).
 SO_LDFLAGS  = -shared -Wl,-z,nodelete $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
 # pkg-config is asked only when a recipe needs the flags (after `deps` has
@@ -49,6 +53,7 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
+INCDIR      ?= $(PREFIX)/include
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_BIN     ?= $(LUA)
 # Every Lua module under lua/ducky, subfolders kept (ducky.ngx.*, ducky.cli.*, ...).
@@ -92,8 +97,8 @@ $(BUILD)/libducky.a: $(OBJS)
 	$(AR) rcs $@ $(OBJS)
 
 # A C application embedding Lua with ducky linked in (examples/embed).
-$(BUILD)/embed: examples/embed/embed.c $(BUILD)/libducky.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libducky.a $(LUA_LIBS) $(PKG_LIBS) -lpthread -lm \
+$(BUILD)/embed: examples/embed/embed.c src/ducky.h $(BUILD)/libducky.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libducky.a $(LUA_LIBS) $(PKG_LIBS) -lpthread -lm \
 		$(LUA_LINK)
 
 # The pthread host of the thread-safety spec.
@@ -116,14 +121,20 @@ test test-lua demo valgrind bench bench-cache soak:
 	@sh tools/deps.sh
 	@$(MAKE) --no-print-directory _$@
 
-# The suite for packagers: the build, its hosts, then every spec, with no
-# apt-get and no network (the servers it talks to run on this machine).
-check: all $(BUILD)/threads $(BUILD)/embed host-builds
-	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
+# The suite for packagers: the build, its test twin (TEST_HOOKS=1: the same code
+# and a clock specs can move, in $(BUILD)-test), its hosts, then every spec, with
+# no apt-get and no network (the servers it talks to run on this machine).
+TBUILD      = $(BUILD)-test
+TEST_BUILD  = $(MAKE) BUILD=$(TBUILD) TEST_HOOKS=1
+HAVE_LUAJIT = $(shell $(PKG_CONFIG) --exists luajit 2>/dev/null && echo y)
+check: all host-builds
+	$(TEST_BUILD) all $(TBUILD)/threads $(TBUILD)/embed
+	$(if $(HAVE_LUAJIT),$(MAKE) LUA=luajit BUILD=build-luajit-test TEST_HOOKS=1 all) # nginx runs LuaJIT
+	DUCKY_LUA=$(LUA) DUCKY_LUAJIT_BUILD=build-luajit-test tools/test.sh $(TBUILD)
 
-# The builds the hosts of the suite and the demo run, for each of those Luas that is
-# here: nginx and Neovim run LuaJIT, HAProxy embeds Lua 5.3, Debian's copas is for
-# Lua 5.1 and 5.2 (spec/hosts_spec.lua; a host whose build is missing is pending).
+# The builds the event-loop hosts of the suite and the demo run, for each of those
+# Luas that is here: Neovim runs LuaJIT, HAProxy embeds Lua 5.3, Debian's copas is
+# for Lua 5.1 and 5.2 (spec/hosts_spec.lua: a host whose build is missing is pending).
 HOST_LUAS = luajit lua5.1 lua5.3
 .PHONY: host-builds
 host-builds:
@@ -135,7 +146,8 @@ check-asan: asan
 	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
-		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tools/test.sh build-asan
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 DUCKY_LUAJIT_BUILD=build-luajit-test \
+		tools/test.sh build-asan
 
 # The suite twice, plain and under ASan+UBSan; the last line sums both runs.
 _test:
@@ -145,18 +157,19 @@ _test:
 	@lua5.4 tools/summary.lua --total $(BUILD)/counts
 
 # The suite for one more Lua (make test-lua LUA=lua5.1), without the sanitizer run.
-_test-lua: all $(BUILD)/threads
-	DUCKY_LUA=$(LUA) tools/test.sh $(BUILD)
+_test-lua:
+	$(TEST_BUILD) all $(TBUILD)/threads
+	DUCKY_LUA=$(LUA) tools/test.sh $(TBUILD)
 
 asan:
-	$(MAKE) BUILD=build-asan CC=clang \
+	$(MAKE) BUILD=build-asan CC=clang TEST_HOOKS=1 \
 		CFLAGS="-O1 -g -shared-libasan -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LUA_LINK="-shared-libasan -fsanitize=address,undefined" all build-asan/threads \
 		build-asan/embed
 
 # ThreadSanitizer: the module and the pthread host, run on the thread-safety spec.
 tsan:
-	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-tsan CC=clang TEST_HOOKS=1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 		LUA_LINK="-fsanitize=thread" all build-tsan/threads
 	TSAN_OPTIONS=halt_on_error=1 tools/test.sh build-tsan spec/threads_spec.lua
 
@@ -188,13 +201,14 @@ STEPS ?= 20000
 model:
 	@sh tools/deps.sh
 	@$(MAKE) --no-print-directory _model
-_model: $(if $(ASAN),asan,all)
+_model: $(if $(ASAN),asan,)
+	$(if $(ASAN),,$(TEST_BUILD) all)
 	DUCKY_STEPS=$(STEPS) DUCKY_SEED=$(SEED) DUCKY_MODEL_WEIGHTS="$(WEIGHTS)" DUCKY_LUA=$(LUA) \
 	$(if $(ASAN),DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1) \
-	tools/test.sh $(if $(ASAN),build-asan,$(BUILD)) spec/model_spec.lua
+	tools/test.sh $(if $(ASAN),build-asan,$(TBUILD)) spec/model_spec.lua
 
 # 200,000 requests with faults, RSS flat; `bench/soak.sh valgrind` for leaks.
 _soak: all
@@ -219,10 +233,11 @@ INSTALLED_PATHS = package.path, package.cpath = [==[$(LUA_LMOD)/?.lua;]==] .. pa
 
 # DESTDIR stages the install (packagers); uninstall removes exactly these files.
 INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
-	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
+	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky $(INCDIR)/ducky.h
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR),$(LUA_DIRS)) $(DESTDIR)$(BINDIR) \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(INCDIR)
+	install -m 0644 src/ducky.h $(DESTDIR)$(INCDIR)/ducky.h
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
 	{ echo '$(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))'; \

@@ -68,6 +68,10 @@ describe("the build", function()
       assert.equals(0, code, out)
       assert.equals("states: 3 states done\n", out)
       assert.equals(1, H.exchanges(id), "three lua_States, one token exchange")
+      -- a release build has no test hooks (make check's builds do: TEST_HOOKS=1)
+      local hooks = ok_sh(("LUA_CPATH=%s lua5.4 -e 'io.write(tostring(require(\"ducky\")._test))'")
+        :format(q(so:gsub("ducky%.so$", "?.so") .. ";;")))
+      assert.equals("nil", hooks)
     end
 
     setup(function()
@@ -162,7 +166,7 @@ describe("the build", function()
       local stage = dir .. "/stage"
       ok_sh(("make -s install DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
       local files = ok_sh(("cd %s && find . -type f | LC_ALL=C sort"):format(q(stage)))
-      local expected = { "./opt/ducky/bin/ducky", "./opt/ducky/lib/lua/5.4/ducky.so",
+      local expected = { "./opt/ducky/bin/ducky", "./opt/ducky/include/ducky.h", "./opt/ducky/lib/lua/5.4/ducky.so",
         "./opt/ducky/share/bash-completion/completions/ducky", "./opt/ducky/share/man/man1/ducky.1" }
       for _, f in ipairs(lua_files()) do expected[#expected + 1] = "./opt/ducky/share/lua/5.4/" .. f end
       table.sort(expected)

@@ -70,6 +70,22 @@ static void file_unlock(void *ud, const char *key, double deadline)
 	ducky_store_unlock(&((client *)ud)->files);
 }
 
+static double file_backoff_get(void *ud, const char *key, ducky_kind *kind)
+{
+	char name[17] = "";
+	double until = ducky_store_backoff_get(&((client *)ud)->files, key, name);
+	ducky_kind k = ducky_kind_of(name);
+	if (k != DUCKY_OK)
+		*kind = k;
+	return until;
+}
+
+static void file_backoff_set(void *ud, const char *key, double until, ducky_kind kind)
+{
+	(void)key; /* the lock file held is key's */
+	ducky_store_backoff_set(&((client *)ud)->files, until, ducky_kind_name(kind));
+}
+
 /* ---- the user's store: { load, store, lock, unlock } -------------------- */
 
 /* What a store's load() returned, on top: nil or false is "nothing stored";
@@ -210,6 +226,8 @@ ducky_host cl_store_host(client *c)
 		h.drop = file_drop;
 		h.lock = file_lock;
 		h.unlock = file_unlock;
+		h.backoff_get = file_backoff_get;
+		h.backoff_set = file_backoff_set;
 		h.stored = DUCKY_FROM_FILE;
 	} else if (c->store_kind == STORE_LUA) {
 		h.load = user_load;

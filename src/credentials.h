@@ -53,6 +53,9 @@ typedef struct ducky_creds_conf {
 
 #define DUCKY_MASKS 4 /* the secret as given, and as sent: JSON, form, Basic */
 
+/* What a client's token requests need. Owns every pointer and buffer in it
+ * (freed, the secret's forms wiped, by ducky_creds_free); the conf it was made
+ * from is only borrowed during ducky_creds_init. */
 typedef struct ducky_creds {
 	ducky_auth auth;
 	int complete;      /* what an exchange needs is there (a client_id, a secret or a key) */

@@ -7,9 +7,11 @@
 #include "client_batch.h"
 #include "client_ops.h"
 #include "client_token.h"
+#include "ducky.h"
 #include "exports.h"
 #include "lua_error.h"
 #include "lua_headers.h"
+#include "token.h"
 #include "version.h"
 
 static const luaL_Reg client_methods[] = {
@@ -78,11 +80,21 @@ static int shift_clock(lua_State *L)
 	return 1;
 }
 
+/* ducky._test.fix_jitter(fraction): every token back-off step that fraction of
+ * its cap (nil: random again), so specs know when the next try may go. */
+static int fix_jitter(lua_State *L)
+{
+	ducky_token_fix_jitter(luaL_optnumber(L, 1, -1));
+	return 0;
+}
+
 static void open_test_hooks(lua_State *L)
 {
 	lua_newtable(L);
 	lua_pushcfunction(L, shift_clock);
 	lua_setfield(L, -2, "shift_clock");
+	lua_pushcfunction(L, fix_jitter);
+	lua_setfield(L, -2, "fix_jitter");
 	lua_setfield(L, -2, "_test");
 }
 #else
@@ -92,7 +104,7 @@ static void open_test_hooks(lua_State *L)
 }
 #endif
 
-__attribute__((visibility("default"))) int luaopen_ducky(lua_State *L);
+__attribute__((visibility("default"))) int luaopen_ducky(lua_State *L); /* ducky.h */
 int luaopen_ducky(lua_State *L)
 {
 	ducky_err err;

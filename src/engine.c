@@ -100,6 +100,8 @@ void ducky_engine_free(ducky_engine *e)
 		close_handle(e, e->idle[i]);
 	if (e->multi && e->fork_gen == fork_gen)
 		curl_multi_cleanup(e->multi);
+	if (e->spare)
+		op_free(e->spare);
 	op_bearer_gone(e);
 	ducky_wipe_all(was);
 	io_close(e);
@@ -270,7 +272,7 @@ static void discard(ducky_engine *e, ducky_op *op)
 		op->next->prev = op->prev;
 	e->nops--;
 	op->e = NULL;
-	op_free(op);
+	op_recycle(e, op);
 }
 
 /* Operations the host let go of (a finalizer inside a step marks them). */

@@ -57,6 +57,11 @@ typedef struct ducky_host {
 	int (*lock)(void *ud, const char *key, double deadline);
 	void (*unlock)(void *ud, const char *key, double deadline);
 	ducky_from stored; /* what a token from the store is: DUCKY_FROM_FILE or _STORE */
+	/* The back-off shared with other processes (optional): get gives the wall
+	 * clock before which nobody exchanges (0: none) and the failure's kind; set
+	 * records it (until 0: clears) and is called while the lock is held. */
+	double (*backoff_get)(void *ud, const char *key, ducky_kind *kind);
+	void (*backoff_set)(void *ud, const char *key, double until, ducky_kind kind);
 } ducky_host;
 
 /* What an engine is made with. Borrowed: the client owns all of it and keeps

@@ -41,7 +41,9 @@ struct ducky_op {
 	op_state state;
 	int auth, token_only, retries;
 	char method[32];
-	char *url, *body;           /* owned copies */
+	unsigned long serial;       /* unique in the process: who it is to the token cache */
+	ducky_buf urlb;             /* owned copy of the URL (kept when recycled) */
+	char *url, *body;           /* url: urlb's; body: an owned copy */
 	struct curl_slist *extra;   /* owned copy of the call's own headers */
 	struct curl_slist *headers; /* the current attempt's merged list (owned), or NULL */
 	bearer *bearer;             /* the token the current attempt sends (a reference) */
@@ -58,7 +60,8 @@ typedef enum { F_IDLE, F_LOAD, F_LOCK, F_READY, F_SENDING } fetch_state;
  * it does not end it, others wait for it. */
 typedef struct fetch {
 	fetch_state state;
-	const void *lead_op;   /* the operation that began it, told where its token came from */
+	unsigned long lead_op; /* the serial of the operation that began it, told where
+	                          its token came from */
 	ducky_from from;       /* where the last settled fetch's token came from */
 	unsigned long gen;     /* the generation it published, 0: none */
 	double deadline;       /* the leader's */
@@ -89,13 +92,15 @@ struct ducky_engine {
 	size_t nidle, capidle;
 	size_t nhandles; /* in use or idle */
 	void *ready;     /* events a wait saw, for the next step */
+	int polled;      /* a wait just looked (ready holds what it saw): the step need not */
 	int nready;
 	/* poll() where there is no epoll: libcurl's sockets and what they want */
 	void *socks;
 	size_t nsocks, capsocks;
 	char fp[13]; /* the fingerprint of tok's generation fp_gen */
 	unsigned long fp_gen;
-	bearer *bearer; /* the current generation's list, or NULL */
+	bearer *bearer;  /* the current generation's list, or NULL */
+	ducky_op *spare; /* one finished operation kept for the next start (its buffers too) */
 };
 
 /* ---- engine_io.c ---- */
@@ -124,8 +129,9 @@ int op_advance(ducky_op *op, double now); /* 1 if it moved */
 void op_ended(ducky_op *op);              /* its transfer ended */
 void op_finish(ducky_op *op, const ducky_err *err);
 void op_free(ducky_op *op);
-void op_bearer_gone(ducky_engine *e); /* the engine goes: its bearer list too */
-double op_due(const ducky_op *op);    /* when it needs a step, or < 0 */
+void op_recycle(ducky_engine *e, ducky_op *op); /* freed, or kept as e's spare */
+void op_bearer_gone(ducky_engine *e);           /* the engine goes: its bearer list too */
+double op_due(const ducky_op *op);              /* when it needs a step, or < 0 */
 
 /* ---- fetch.c ---- */
 /* An operation was told to lead: starts the fetch unless it is under way. */

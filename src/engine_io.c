@@ -140,13 +140,7 @@ int io_open(ducky_engine *e)
 	errno = 0;
 	if (open_fds(e) || !(e->multi = curl_multi_init()))
 		return -1;
-	/* HTTP/2 streams share a connection; an HTTP/1.1 client never waits for one
-	 * (with multiplexing on, libcurl queues transfers behind a busy HTTP/1.1
-	 * connection instead of opening another) */
-	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING,
-	                  e->conf.http->http_version == CURL_HTTP_VERSION_1_1
-	                      ? (long)CURLPIPE_NOTHING
-	                      : (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX); /* HTTP/2 */
 	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
 	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -174,8 +168,9 @@ int io_poll(ducky_engine *e, int ms)
 void io_read_ready(ducky_engine *e)
 {
 	struct epoll_event *ev = e->ready;
-	int n = e->nready ? e->nready : io_poll(e, 0);
+	int n = e->polled ? e->nready : io_poll(e, 0);
 	e->nready = 0;
+	e->polled = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = ev[i].data.fd;
 		unsigned r = ev[i].events;
@@ -234,7 +229,9 @@ int io_poll(ducky_engine *e, int ms)
 void io_read_ready(ducky_engine *e)
 {
 	struct pollfd *p;
-	if (!e->nready && io_poll(e, 0) <= 0)
+	int polled = e->polled;
+	e->polled = 0;
+	if (!polled && io_poll(e, 0) <= 0)
 		return;
 	p = e->ready;
 	for (int i = 0; i < e->nready; i++) {
@@ -269,7 +266,8 @@ void ducky_engine_wait(ducky_engine *e, double max)
 	double t = ducky_engine_timeout(e);
 	if (t < 0 || t > max)
 		t = max;
-	if (e->nready)
-		return; /* something seen already */
-	io_poll(e, (int)ceil(t * 1000.0));
+	if (!e->nready && t > 0) /* with nothing due, wait; else the step goes at once */
+		io_poll(e, (int)ceil(t * 1000.0));
+	/* the next step uses what this saw, or, due now, leaves the sockets to the next wait */
+	e->polled = 1;
 }

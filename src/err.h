@@ -22,6 +22,7 @@ typedef enum {
 	    DUCKY_NKINDS
 } ducky_kind;
 
+/* Owns message, code and description (freed by ducky_err_clear). */
 typedef struct ducky_err {
 	ducky_kind kind;    /* DUCKY_OK: no error */
 	char *message;      /* malloc'd; NULL after an allocation failure */

@@ -25,7 +25,7 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	ducky_creds *c = e->conf.creds;
 	if (f->state != F_IDLE)
 		return;
-	f->lead_op = op;
+	f->lead_op = op->serial;
 	f->deadline = op->deadline;
 	f->locked = 0;
 	f->tries = 0;
@@ -42,20 +42,27 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	f->state = F_LOAD;
 }
 
-/* The outcome to the cache: the lock let go first, the waiters woken after. */
+/* The outcome to the cache, which wakes the waiters; then, under the store's
+ * lock, the back-off other processes share (kept after a failure, cleared by
+ * a token), and the lock let go. */
 static void settle(ducky_engine *e, ducky_fetch_result *res)
 {
 	fetch *f = &e->f;
 	const ducky_host *h = &e->conf.host;
-	if (f->locked && h->unlock)
-		h->unlock(h->ud, e->conf.creds->key, budget(f, ducky_now(), 0.25));
-	f->locked = 0;
+	const char *key = e->conf.creds->key;
 	res->w = &e->w;
 	if (!res->candidate.token) { /* the fetch's own candidate, if any */
 		res->candidate = f->candidate;
 		f->candidate.token = NULL;
 	}
-	ducky_token_settle(e->conf.creds->key, &e->conf.token, res);
+	ducky_token_settle(key, &e->conf.token, res);
+	if (f->locked && h->backoff_set && res->kind == DUCKY_FETCH_FAILED && res->next_try > 0)
+		h->backoff_set(h->ud, key, ducky_wall() + res->next_try, res->err->kind);
+	else if (f->locked && h->backoff_set && res->kind == DUCKY_FETCH_TOKEN)
+		h->backoff_set(h->ud, key, 0, DUCKY_OK);
+	if (f->locked && h->unlock)
+		h->unlock(h->ud, key, budget(f, ducky_now(), 0.25));
+	f->locked = 0;
 	f->from = res->src == DUCKY_SRC_EXCHANGE ? DUCKY_FROM_EXCHANGE : h->stored;
 	f->gen = res->gen;
 	f->stale = res->stale;
@@ -144,6 +151,29 @@ static int lock_step(ducky_engine *e, double now)
 	return 1;
 }
 
+/* Another process's exchange failed a moment ago: this one waits out the
+ * same back-off (serving a valid stored token meanwhile). 1 if so (settled). */
+static int shared_backoff(ducky_engine *e)
+{
+	const ducky_host *h = &e->conf.host;
+	ducky_kind kind = DUCKY_E_HTTP;
+	double left =
+	    h->backoff_get ? h->backoff_get(h->ud, e->conf.creds->key, &kind) - ducky_wall() : 0;
+	if (!(left > 0))
+		return 0;
+	ducky_err err;
+	ducky_err_init(&err);
+	ducky_fail(&err, kind,
+	           "token endpoint: the exchange failed in another process; the next try is in "
+	           "%.1f s (the back-off processes share)",
+	           left);
+	err.retry_after = left;
+	err.retryable = 1;
+	settle_failed(e, &err);
+	ducky_err_clear(&err);
+	return 1;
+}
+
 static int load_step(ducky_engine *e, double now)
 {
 	fetch *f = &e->f;
@@ -152,7 +182,7 @@ static int load_step(ducky_engine *e, double now)
 		f->state = F_READY;
 		return 1;
 	}
-	if (from_store(e, now))
+	if (from_store(e, now) || shared_backoff(e))
 		return 1;
 	f->lock_until = budget(f, now, 0.5);
 	f->state = h->lock ? F_LOCK : F_READY;

@@ -3,6 +3,7 @@
  * the engine advances; nothing here waits. */
 #include "engine_int.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,17 +110,62 @@ void op_bearer_gone(ducky_engine *e)
 	e->bearer = NULL; /* else the last operation that holds it frees it */
 }
 
-void op_free(ducky_op *op)
+/* Everything an operation owns but its buffers. */
+static void op_clear(ducky_op *op)
 {
 	drop_attempt(op);
-	bearer_put(NULL, &op->bearer);
-	free(op->url);
+	bearer_put(op->e, &op->bearer);
 	free(op->body);
+	op->body = NULL;
 	ducky_headers_free(op->extra);
+	op->extra = NULL;
 	ducky_err_clear(&op->res.err);
-	ducky_answer_free(&op->res.ans);
 	ducky_wipe_free(op->res.token, op->res.token_len);
+	op->res.token = NULL;
+}
+
+void op_free(ducky_op *op)
+{
+	op_clear(op);
+	ducky_buf_free(&op->urlb);
+	ducky_answer_free(&op->res.ans);
 	free(op);
+}
+
+/* A sequence of calls reuses one operation and its buffers (URL, answer):
+ * no allocation for them once they have grown. */
+void op_recycle(ducky_engine *e, ducky_op *op)
+{
+	op->e = e;
+	op_clear(op);
+	op->e = NULL;
+	if (e->spare) {
+		op_free(op);
+		return;
+	}
+	op->urlb.len = 0;
+	op->res.ans.body.len = op->res.ans.head.len = op->res.ans.nheaders = 0;
+	op->res.ans.status = 0;
+	e->spare = op;
+}
+
+/* A zeroed operation: e's spare (its buffers kept), or a new one. */
+static ducky_op *op_new(ducky_engine *e)
+{
+	static _Atomic unsigned long serial;
+	ducky_op *op = e->spare;
+	if (op) {
+		ducky_buf urlb = op->urlb;
+		ducky_answer ans = op->res.ans;
+		e->spare = NULL;
+		memset(op, 0, sizeof *op);
+		op->urlb = urlb;
+		op->res.ans = ans;
+	} else if (!(op = calloc(1, sizeof *op))) {
+		return NULL;
+	}
+	op->serial = ++serial;
+	return op;
 }
 
 /* ---- the token ---------------------------------------------------------------------- */
@@ -133,7 +179,7 @@ static void got_token(ducky_op *op, const ducky_token_info *info)
 	ducky_stats *st = e->conf.st;
 	double left = e->conf.tok->expires - ducky_now();
 	(void)info;
-	if (e->f.lead_op == op) { /* it led the fetch: where the token came from, or why stale */
+	if (e->f.lead_op == op->serial) { /* it led the fetch: where from, or why stale */
 		if (e->f.gen && e->f.gen == e->conf.tok->gen)
 			from = e->f.from;
 		if (e->f.stale) {
@@ -143,7 +189,7 @@ static void got_token(ducky_op *op, const ducky_token_info *info)
 			                           .seconds_left = &left,
 			                           .fingerprint = eng_fingerprint(e)});
 		}
-		e->f.lead_op = NULL;
+		e->f.lead_op = 0;
 		e->f.stale = NULL;
 	}
 	st->tokens[from]++;
@@ -299,7 +345,8 @@ int op_advance(ducky_op *op, double now)
 		if (get_token(op) && op->state != OP_WAIT_TOKEN)
 			return 1;
 		/* the fetch it leads ends by the same deadline, with a better error */
-		if (now >= op->deadline && !(op->e->f.lead_op == op && op->e->f.state != F_IDLE)) {
+		if (now >= op->deadline &&
+		    !(op->e->f.lead_op == op->serial && op->e->f.state != F_IDLE)) {
 			fail(op, DUCKY_E_TIMEOUT, "timed out waiting for a token exchange");
 			return 1;
 		}
@@ -338,8 +385,9 @@ static int copy_call(ducky_op *op, const ducky_call *k)
 		n = sizeof op->method - 1;
 	memcpy(op->method, k->method, n);
 	op->method[n] = '\0';
-	if (!(op->url = ducky_strdup(k->url)))
+	if (ducky_buf_adds(&op->urlb, k->url))
 		return -1;
+	op->url = op->urlb.data;
 	if (k->body && !(op->body = malloc(k->body_len ? k->body_len : 1)))
 		return -1;
 	if (k->body)
@@ -351,9 +399,9 @@ static int copy_call(ducky_op *op, const ducky_call *k)
 
 ducky_op *ducky_op_start(ducky_engine *e, const ducky_call *k, ducky_err *err)
 {
-	ducky_op *op = calloc(1, sizeof *op);
-	double now = ducky_now();
 	eng_forked(e);
+	ducky_op *op = op_new(e);
+	double now = ducky_now();
 	if (!op || copy_call(op, k)) {
 		if (op)
 			op_free(op);
@@ -369,7 +417,7 @@ ducky_op *ducky_op_start(ducky_engine *e, const ducky_call *k, ducky_err *err)
 		op->deadline = k->deadline;
 	op->res.method = op->method;
 	op->res.url = op->url;
-	op->ask = fetch_asker(e, op);
+	op->ask = fetch_asker(e, (const void *)(uintptr_t)op->serial);
 	op->x.req = (ducky_req){.method = op->method,
 	                        .url = op->url,
 	                        .body = op->body,

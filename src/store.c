@@ -202,20 +202,19 @@ static char *slurp(int fd, const char **reason)
 			continue;
 		if (b.len + (size_t)n > MAX_FILE) {
 			*reason = "the token cache file is too large";
-			ducky_buf_free(&b);
-			return NULL;
+			break;
 		}
 		if (ducky_buf_add(&b, chunk, (size_t)n)) {
 			*reason = "out of memory";
-			ducky_buf_free(&b);
-			return NULL;
+			break;
 		}
 	}
-	ducky_wipe(chunk, sizeof chunk);
-	if (n < 0 || !b.data) {
-		*reason =
-		    n < 0 ? "cannot read the token cache file" : "the token cache file is empty";
-		ducky_buf_free(&b);
+	ducky_wipe(chunk, sizeof chunk); /* a piece of a token, on every path */
+	if (n < 0 || !b.data || *reason) {
+		if (!*reason)
+			*reason = n < 0 ? "cannot read the token cache file"
+			                : "the token cache file is empty";
+		ducky_buf_free(&b); /* wipes */
 		return NULL;
 	}
 	return b.data;
@@ -413,4 +412,34 @@ void ducky_store_unlock(ducky_file_store *s)
 		close(s->lockfd);
 		s->lockfd = -1;
 	}
+}
+
+/* ---- the back-off shared by processes: in the lock file ------------------ */
+
+int ducky_store_backoff_set(ducky_file_store *s, double until, const char *kind)
+{
+	char line[64];
+	int n = until > 0 ? snprintf(line, sizeof line, "retry_at %.3f %.16s\n", until, kind) : 0;
+	if (s->lockfd < 0 || n < 0 || (size_t)n >= sizeof line || ftruncate(s->lockfd, 0) != 0)
+		return -1;
+	return n == 0 || pwrite(s->lockfd, line, (size_t)n, 0) == n ? 0 : -1;
+}
+
+double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[17])
+{
+	const char *reason = NULL;
+	char line[64], *name;
+	double until = 0;
+	if (open_dir(s, &reason) || !(name = name_for(s, key, ".lock")))
+		return 0;
+	int fd = open_checked(s->dirfd, name, O_RDONLY, LOCK_FILE, &reason);
+	free(name);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	close(fd);
+	line[n > 0 ? n : 0] = '\0';
+	if (sscanf(line, "retry_at %lf %16s", &until, kind) != 2 || !(until > 0))
+		return 0;
+	return until;
 }

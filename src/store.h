@@ -10,6 +10,7 @@
 
 #include "token.h"
 
+/* Owns file, dir and the descriptors (closed by ducky_store_close). */
 typedef struct ducky_file_store {
 	char *file; /* the user's file, or NULL: <dir>/<key>.token */
 	char *dir;  /* directory path */
@@ -30,6 +31,12 @@ int ducky_store_drop(ducky_file_store *s, const char *key, const char **reason);
 /* 1 once this process holds key's exchange lock; 0 at deadline or with *reason. */
 int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, const char **reason);
 void ducky_store_unlock(ducky_file_store *s);
+
+/* The back-off processes share after a failed exchange, kept in the lock file
+ * by the holder of the lock: set it (until: wall clock; 0 clears; kind: the
+ * failure's, a word), and read it: the time (0: none) and kind into kind. */
+int ducky_store_backoff_set(ducky_file_store *s, double until, const char *kind);
+double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[17]);
 
 /* Parses a token file's text for key: 1 with out filled (out->token malloc'd);
  * 0 with *reason for garbage, or with *reason NULL for another key's token. */

@@ -79,6 +79,14 @@ double ducky_token_margin(const ducky_token_conf *conf, double lifetime)
 	return conf->refresh_margin < lifetime / 2 ? conf->refresh_margin : lifetime / 2;
 }
 
+#ifdef DUCKY_TEST_HOOKS
+static double fixed_jitter = -1; /* test builds: a fixed fraction of the step, < 0: random */
+void ducky_token_fix_jitter(double fraction)
+{
+	fixed_jitter = fraction;
+}
+#endif
+
 /* Full jitter over the n-th step (called locked: the state is the cache's). */
 static double backoff_step(int n)
 {
@@ -88,6 +96,10 @@ static double backoff_step(int n)
 	rng_state ^= rng_state << 13;
 	rng_state ^= rng_state >> 17;
 	rng_state ^= rng_state << 5;
+#ifdef DUCKY_TEST_HOOKS
+	if (fixed_jitter >= 0)
+		return cap * fixed_jitter;
+#endif
 	return cap * ((double)rng_state / (double)UINT32_MAX);
 }
 
@@ -327,6 +339,7 @@ static void failed(entry *e, const ducky_token_conf *conf, ducky_fetch_result *r
 			wait = res->retry_after < DUCKY_BACKOFF_CAP ? res->retry_after
 			                                            : DUCKY_BACKOFF_CAP;
 		e->retry_at = now + wait;
+		res->next_try = wait;
 	}
 	ducky_err_copy(&e->last_err, res->err);
 	e->stale = valid(e, now) ? stale_reason(res->err) : NULL;

@@ -111,6 +111,7 @@ typedef struct ducky_fetch_result {
 	 * static string); the generation published, 0: none */
 	const char *stale;
 	unsigned long gen;
+	double next_try; /* out: seconds until the next fetch may go (after a failure) */
 } ducky_fetch_result;
 
 void ducky_token_settle(const char *key, const ducky_token_conf *conf, ducky_fetch_result *res);
@@ -128,6 +129,11 @@ double ducky_token_left(const char *key);
 /* The engine behind w goes away: it waits for nothing and leads nothing more
  * (its fetches, if any, must have been settled or abandoned first). */
 void ducky_token_forget(ducky_waker *w);
+
+#ifdef DUCKY_TEST_HOOKS
+/* Test builds: every back-off step is this fraction of its cap (< 0: random). */
+void ducky_token_fix_jitter(double fraction);
+#endif
 
 /* Checks the fields of a token answer. */
 int ducky_token_validate(const char *token, size_t len, const char *type, double expires_in,

@@ -185,12 +185,14 @@ int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_o
 
 #ifdef DUCKY_TEST_HOOKS
 /* Test builds only (make check): specs move time instead of waiting for it. */
-static _Atomic long long shift_ns;
+#include <stdatomic.h>
+static atomic_llong shift_ns;
 double ducky_clock_shift(double seconds)
 {
-	return (double)(shift_ns += (long long)(seconds * 1e9)) / 1e9;
+	long long d = (long long)(seconds * 1e9);
+	return (double)(atomic_fetch_add(&shift_ns, d) + d) / 1e9;
 }
-#define SHIFT ((double)shift_ns / 1e9)
+#define SHIFT ((double)atomic_load(&shift_ns) / 1e9)
 #else
 #define SHIFT 0.0
 #endif

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+/* Owns data (wiped and freed by ducky_buf_free). */
 typedef struct ducky_buf {
 	char *data; /* NUL-terminated once anything was added */
 	size_t len, cap;

@@ -6,7 +6,7 @@ set -eu
 BINDING="ducky.c client.c client.h call.c call.h client_token.c client_token.h options.c options.h
 client_batch.c client_batch.h client_new.c exports.c exports.h lua_headers.c lua_headers.h
 lua_error.c lua_error.h compat.h answer.c answer.h client_engine.c client_engine.h client_exchange.c
-client_exchange.h client_ops.c client_ops.h client_store.c client_store.h"
+client_exchange.h client_ops.c client_ops.h client_store.c client_store.h ducky.h"
 status=0
 for f in src/*.c src/*.h; do
 	[ -e "$f" ] || continue

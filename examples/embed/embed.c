@@ -7,7 +7,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-int luaopen_ducky(lua_State *L); /* from src/ducky.c */
+#include "ducky.h" /* luaopen_ducky */
 
 static int report(lua_State *L, int status)
 {

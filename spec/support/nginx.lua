@@ -12,7 +12,8 @@ local socket = require("socket")
 local N = {}
 
 N.ROOT = os.getenv("PWD") or "."
-N.MODULE = N.ROOT .. "/build-luajit/ducky.so"
+-- the LuaJIT build nginx loads: make check's test build, or the one named
+N.MODULE = N.ROOT .. "/" .. (os.getenv("DUCKY_LUAJIT_BUILD") or "build-luajit") .. "/ducky.so"
 N.LUA_MODULE = "/usr/lib/nginx/modules/ngx_http_lua_module.so"
 
 local function exists(path)

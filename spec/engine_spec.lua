@@ -1,0 +1,273 @@
+-- The non-blocking engine (issue 20 §1): pollable operations on one descriptor,
+-- driven here by LuaSocket's select as any host loop would, and its traps.
+local H = require("spec.helpers")
+local ducky = require("ducky")
+local socket = require("socket")
+
+local PING = "/v3/ping/protected"
+
+-- Waits on the client's descriptor as a host would (select, bounded by
+-- timeout()) and steps until done() or the deadline; returns the steps taken.
+local function drive(c, done, limit)
+  local fd = c:pollfd()
+  local pollable = { getfd = function() return fd end }
+  local deadline, steps = socket.gettime() + (limit or 10), 0
+  while not done() do
+    assert(socket.gettime() < deadline, "not done within " .. (limit or 10) .. " s")
+    local t = c:timeout()
+    socket.select({ pollable }, nil, t and math.min(t, 1) or 1)
+    c:step()
+    steps = steps + 1
+  end
+  return steps
+end
+
+local function all_done(ops)
+  return function()
+    for _, op in ipairs(ops) do
+      if not op:done() then return false end
+    end
+    return true
+  end
+end
+
+describe("the engine's pollable protocol", function()
+  before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
+
+  it("start never blocks; the descriptor tells when step has work; result is request()'s", function()
+    local o = H.opts{}
+    local c = ducky.client(o)
+    H.fault{ path = PING, delay = 0.3, status = 200, body = { message = "slow" } }
+    local op = assert(c:start("GET", "/ping/protected"))
+    assert.is_false(op:done())
+    assert.equals("r", c:events())
+    assert.is_number(c:pollfd())
+    assert.equals(c:pollfd(), op:pollfd()) -- one descriptor, forwarded
+    assert.has_error(function() op:result() end,
+      "op:result: the operation is under way: wait until op:done()")
+    drive(c, function() return op:done() end)
+    local res = assert(op:result())
+    assert.equals(200, res.status)
+    assert.equals("slow", res.json.message)
+    assert.equals(1, res.attempts)
+    local again = assert(op:result()) -- as often as asked
+    assert.equals(200, again.status)
+    assert.is_nil(c:timeout()) -- idle
+    assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  it("many operations at once on one client, with one token exchange", function()
+    local o = H.opts{}
+    local c = ducky.client(o)
+    H.fault{ path = "/v3/echo/many", delay = 0.5, status = 200, body = { ok = true }, times = 20 }
+    local ops = {}
+    for i = 1, 20 do ops[i] = assert(c:start("GET", "/echo/many")) end
+    local t0 = socket.gettime()
+    drive(c, all_done(ops))
+    -- 20 calls of 0.5 s each: together, not one after another (a loose bound)
+    assert.is_true(socket.gettime() - t0 < 5, "took " .. (socket.gettime() - t0))
+    for _, op in ipairs(ops) do assert.equals(200, assert(op:result()).status) end
+    assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  it("start_token is token() as an operation", function()
+    local o = H.opts{}
+    local c = ducky.client(o)
+    local op = c:start_token()
+    drive(c, function() return op:done() end)
+    local tok, left, info = op:result()
+    assert.matches("^tok_", tok)
+    assert.is_true(left > 0)
+    assert.equals("exchange", info.source)
+    assert.equals(tok, (c:token()))
+  end)
+
+  it("timeout() is nil when idle, and what a retry's back-off leaves otherwise", function()
+    local c = ducky.client(H.opts{ retries = 1 })
+    assert.is_nil(c:timeout())
+    assert(c:token())
+    H.fault{ path = "/v3/echo/later", status = 503, headers = { ["Retry-After"] = "1" } }
+    local op = c:start("GET", "/echo/later")
+    drive(c, function() return c:timeout() and c:timeout() > 0.5 end) -- waiting out Retry-After
+    assert.is_false(op:done())
+    -- nothing on the sockets: the timer alone makes the descriptor readable
+    local t0 = socket.gettime()
+    drive(c, function() return op:done() end)
+    assert.is_true(socket.gettime() - t0 >= 0.5)
+    assert.equals(2, assert(op:result()).attempts)
+  end)
+
+  it("a step with nothing to do is harmless, however often", function()
+    local c = ducky.client(H.opts{})
+    for _ = 1, 1000 do assert.equals(0, c:step()) end
+    assert.is_nil(c:timeout())
+    assert(c:ping())
+  end)
+
+  it("a blocking call and started operations share the engine", function()
+    local c = ducky.client(H.opts{})
+    H.fault{ path = "/v3/echo/bg", delay = 0.3, status = 200, body = {} }
+    local op = assert(c:start("GET", "/echo/bg"))
+    assert(c:request("GET", "/echo/fg")) -- drives the started one too
+    drive(c, function() return op:done() end)
+    assert.equals(200, assert(op:result()).status)
+  end)
+end)
+
+describe("the engine's traps", function()
+  before_each(function() H.reset() end)
+
+  it("cancel ends an operation at once with kind cancelled", function()
+    local c = ducky.client(H.opts{})
+    H.fault{ path = "/v3/echo/hang", delay = 3, status = 200, body = {} }
+    local op = assert(c:start("GET", "/echo/hang"))
+    c:step()
+    op:cancel()
+    assert.is_true(op:done())
+    local res, err = op:result()
+    assert.is_nil(res)
+    assert.equals("cancelled", err.kind)
+    assert.matches("cancelled", tostring(err))
+    op:cancel() -- again: nothing
+    assert(c:ping()) -- the client goes on
+  end)
+
+  it("cancelling the operation that leads an exchange leaves it to the others", function()
+    local o = H.opts{}
+    local c = ducky.client(o)
+    H.fault{ path = "/oauth/token", client_id = o.client_id, delay = 0.4 } -- a slow exchange
+    local leader = c:start_token()
+    local other = assert(c:start("GET", "/ping/protected"))
+    c:step()
+    leader:cancel()
+    assert.equals("cancelled", select(2, leader:result()).kind)
+    drive(c, function() return other:done() end)
+    local res = assert(other:result())
+    assert.equals(200, res.status)
+    assert.equals(1, res.attempts)
+    assert(c:token())
+    assert.equals(1, H.stats().requests_by_path["/oauth/token"]) -- the one exchange served both
+    assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  it("an operation collected in flight is cancelled, inside a step or out", function()
+    local c = ducky.client(H.opts{})
+    H.fault{ path = "/v3/echo/lost", delay = 3, status = 200, body = {}, times = 2 }
+    do local op = assert(c:start("GET", "/echo/lost")) c:step() end -- luacheck: ignore op
+    collectgarbage()
+    collectgarbage()
+    -- its finalizer inside a step (a log callback that collects) only marks it
+    local d = ducky.client(H.opts{ log = function() collectgarbage() collectgarbage() end })
+    do local op = assert(d:start("GET", "/echo/lost")) end -- luacheck: ignore op
+    d:step()
+    d:step()
+    for _, x in ipairs{ c, d } do
+      local t0 = socket.gettime()
+      assert(x:ping()) -- not behind a 3 s call: it was let go
+      assert.is_true(socket.gettime() - t0 < 2.5)
+    end
+  end)
+
+  it("close() with operations in flight ends them as cancelled; they stay readable", function()
+    local c = ducky.client(H.opts{})
+    H.fault{ path = "/v3/echo/closing", delay = 3, status = 200, body = {}, times = 3 }
+    local ops = {}
+    for i = 1, 3 do ops[i] = assert(c:start("GET", "/echo/closing")) end
+    c:step()
+    c:close()
+    for _, op in ipairs(ops) do
+      assert.is_true(op:done())
+      assert.equals("cancelled", select(2, op:result()).kind)
+    end
+    assert.has_error(function() c:start("GET", "/ping") end,
+      "client:start: attempt to use a closed ducky client")
+    assert.has_error(function() ops[1]:pollfd() end,
+      "client:pollfd: attempt to use a closed ducky client")
+  end)
+
+  it("a callback inside step cannot call its client, cancel, or break the step", function()
+    local c
+    local seen = {}
+    c = ducky.client(H.opts{ log = function(ev)
+      if ev.event == "token" then
+        seen[#seen + 1] = select(2, pcall(c.step, c))
+        seen[#seen + 1] = select(2, pcall(c.request, c, "GET", "/ping"))
+        error("a log function that raises")
+      end
+    end })
+    local op = assert(c:start("GET", "/ping/protected"))
+    drive(c, function() return op:done() end)
+    assert.equals(200, assert(op:result()).status)
+    assert.matches("cannot be used while one of its calls is under way", seen[1])
+    assert.matches("cannot be used while one of its calls is under way", seen[2])
+  end)
+
+  it("a client waiting in a blocking call on a leader nobody steps takes the lead over", function()
+    local o = H.opts{}
+    local a, b = ducky.client(o), ducky.client(o)
+    local op = a:start_token() -- leads, and a is never stepped again
+    local tok = assert(b:token()) -- would wait forever for a
+    assert.matches("^tok_", tok)
+    assert.is_false(op:done())
+    a:close()
+  end)
+
+  it("op methods refuse what is not an op", function()
+    local c = ducky.client(H.opts{})
+    local op = assert(c:start("GET", "/ping"))
+    assert.has_error(function() op.done({}) end,
+      "op:done: call it on a ducky operation, as op:done(…), not on a table")
+    c:close()
+  end)
+end)
+
+-- fork(): the child must not touch the parent's epoll set, eventfd or
+-- connections (LuaJIT's FFI calls fork; the suite's LuaJIT build is used)
+local luajit = os.getenv("DUCKY_LUAJIT_BUILD")
+local fork_it = (luajit and os.execute("command -v luajit >/dev/null")) and it or pending
+
+describe("after fork", function()
+  fork_it("the child starts over with its own descriptor; the parent's call goes on", function()
+    local script = [[
+      local ffi = require("ffi")
+      ffi.cdef("int fork(void); int waitpid(int pid, int *status, int options); void _exit(int);")
+      local H = require("spec.helpers")
+      local socket = require("socket")
+      local ducky = require("ducky")
+      local c = ducky.client(H.opts{})
+      assert(c:token())
+      H.fault{ path = "/v3/echo/parent", delay = 0.5, status = 200, body = { who = "parent" } }
+      local op = assert(c:start("GET", "/echo/parent"))
+      c:step()
+      local fd = c:pollfd()
+      local pid = ffi.C.fork()
+      if pid == 0 then
+        local ok, why = pcall(function()
+          c:step() -- the child's copy of the call ends: its transfer is the parent's
+          assert(op:done(), "the child's copy of the call ends")
+          assert(select(2, op:result()).kind == "cancelled")
+          local res = assert(c:request("GET", "/echo/child"))
+          assert(res.json.path == "/v3/echo/child")
+        end)
+        if not ok then io.stderr:write("child: ", tostring(why), "\n") io.stderr:flush() end
+        ffi.C._exit(ok and 0 or 3)
+      end
+      local status = ffi.new("int[1]")
+      ffi.C.waitpid(pid, status, 0)
+      assert(status[0] == 0, "child failed: " .. status[0])
+      local pollable = { getfd = function() return fd end }
+      while not op:done() do socket.select({ pollable }, nil, c:timeout() or 1); c:step() end
+      local res = assert(op:result())
+      assert(res.json.who == "parent")
+      print("fork ok")
+    ]]
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/fork.lua", script)
+    local out, code = H.run(("%sLUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
+      .. "DUCKY_STANDIN_DIR='%s' luajit %s/fork.lua"):format(H.CLEAN_ENV, luajit, H.standin().dir, dir))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.equals(0, code, out)
+    assert.matches("fork ok", out)
+  end)
+end)
