@@ -4,7 +4,7 @@
 --   cqueues, luv   the suite's Lua and build (both are packaged for 5.1-5.4)
 --   copas          the suite's if it is 5.1 or 5.2, else lua5.1 and build-lua5.1
 --                  (Debian packages copas for those two only)
---   nvim           build-luajit (Neovim runs LuaJIT)
+--   nvim           $DUCKY_LUAJIT_BUILD or build-luajit (Neovim runs LuaJIT)
 --   haproxy        build-lua5.3 (Debian's HAProxy embeds Lua 5.3)
 local H = require("spec.helpers")
 local cjson = require("cjson")
@@ -74,15 +74,17 @@ local function lua_host(name, module, fallback)
   }
 end
 
+local LUAJIT_BUILD = os.getenv("DUCKY_LUAJIT_BUILD") or "build-luajit"
+
 local function nvim_host()
-  if not succeeds("nvim --version") or not exists("build-luajit/ducky.so") then
-    return nil, "needs nvim and build-luajit/ducky.so (make LUA=luajit)"
+  if not succeeds("nvim --version") or not exists(LUAJIT_BUILD .. "/ducky.so") then
+    return nil, ("needs nvim and %s/ducky.so (make LUA=luajit)"):format(LUAJIT_BUILD)
   end
   return {
     cmd = function(env)
-      return ("%s%s DUCKY_HOSTS_PATH='./lua/?.lua;./?.lua;' DUCKY_HOSTS_CPATH='./build-luajit/?.so;' "
+      return ("%s%s DUCKY_HOSTS_PATH='./lua/?.lua;./?.lua;' DUCKY_HOSTS_CPATH='./%s/?.so;' "
         .. "timeout 120 nvim --headless -u NONE -i NONE -n -c 'luafile spec/support/hosts/driver_nvim.lua'")
-        :format(H.CLEAN_ENV, env)
+        :format(H.CLEAN_ENV, env, LUAJIT_BUILD)
     end,
   }
 end
