@@ -3,10 +3,11 @@
 -- one JSON line per scenario ({ name, ok, value | error }) to $DUCKY_HOSTS_OUT,
 -- then {"name":"END"}. Environment: DUCKY_STANDIN_DIR (the stand-in's folder),
 -- DUCKY_HOSTS_KIND ("http" or "https"), DUCKY_HOSTS_ONLY (optional: the names
--- of the scenarios to run, comma-separated).
+-- of the scenarios to run, comma-separated), DUCKY_HOSTS_MODULE (optional:
+-- another module of scenarios, bench/hosts/gaps.lua's).
 local cjson = require("cjson")
 local ducky = require("ducky")
-local S = require("spec.support.hosts.scenarios")
+local S = require(os.getenv("DUCKY_HOSTS_MODULE") or "spec.support.hosts.scenarios")
 
 local C = {}
 
@@ -35,7 +36,7 @@ function C.context(D)
   local kind = os.getenv("DUCKY_HOSTS_KIND") or "http"
   local root = origin(info, kind)
   local nonce = ("%d%04d"):format(os.time(), math.random(0, 9999))
-  local ctx = { D = D, kind = kind }
+  local ctx = { D = D, kind = kind, http_port = math.floor(info.http_port) }
   local control_client = ducky.client { base_url = origin(info, "http"), token_cache = false,
     client_id = "hosts-control", client_secret = "unused" }
   function ctx.control(name, body)
@@ -90,7 +91,7 @@ function C.main(D, finish)
   end
   local ctx = C.context(D)
   local only = wanted()
-  emit("outside", pcall(outside, ctx))
+  if not S.no_outside then emit("outside", pcall(outside, ctx)) end
   D.run(function()
     local names = {}
     for _, n in ipairs(S.order) do names[#names + 1] = n end

@@ -30,7 +30,7 @@ function D.ticker()
   gap, ticks, last, counting = 0, 0, D.now(), true
   return function()
     counting = false
-    return gap, ticks
+    return math.max(gap, D.now() - last), ticks
   end
 end
 

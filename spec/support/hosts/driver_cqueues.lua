@@ -27,7 +27,7 @@ function D.ticker()
   end)
   return function()
     stop = true
-    return gap, ticks
+    return math.max(gap, D.now() - last), ticks
   end
 end
 

@@ -42,7 +42,7 @@ return function(D)
     return function()
       t:stop()
       t:close()
-      return gap, ticks
+      return math.max(gap, D.now() - last), ticks
     end
   end
 
