@@ -123,7 +123,7 @@ end
 A.enter = enter
 
 local function wait(self, ready)
-  if not ready() then self.host.wait(self, ready) end
+  while not ready() do self.host.wait(self, ready) end
 end
 
 -- ---------------------------------------------------------------------------
