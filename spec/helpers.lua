@@ -40,6 +40,46 @@ function H.write_file(path, s)
   f:close()
 end
 
+-- fn(...) must raise, with a message (tostring of the error) that contains
+-- `expected` as plain text: string.find with plain = true, so "(", "%", "." and
+-- "'" mean themselves. Fails the spec otherwise (no raise, or another message);
+-- returns the message.   H.raises(c.request, "client:request: not an HTTP method name", c, "G T", "/")
+function H.raises(fn, expected, ...)
+  if type(expected) ~= "string" or expected == "" then
+    error("H.raises: give the expected message (a non-empty string), not " .. tostring(expected), 2)
+  end
+  local ok, e = pcall(fn, ...)
+  if ok then error(("expected an error containing %q, got none"):format(expected), 2) end
+  local msg = tostring(e)
+  if not msg:find(expected, 1, true) then
+    error(("expected an error containing %q, got %q"):format(expected, msg), 2)
+  end
+  return msg
+end
+
+-- Waits until fn() returns a true value (returned), calling it every `step`
+-- seconds (default 0.02), for at most `timeout` seconds (default 10); then fails
+-- the spec naming `what`, and fn's last non-true result if it gave a second one.
+--   H.wait_until(function() return H.exchanges(id) >= 1 end, 5, "the first exchange")
+function H.wait_until(fn, timeout, what, step)
+  local deadline = socket.gettime() + (timeout or 10)
+  while true do
+    local v, detail = fn()
+    if v then return v end
+    if socket.gettime() >= deadline then
+      error(("timed out after %g s waiting for %s%s"):format(timeout or 10, what or "a condition",
+        detail ~= nil and (" (last: " .. tostring(detail) .. ")") or ""), 2)
+    end
+    socket.sleep(step or 0.02)
+  end
+end
+
+-- s as a quoted Lua string on one line (a newline shown as \n), for spec names:
+-- a raw newline in a name breaks the TAP output into stray lines.
+function H.show(s)
+  return (("%q"):format(s):gsub("\\\n", "\\n"):gsub("\r", "\\r"))
+end
+
 -- A TCP port on 127.0.0.1 that nothing listens on (free to take).
 function H.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
