@@ -62,7 +62,7 @@ describe("request", function()
     end)
 
     for _, m in ipairs({ "GE T", "G\r\nET", "", "GET\0", "GET\n", "G:T", " GET" }) do
-      it("raises on the non-token method " .. string.format("%q", m), function()
+      it("raises on the non-token method " .. H.show(m), function()
         local before = api_requests()
         H.raises(c.request, "client:request: not an HTTP method name", c, m, "/echo")
         assert.equals(before, api_requests())
