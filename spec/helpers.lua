@@ -1,5 +1,5 @@
 -- Helpers for the busted specs: start/find the local stand-in
--- (spec/support/standin.py) and talk to its /_control endpoints.
+-- (spec/support/standin/standin.py) and talk to its /_control endpoints.
 --   local H = require("spec.helpers")      -- run from the repository root
 local http = require("socket.http")
 local ltn12 = require("ltn12")
@@ -12,7 +12,7 @@ local H = {}
 H.NIL = setmetatable({}, { __tostring = function() return "H.NIL" end })
 
 local PYTHON = "/usr/bin/python3"
-local STANDIN = "spec/support/standin.py"
+local STANDIN = "spec/support/standin/standin.py"
 
 local info -- decoded standin.json, once per Lua process
 local id_counter = 0
@@ -240,7 +240,7 @@ function H.exchanges(id)
 end
 
 -- ------------------------------------------------------------------------
--- private_key_jwt and tls_client_auth (spec/support/standin_auth.py)
+-- private_key_jwt and tls_client_auth (spec/support/standin/standin_auth.py)
 
 HOSTS.mtls = { "https", "localhost", "mtls_port" } -- asks for a client certificate
 
@@ -304,13 +304,13 @@ end
 
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- A client assertion crafted by spec/support/make_jwt.py (ducky never makes a
+-- A client assertion crafted by spec/support/standin/make_jwt.py (ducky never makes a
 -- bad one): t = { key = "rsa" (stand-in key name) or key_file, client_id, aud,
 -- alg, kid, iat_in, exp_in (seconds from now), jti, claims, header (tables
 -- merged over the defaults; cjson.null removes), and mistakes: sign_alg (other
 -- than the header's alg), pss_salt = "max", ecdsa_der }
 function H.make_jwt(t)
-  local args = { "/usr/bin/python3 spec/support/make_jwt.py",
+  local args = { "/usr/bin/python3 spec/support/standin/make_jwt.py",
     "--key", shell_quote(t.key_file or H.jwt_key(t.key or "rsa").private_key_file),
     "--client-id", shell_quote(t.client_id), "--aud", shell_quote(t.aud) }
   local function opt(name, v) if v ~= nil then args[#args + 1] = name .. "=" .. shell_quote(v) end end

@@ -54,7 +54,7 @@ describe("hostile input", function()
 
   -- run in a child process: formatting a long error must not crash anything
   local function long_error(case)
-    local cmd = ("DUCKY_STANDIN_DIR=%q %s %s spec/support/error_line_worker.lua %s %q")
+    local cmd = ("DUCKY_STANDIN_DIR=%q %s %s spec/support/workers/error_line_worker.lua %s %q")
       :format(H.standin().dir, H.CHILD_ENV, H.LUA, case, id)
     local out, code = H.run(cmd)
     assert.equals(0, code, "the worker died (exit " .. tostring(code) .. "): " .. out:sub(1, 300))

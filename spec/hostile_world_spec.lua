@@ -2,7 +2,7 @@
 -- describe per item (its number in the name), each against the local stand-in.
 -- Elsewhere: items 1, 2, 14 (the file cache) and 20 in spec/file_store_spec.lua;
 -- 3, 4 and 5 in spec/secrets_spec.lua; 9's Redis cases in spec/redis_spec.lua;
--- the fault matrix (spec/support/fault_matrix.lua) has rows for most of them.
+-- the fault matrix (spec/support/model/fault_matrix.lua) has rows for most of them.
 local H = require("spec.helpers")
 local ducky = require("ducky")
 local socket = require("socket")

@@ -110,7 +110,7 @@ local function run_workers(port, id, specs)
   local parts = {}
   for i, s in ipairs(specs) do
     parts[#parts + 1] = ([[LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' ]]
-      .. H.LUA .. [[ spec/support/redis_worker.lua %q %q %q %q %q %d %d %d %.3f & p%d=$!;]])
+      .. H.LUA .. [[ spec/support/workers/redis_worker.lua %q %q %q %q %q %d %d %d %.3f & p%d=$!;]])
       :format(build, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), port,
         s[1], s[2], start, i)
   end

@@ -1,11 +1,11 @@
 -- The client secret and the access tokens never leak (DESIGN.md Token rules 8,
 -- README "Security notes"): every scenario of the fault matrix
--- (spec/support/fault_matrix.lua) is run again with a distinctive secret and a
+-- (spec/support/model/fault_matrix.lua) is run again with a distinctive secret and a
 -- `log` function; every error (tostring and every field, recursively), every log
 -- event, tostring(client) and stats() is searched for the secret in every form it
 -- takes on the wire, and for a whole access token.
 local H = require("spec.helpers")
-local M = require("spec.support.fault_matrix")
+local M = require("spec.support.model.fault_matrix")
 local mime = require("mime")
 local ducky = require("ducky")
 

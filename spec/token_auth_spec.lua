@@ -1,7 +1,7 @@
 -- Client authentication without a shared secret (issue 14, parts 2 and 3):
 -- token_auth = "private_key_jwt" (RFC 7523 §2.2, Auth0 "Private Key JWT") and
 -- token_auth = "tls_client_auth" (RFC 8705), against the stand-in's verifier
--- (spec/support/standin_auth.py). Each spec uses a fresh client id with a key
+-- (spec/support/standin/standin_auth.py). Each spec uses a fresh client id with a key
 -- registered for it (H.jwt_opts) or a certificate made for it (H.mtls_opts).
 local H = require("spec.helpers")
 local ducky = require("ducky")
@@ -327,7 +327,7 @@ describe("private_key_jwt", function()
     end)
   end)
 
-  -- ducky never makes such assertions: crafted by spec/support/make_jwt.py and
+  -- ducky never makes such assertions: crafted by spec/support/standin/make_jwt.py and
   -- posted to the stand-in directly, to show that its verifier refuses them.
   describe("the stand-in refuses crafted assertions", function()
     local id, aud

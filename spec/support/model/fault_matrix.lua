@@ -4,7 +4,7 @@
 -- spec/secrets_spec.lua replays every scenario hunting for leaked secrets, and
 -- doc/fault-matrix.md is M.markdown() (faults_spec checks they agree).
 --
---   local M = require("spec.support.fault_matrix")
+--   local M = require("spec.support.model.fault_matrix")
 --   for _, row in ipairs(M.rows) do local ctx = M.run(row, { id_prefix = "x" }) end
 --
 -- A row:
@@ -759,7 +759,7 @@ function M.markdown()
     "What a call (`client:ping_protected()` unless the fault says otherwise) returns when",
     "the token endpoint, the API or TLS misbehaves, with `retries = 2`. Asserted row by row",
     "by `spec/faults_spec.lua` against the local stand-in; the rows live in",
-    "`spec/support/fault_matrix.lua`. \"Exchange\" is a token the stand-in issued.",
+    "`spec/support/model/fault_matrix.lua`. \"Exchange\" is a token the stand-in issued.",
     "",
     "| fault | where | outcome |",
     "|---|---|---|",

@@ -26,7 +26,7 @@
 -- store's failing or garbage load() logs a store_error; the stand-in's token
 -- exchanges per credential stay within the model's bound (see bound()).
 --
---   local model = require("spec.support.model")
+--   local model = require("spec.support.model.model")
 --   model.run{ seed = 42, steps = 2000 }   -- or DUCKY_SEED / DUCKY_STEPS
 --
 -- Environment: DUCKY_SEED (default: from the clock; printed at the start and

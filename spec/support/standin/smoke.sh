@@ -1,13 +1,13 @@
 #!/bin/bash
-# Smoke test for spec/support/standin.py with the curl CLI.  Documents usage.
-#   spec/support/standin_smoke.sh [-v]      (exit status 0 = all checks passed)
+# Smoke test for spec/support/standin/standin.py with the curl CLI.  Documents usage.
+#   spec/support/standin/smoke.sh [-v]      (exit status 0 = all checks passed)
 # Starts its own stand-in in a temp dir (tied to this shell with --exit-with).
 set -u
-cd "$(dirname "$0")/../.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2
 VERBOSE=${1:-}
 PY=/usr/bin/python3
 DIR=$(mktemp -d)
-$PY spec/support/standin.py --dir "$DIR" --exit-with $$ >"$DIR/log" 2>&1 &
+$PY spec/support/standin/standin.py --dir "$DIR" --exit-with $$ >"$DIR/log" 2>&1 &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do [ -f "$DIR/standin.json" ] && break; sleep 0.1; done
@@ -170,7 +170,7 @@ osl_jwt() {
   shift 5
   printf '%s.%s.%s' "$h" "$c" "$(printf '%s.%s' "$h" "$c" | openssl dgst "-sha${alg:2}" -sign "$J/rsa.key" "$@" | b64u)"
 }
-mk_jwt() { $PY spec/support/make_jwt.py "$@"; }
+mk_jwt() { $PY spec/support/standin/make_jwt.py "$@"; }
 # [JURL=token URL] jtok CLIENT ASSERTION [curl args] -> status of a private_key_jwt token request
 jtok() { req "${JURL:-$H/oauth/token}" --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$1" --data-urlencode "client_assertion_type=$URN" --data-urlencode "client_assertion=$2" --data-urlencode "audience=$AUD" "${@:3}"; }
 err() { j 'd["error"]+": "+d["error_description"]' <"$R"; }
@@ -241,7 +241,7 @@ check "mtls ping without certificate" 200 "$(req --cacert "$DIR/ca.pem" "$M/v3/p
 
 # ---- --exit-with and shutdown
 D2=$(mktemp -d); sleep 1.5 & SL=$!
-$PY spec/support/standin.py --dir "$D2" --exit-with $SL >/dev/null 2>&1 & P2=$!
+$PY spec/support/standin/standin.py --dir "$D2" --exit-with $SL >/dev/null 2>&1 & P2=$!
 wait $SL; sleep 1
 kill -0 $P2 2>/dev/null; check "exit-with" 1 $?
 check "json removed" no "$([ -f "$D2/standin.json" ] && echo yes || echo no)"

@@ -1,6 +1,6 @@
 -- luacheck: read globals ARGS THREAD
 -- One side of a token refresh (spec/refresh_spec.lua), as a thread of
--- spec/support/threads.c (ARGS; role "THREAD": thread 1 leads) or a process
+-- spec/support/hosts/threads.c (ARGS; role "THREAD": thread 1 leads) or a process
 -- (arg): role ("leader" or "other"), t0 (the shared start, socket.gettime() seconds), client id, cache
 -- ("memory" or "file"). The leader takes a token, and once it is inside its
 -- refresh margin (the stand-in issues 4 s tokens: margin 2 s) refreshes it

@@ -2,7 +2,7 @@
 """Local stand-in for the Auth0 token endpoint and the Ducky API (tests only).
 
 Usage:
-  /usr/bin/python3 spec/support/standin.py --dir DIR [--audience ducky-api-test]
+  /usr/bin/python3 spec/support/standin/standin.py --dir DIR [--audience ducky-api-test]
       [--lifetime 86400] [--exit-with PID] [--remove-dir] [--verbose]
 
 Python standard library, plus python3-cryptography to verify private_key_jwt
