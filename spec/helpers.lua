@@ -239,6 +239,19 @@ function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
 end
 
+-- Time-based faults (standin.py's docstring): t = { path, status (or "drop"),
+-- seconds, client_id, delay, headers, body } answers every request to path
+-- that way for t.seconds; H.slow{ path, delay, seconds, client_id } delays
+-- each answer. seconds = 0 ends either early; H.reset() ends them all.
+function H.outage(t) return H.control("outage", t) end
+function H.slow(t) return H.control("slow", t) end
+
+-- The token requests the stand-in saw naming client id `id`:
+-- { received = n, succeeded = n (exchanges), failed = n }
+function H.token_requests(id)
+  return H.stats().token_requests_by_client[id] or { received = 0, succeeded = 0, failed = 0 }
+end
+
 -- ------------------------------------------------------------------------
 -- private_key_jwt and tls_client_auth (spec/support/standin/standin_auth.py)
 
