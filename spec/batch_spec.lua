@@ -232,7 +232,11 @@ http {
   end)
 
   teardown(function()
-    if pid then os.execute("kill " .. pid .. "; sleep 0.2; rm -rf " .. prefix) end
+    if pid then
+      os.execute("kill " .. pid)
+      H.wait_until(function() return not H.alive(pid) end, 10, "nginx to exit")
+      os.execute("rm -rf " .. prefix)
+    end
   end)
 
   local function client(version)

@@ -104,12 +104,10 @@ describe("file token cache", function()
     run(("%s LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " %s %q %q %q %q %q default"
       .. " >/dev/null 2>&1 & echo $! > %q"):format(env, build, WORKER, H.base_url(), H.token_url(),
         H.audience(), id, H.secret(id), pidfile))
-    -- wait until the first process holds the lock (its lock file exists)
-    for _ = 1, 100 do
-      if sh("ls " .. home .. "/ducky/"):find("%.lock") then break end
-      sh("sleep 0.05")
-    end
-    sh("sleep 0.2")
+    -- the first process holds the lock while it exchanges: once its token request
+    -- has reached the stand-in (which delays the answer), the lock is held
+    H.wait_until(function() return H.token_requests(id).received >= 1 end, 10,
+      "the first process's token request")
     sh("kill -9 " .. H.read_file(pidfile))
     H.reset() -- the stand-in forgets the delay fault
     local ok, events, out = worker(id, env)

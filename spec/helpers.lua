@@ -102,11 +102,12 @@ local function my_pid()
   return pid
 end
 
+-- Whether process p runs (a zombie, state Z, has exited already).
 local function alive(p)
-  -- a zombie (state Z) has exited already
   local stat = tointeger(p) and read_file("/proc/" .. tointeger(p) .. "/stat")
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
+H.alive = alive
 
 -- lua-cjson decodes every number as a float: turn integral ones into integers
 local function ints(v)
