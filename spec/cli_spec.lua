@@ -17,7 +17,7 @@ local UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SEC
   "DUCKY_SIGNING_ALG", "DUCKY_ASSERTION_AUDIENCE", "DUCKY_CLIENT_CERT", "DUCKY_CLIENT_KEY",
   "DUCKY_CLIENT_KEY_PASSWORD" }
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.quote
 
 local function write(path, s, mode)
   local f = assert(io.open(path, "wb"))

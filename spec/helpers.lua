@@ -135,6 +135,10 @@ H.LUA = os.getenv("DUCKY_LUA") or "lua5.4"
 H.BUILD = os.getenv("DUCKY_BUILD") or "build"
 H.CHILD_ENV = ("LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;'"):format(H.BUILD)
 
+-- s quoted for the shell, as one word.
+function H.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = H.quote
+
 -- Runs a shell command; returns its output (stdout and stderr) and exit code.
 -- (popen's close() tells no exit status on Lua 5.1, so the shell reports it.)
 function H.run(cmd)
@@ -143,6 +147,12 @@ function H.run(cmd)
   p:close()
   local code = tonumber(out:match("__exit=(%d+)%s*$"))
   return (out:gsub("__exit=%d+%s*$", "")), code
+end
+
+-- H.run of `sh -c cmd` in the checkout, without the sanitizer runtime the suite
+-- may preload and without the flags of a make that may be running the suite.
+function H.sh(cmd)
+  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. H.quote(cmd))
 end
 
 -- Runs a Lua script in a child process of the interpreter and build under test
@@ -316,7 +326,6 @@ function H.mtls_opts(overrides, cert)
   return o, c
 end
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- A client assertion crafted by spec/support/standin/make_jwt.py (ducky never makes a
 -- bad one): t = { key = "rsa" (stand-in key name) or key_file, client_id, aud,
@@ -410,6 +419,27 @@ function H.strings_of(v, out, seen)
     end
   end
   return out
+end
+
+-- res, err as a call returned them: no res, and err a ducky.error of `kind`
+-- with a message.
+function H.assert_error(res, err, kind)
+  local ducky = require("ducky")
+  assert(res == nil, "expected a " .. tostring(kind) .. " error, got an answer")
+  assert(ducky.is_error(err), "expected a ducky.error, got " .. tostring(err))
+  assert(err.kind == kind, ("expected a %s error, got %s"):format(tostring(kind), tostring(err)))
+  assert(type(err.message) == "string" and type(tostring(err)) == "string", "no message")
+end
+
+-- The first of `texts` that holds one of `forms` (plain text; empty forms
+-- ignored), as a readable line; nil when none does.
+function H.find_leak(texts, forms)
+  for _, s in ipairs(texts) do
+    for _, f in ipairs(forms) do
+      if #f > 0 and s:find(f, 1, true) then return ("%q holds %q"):format(s:sub(1, 300), f:sub(1, 80)) end
+    end
+  end
+  return nil
 end
 
 -- the events of a log list named name, in order

@@ -32,10 +32,7 @@ local function answers_ping(port)
   return line == "+PONG"
 end
 
-local function alive(pid)
-  local stat = H.read_file("/proc/" .. pid .. "/stat")
-  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
-end
+local alive = H.alive
 
 -- Starts redis-server on port in the background; it dies with this Lua process.
 local function start_redis(port)

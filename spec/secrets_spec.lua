@@ -43,14 +43,7 @@ end
 
 local strings_of = H.strings_of
 
-local function find_leak(texts, forms)
-  for _, s in ipairs(texts) do
-    for _, f in ipairs(forms) do
-      if s:find(f, 1, true) then return ("%q holds %q"):format(s:sub(1, 300), f) end
-    end
-  end
-  return nil
-end
+local find_leak = H.find_leak
 
 local function find_token(texts)
   for _, s in ipairs(texts) do

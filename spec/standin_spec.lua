@@ -9,7 +9,7 @@ local socket = require("socket")
 
 local TOKEN = "/oauth/token"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.quote
 
 -- Runs shell command cmd as client `id` of the stand-in, its settings in
 -- DUCKY_* variables as a user would give them (tools/standin.sh prints them),

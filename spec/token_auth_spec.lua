@@ -678,14 +678,7 @@ local function assertion_forms(jwt)
   return { jwt, jwt:match("([^.]+)$") }
 end
 
-local function find_leak(texts, forms)
-  for _, s in ipairs(texts) do
-    for _, f in ipairs(forms) do
-      if #f > 0 and s:find(f, 1, true) then return ("%q holds %q"):format(s:sub(1, 200), f:sub(1, 80)) end
-    end
-  end
-  return nil
-end
+local find_leak = H.find_leak
 
 -- runs fn(client) for a client made from o with a log; checks what it produced
 local function no_leak(o, forms_of, fn)
