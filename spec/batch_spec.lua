@@ -160,7 +160,8 @@ describe("client:batch", function()
       "client:batch: item 1: not a { method, path, opts } table")
     assert.has_error(function() c:batch({ { "GET", "/echo", { bogus = 1 } } }) end,
       "client:batch: item 1: unknown option 'bogus'")
-    assert.has_error(function() c:batch({}, { concurrency = 0 }) end)
+    H.raises(function() c:batch({}, { concurrency = 0 }) end,
+      "client:batch: option 'concurrency' is out of range: 0")
     assert.has_error(function() c:batch({}, { parallel = 2 }) end, "client:batch: unknown option 'parallel'")
     assert.equals(before, H.stats().requests)
   end)

@@ -280,7 +280,7 @@ describe("redis_store", function()
       local key = new_key()
       raw:set("ducky:" .. key, "v")
       raw:rpush("ducky:" .. key .. "x", "a") -- a list: GET on it is a Redis error
-      assert.has_error(function() store.load(key .. "x") end)
+      H.raises(store.load, "WRONGTYPE", key .. "x")
       store.store(key, entry(100))
       assert.is_table(store.load(key))
     end)

@@ -386,7 +386,8 @@ describe("private_key_jwt", function()
 
     it("an unknown signing_alg is a programmer error: ducky.client raises", function()
       for _, alg in ipairs { "HS256", "none", "ES512" } do
-        assert.has_error(function() ducky.client(H.jwt_opts("rsa", { signing_alg = alg })) end)
+        H.raises(function() ducky.client(H.jwt_opts("rsa", { signing_alg = alg })) end, ("ducky.client: "
+          .. 'option \'signing_alg\' must be "RS256", "RS384", "PS256" or "ES256", not "%s"'):format(alg))
       end
     end)
   end)
