@@ -15,7 +15,10 @@ $(cat "$standin_dir/env")
 (or: . $standin_dir/env), then for example
   ducky ping --protected
   lua5.4 examples/ping.lua
+  lua5.4 examples/request.lua GET /footprints
 
+What it answers, and its controls that make it misbehave (outages, faults,
+revoked tokens, ...): README.md, "The local stand-in".
 Ctrl-C stops it.
 EOT
 wait $standin_pid
