@@ -13,15 +13,16 @@ local q = H.quote
 
 -- Runs shell command cmd as client `id` of the stand-in, its settings in
 -- DUCKY_* variables as a user would give them (tools/standin.sh prints them),
--- the module and bin/ducky of this checkout, a file token cache of its own;
--- returns the output and exit code.
+-- the module and bin/ducky of this checkout (and the sanitizer runtime the
+-- suite may preload), a file token cache of its own; returns the output and
+-- exit code.
 local function run_as(id, cmd)
   local cache = H.tmpdir()
   local env = ("XDG_CACHE_HOME=%s DUCKY_BASE_URL=%s DUCKY_TOKEN_URL=%s DUCKY_AUDIENCE=%s DUCKY_CA_FILE=%s "
     .. "DUCKY_CLIENT_ID=%s DUCKY_CLIENT_SECRET=%s DUCKY_LUA=%s PATH=\"$PWD/bin:$PATH\""):format(q(cache),
     q(H.base_url("https")), q(H.token_url("https")), q(H.audience()), q(H.ca_file()), q(id), q(H.secret(id)),
     q(H.LUA))
-  local out, code = H.run(("%s%s %s %s"):format(H.CLEAN_ENV, H.CHILD_ENV, env, cmd))
+  local out, code = H.run(("%s %s %s"):format(H.CHILD_ENV, env, cmd))
   os.execute("rm -rf " .. q(cache))
   return out, code
 end
@@ -193,8 +194,11 @@ describe("the stand-in", function()
   end)
 end)
 
+-- README's shell lines run curl, which the sanitizer runtime would not leave alone
+local plain = (os.getenv("LD_PRELOAD") or "") == ""
+
 describe("the examples against the stand-in", function()
-  it("README's lines that tell the stand-in to misbehave", function()
+  (plain and it or pending)("README's lines that tell the stand-in to misbehave", function()
     local id = H.new_id("readme")
     local block = readme_block("_control/outage", "shell")
     local out, code = run_as(id, "sh -c " .. q(block))
