@@ -20,6 +20,7 @@ if [ "${1:-}" = "--one" ]; then
 	build=$2 work=$3 item=$4
 	name=$(printf %s "$item" | tr -c 'A-Za-z0-9_\n' _)
 	start=$(date +%s%N)
+	mkdir -p "$work/cache.$name"
 	# shellcheck disable=SC2086 # ITEM is a list of file names without spaces
 	XDG_CACHE_HOME="$work/cache.$name" DUCKY_STANDIN_DIR="$work/standin.${SLOT:-0}" DUCKY_BUILD="$build" \
 		LUA_CPATH="./$build/?.so;;" LD_PRELOAD="${DUCKY_PRELOAD:-}" \
