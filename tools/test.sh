@@ -11,6 +11,8 @@
 # $DUCKY_PRELOAD, if set, is preloaded into the Lua interpreter only (sanitizer
 # runtimes); $DUCKY_COUNTS, if set, gets the counts appended (make test).
 set -eu
+# Lua 5.2-5.4 would read these before LUA_CPATH (make standin prints one): the build under test only
+unset LUA_CPATH_5_2 LUA_CPATH_5_3 LUA_CPATH_5_4
 # Specs that run make in the checkout (they share its build directories).
 SERIAL="spec/build_spec.lua spec/readme_spec.lua"
 
