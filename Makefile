@@ -50,6 +50,7 @@ LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_BIN     ?= $(LUA)
 LUA_FILES   = lua/ducky/redis_store.lua lua/ducky/ngx.lua
+LUA_NGX     = $(sort $(wildcard lua/ducky/ngx/*.lua))
 
 # Release tarballs and rockspecs go to DIST; the rockspec fetches from DIST_URL.
 DIST        ?= dist
@@ -198,13 +199,14 @@ _valgrind: all
 		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
 
 # DESTDIR stages the install (packagers); uninstall removes exactly these files.
-INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
+INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(LUA_NGX:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
 	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
 install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_LMOD)/ducky $(DESTDIR)$(BINDIR) \
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_LMOD)/ducky/ngx $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
 	install -m 0644 $(LUA_FILES) $(DESTDIR)$(LUA_LMOD)/ducky/
+	install -m 0644 $(LUA_NGX) $(DESTDIR)$(LUA_LMOD)/ducky/ngx/
 	sed '1,/^]]/c #!/usr/bin/env $(LUA_BIN)' bin/ducky >$(DESTDIR)$(BINDIR)/ducky # no checkout launcher
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
 	sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(RELEASE_DATE)/g' doc/ducky.1 \
@@ -214,7 +216,7 @@ install: all
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
+	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky/ngx $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
 
 lint:
 	tools/lint_c.sh

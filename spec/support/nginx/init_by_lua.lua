@@ -1,8 +1,9 @@
--- The spec's Lua in nginx (spec/nginx_spec.lua): run from init_by_lua beside
--- the example's own API; spec/support/nginx_locations.conf calls it.
+-- The spec's Lua in nginx (spec/nginx_*_spec.lua): run from init_by_lua beside
+-- the example's own API; spec/support/nginx/locations.conf calls it.
 local cjson = require("cjson")
 -- luacheck: globals SPEC API, read_globals ngx
 local ducky_ngx = require("ducky.ngx")
+local token_store = require("ducky.ngx.store")
 
 SPEC = {}
 
@@ -88,7 +89,7 @@ end
 -- The shared-dict lock: unlock deletes only a lock that is still ours.
 function SPEC.lock()
   local dict = ngx.shared.spec
-  local store = ducky_ngx._shared_store(dict, 30)
+  local store = token_store.new(dict, 30)
   local out = {}
   out.first = store.lock("k", 1)
   out.second = store.lock("k", 0.05) -- held: not taken within 0.05 s

@@ -1,0 +1,151 @@
+-- ducky.ngx.pool: what runs in the thread pool's Lua VMs. nginx loads this
+-- module there (ngx.run_worker_thread) and calls run() or setup(); each VM
+-- keeps one ducky.client per configuration, made on first use. Only plain
+-- data crosses to and from the worker (nginx copies it; metatables are lost).
+local ngx = ngx
+local cjson = require("cjson")
+local ducky = require("ducky")
+local shared = require("ducky.ngx.shared")
+local store = require("ducky.ngx.store")
+local stats = require("ducky.ngx.stats")
+
+local M = {}
+
+local SAFETY = 1 -- a token with less left than this is not handed out
+
+local vm = {
+  entries = {}, -- configuration id -> { client, refresher, dict, last stats, ... }
+  events = nil, -- events of the call under way (nil: none)
+  delta = nil,  -- its stats, so far
+}
+
+-- Events worth a line in nginx's log: all but the token read from memory,
+-- which every call makes.
+local function collect(event)
+  if event.event == "token" and event.source == "memory" then return end
+  local events = vm.events or {}
+  events[#events + 1] = event
+  vm.events = events
+end
+
+local function make_entry(conf)
+  local dict = conf.dict and ngx.shared[conf.dict]
+  if conf.dict and not dict then
+    error("lua_shared_dict " .. conf.dict .. " is not configured", 0)
+  end
+  local function client(margin)
+    local o = shared.copy(conf.copts)
+    o.token_cache = dict and store.new(dict, conf.lock_ttl) or false
+    if conf.log then o.log = collect end
+    if margin then o.refresh_margin = margin end
+    return ducky.client(o)
+  end
+  return { client = client(), dict = dict, id = conf.id, last = {},
+    refresher = function(self) -- a client that refreshes earlier than the others
+      self.refresher = client(conf.refresh_at)
+      return self.refresher
+    end }
+end
+
+-- What a client counted since this VM last reported it, added to delta (a
+-- table of the changed counters, nil while none changed); it goes back to the
+-- worker with the call's result. Rate-limit headers come with exchanges only.
+local function stats_delta(e, client, delta)
+  e.scratch = e.scratch or {}
+  local s = client:stats(e.scratch) -- filled in place: no table per call
+  local last = e.last[client]
+  if not last then
+    last = {}
+    e.last[client] = last
+  end
+  for _, name in ipairs(stats.CLIENT) do
+    local d = s[name] - (last[name] or 0)
+    if d ~= 0 then
+      delta = delta or {}
+      delta[name] = (delta[name] or 0) + d
+      last[name] = s[name]
+      if name == "token_fetches" and next(s.rate_limit) then -- a copy: s is reused
+        delta.rate_limit = shared.copy(s.rate_limit)
+      end
+    end
+  end
+  return delta
+end
+
+-- The current token for authorization(): the client's, unless the dict holds a
+-- different one (another worker refreshed it, or it was invalidated there).
+local function bearer(e, key)
+  local c = e.client
+  local tok, err, info = c:token()
+  if not tok or not e.dict or not key then return tok, err end
+  local text = e.dict:get(key)
+  if text then
+    local ok, entry = pcall(cjson.decode, text)
+    if ok and type(entry) == "table" and type(entry.access_token) == "string"
+      and entry.access_token ~= tok and entry.expires_at - ngx.now() > SAFETY then
+      return entry.access_token
+    end
+  elseif info and info.source == "memory" then
+    c:invalidate() -- dropped from the dict by another worker: not ours to keep
+    tok, err = c:token()
+  end
+  return tok, err
+end
+
+local OPS = {
+  request = function(e, method, path, opts) return e.client:request(method, path, opts) end,
+  ping = function(e) return e.client:ping() end,
+  ping_protected = function(e) return e.client:ping_protected() end,
+  batch = function(e, requests, opts) return e.client:batch(requests, opts) end,
+  token = function(e)
+    local tok, left, info = e.client:token()
+    if not tok then return nil, left end
+    return { tok, left, info }
+  end,
+  bearer = bearer,
+  refresh = function(e)
+    local c = e.refresher
+    if type(c) == "function" then c = c(e) end
+    local tok, left, info = c:token()
+    vm.delta = stats_delta(e, c, vm.delta)
+    if not tok then return nil, left end
+    return { left, info }
+  end,
+  invalidate = function(e) e.client:invalidate() return true end,
+}
+
+-- Runs the op; a raised error (a call's arguments the client refused) comes
+-- back as a config error marked `raised`, so that the worker can tell it
+-- from a failure of the thread pool itself.
+local function dispatch(e, what, ...)
+  vm.events, vm.delta = nil, nil
+  local ok, res, err = pcall(OPS[what], e, ...)
+  if not ok then
+    res, err = nil, { kind = "config", message = tostring(res), raised = true }
+  end
+  local events, delta = vm.events, stats_delta(e, e.client, vm.delta)
+  vm.events, vm.delta = nil, nil
+  return res, err, events, delta
+end
+
+-- Called by nginx in a pool VM: the call `what` for configuration `id`, or
+-- NEED_CONFIG when this VM has not seen that configuration yet.
+function M.run(id, what, ...)
+  local e = vm.entries[id]
+  if not e then return shared.NEED_CONFIG end
+  return dispatch(e, what, ...)
+end
+
+-- The same, with the configuration: its clients are made and kept in this VM.
+function M.setup(id, conf, what, ...)
+  local e = vm.entries[id]
+  if not e then
+    local ok, made = pcall(make_entry, conf)
+    if not ok then return nil, { kind = "config", message = tostring(made) } end
+    e = made
+    vm.entries[id] = e
+  end
+  return dispatch(e, what, ...)
+end
+
+return M
