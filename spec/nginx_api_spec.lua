@@ -84,7 +84,7 @@ describe("nginx with ducky.ngx", function()
 
     test("authorization() answers from the dict in set_by_lua, and says so on a miss", function()
       local id3 = H.new_id("nginx-lazy")
-      nginx = N.start(id, { workers = 1, env = { DUCKY_SPEC_ID3 = id3, DUCKY_SPEC_SECRET3 = H.secret(id3) } })
+      nginx = N.start(id, { workers = 1, env = { DUCKY_SPEC_LAZY = id3 } })
       local body = get(nginx.url("/spec/phase/set?api=LAZY"))
       assert.equals("ducky auth error: no token in lua_shared_dict 'ducky_tokens' yet, and the set phase"
         .. " cannot wait for one: a fetch has started\n", body)
@@ -227,6 +227,78 @@ describe("nginx with ducky.ngx", function()
     test("the example's own options start", function()
       local out, code = N.check("{ timeout = 10, threads = 32, log_level = 'notice' }")
       assert.equals(124, code, out)
+    end)
+  end)
+
+  describe("what nginx's configuration must give it", function()
+    local function without(line)
+      return function(conf) return N.replace(conf, line .. "\n", "") end
+    end
+
+    local function count(s, plain)
+      local n, at = 0, 1
+      while true do
+        local i, j = s:find(plain, at, true)
+        if not i then return n end
+        n, at = n + 1, j + 1
+      end
+    end
+
+    test("no thread_pool directive: said once at start, in each call's error, not every second", function()
+      nginx = N.start(id, { workers = 2, env = { DUCKY_SPEC_NOPOOL_TIMER = "1" },
+        edit = without("thread_pool ducky threads=32;") })
+      local body, code = get(nginx.url("/health"))
+      assert.equals(503, code)
+      assert.matches("thread pool 'ducky': thread pool ducky not found (add `thread_pool ducky threads=32;`"
+        .. " to nginx.conf's main context, outside http {})", body, 1, true)
+      -- 40 steps of 50 ms of the workers' timer wheel: 20 of NOPOOL's refresh intervals in each
+      N.wait("the timers", 10, function()
+        return (tonumber((get(nginx.url("/spec/recorded?phase=ticks")))) or 0) >= 40
+      end)
+      local log = nginx.log()
+      assert.equals(1, count(log, "ducky: thread pool 'ducky' is not configured (add `thread_pool ducky"
+        .. " threads=32;` to nginx.conf's main context, outside http {})"), log)
+      assert.equals(1, count(log, "ducky: thread pool 'nope' is not configured"), log)
+      local failed = count(log, "background refresh failed")
+      assert.is_true(failed >= 1 and failed <= 4, "refresh failures logged: " .. failed .. "\n" .. log)
+    end)
+
+    test("no env directive for the credentials: said once at start, and in the error", function()
+      nginx = N.start(id, { workers = 2, edit = function(conf)
+        return without("env DUCKY_CLIENT_SECRET;")(without("env DUCKY_CLIENT_ID;")(conf))
+      end })
+      local hint = " (nginx passes its workers only the variables named by env directives: add"
+        .. " `env DUCKY_CLIENT_ID;` `env DUCKY_CLIENT_SECRET;` to nginx.conf's main context, and set them"
+        .. " where nginx starts)"
+      local body, code = get(nginx.url("/health"))
+      assert.equals(503, code)
+      assert.matches("^unhealthy: ducky config error: no credentials: ", body)
+      assert.matches(hint, body, 1, true)
+      assert.equals(1, count(nginx.log(), "ducky: DUCKY_CLIENT_ID, DUCKY_CLIENT_SECRET not in the workers'"
+        .. " environment" .. hint))
+    end)
+
+    test("the example's comments hold: its Lua paths, nginx -t, the dict's size", function()
+      local example = H.read_file(N.EXAMPLE)
+      local plan = N.run("env -u MAKEFLAGS -u MAKELEVEL make -s -n install LUA=luajit")
+      local lmod = plan:match("install %-m 0644 lua/ducky/redis_store%.lua %S+ (%S+)/ducky/\n")
+      local libdir = plan:match("install %-m 0755 %S+ (%S+)/ducky%.so\n")
+      assert.matches(('lua_package_path "%s/?.lua;;";'):format(lmod), example, 1, true)
+      assert.matches(('lua_package_cpath "%s/?.so;;";'):format(libdir), example, 1, true)
+      -- nginx -t does not run init_by_lua: a typo there passes it
+      local prefix = N.install()
+      local conf = N.config(prefix, H.free_port(), 1):gsub("timeout = 10,", "tiemout = 10,")
+      H.write_file(prefix .. "/nginx.conf", conf)
+      local out, code = N.run(("nginx -t -p %s/ -c %s/nginx.conf"):format(prefix, prefix))
+      os.execute("rm -rf " .. prefix)
+      assert.equals(0, code, out)
+      assert.matches("`nginx %-t`%s+%-%- does not run init_by_lua", example)
+      -- "1 MB holds about N tokens of 1 KB"
+      local claimed = tonumber(example:match("1 MB holds about (%d+) tokens of 1 KB"))
+      nginx = N.start(id, { workers = 1 })
+      local held = tonumber((get(nginx.url("/spec/dict-capacity?bytes=1024"))))
+      assert.is_true(math.abs(held - claimed) <= claimed / 10,
+        ("held %d, the example says %d"):format(held, claimed))
     end)
   end)
 end)

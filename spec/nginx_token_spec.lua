@@ -79,7 +79,7 @@ describe("nginx with ducky.ngx", function()
     test("is refreshed in the background before its margin: requests never miss", function()
       local id2 = H.new_id("nginx-short")
       H.config(id2, 10) -- 10 s tokens; refresh_margin 2, the timer refreshes at 5 s left
-      nginx = N.start(id, { env = { DUCKY_SPEC_ID2 = id2, DUCKY_SPEC_SECRET2 = H.secret(id2) } })
+      nginx = N.start(id, { env = { DUCKY_SPEC_SHORT = id2 } })
       N.wait("the timer's first exchange, at start", 5, function() return H.exchanges(id2) == 1 end)
       local seen = {}
       N.wait("the background refresh", 12, function() -- the token passes 5 s left

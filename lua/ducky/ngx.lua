@@ -28,6 +28,7 @@
 local ngx = ngx
 local ducky = require("ducky")
 local admission = require("ducky.ngx.admission")
+local checks = require("ducky.ngx.checks")
 local options = require("ducky.ngx.options")
 local stats = require("ducky.ngx.stats")
 local token = require("ducky.ngx.token")
@@ -42,10 +43,12 @@ local get_phase, now = ngx.get_phase, ngx.now -- resty.core's, when loaded in a 
 local Api = {}
 Api.__index = Api
 
--- What crossing the VM boundary took away: the error object, and headers
--- that are case-insensitive on lookup.
-local function as_error(t)
+-- What crossing the VM boundary took away: the error object (with what the
+-- start-up checks found that explains it), and headers that are
+-- case-insensitive on lookup.
+local function as_error(self, t)
   if type(t) ~= "table" then return t end
+  checks.explain(self, t)
   t.raised, t.pool = nil, nil -- ducky.ngx's own marks
   if type(t.headers) == "table" then ducky.headers(t.headers) end
   return ducky.error(t)
@@ -61,33 +64,60 @@ local function phase_error(method, phase)
     .. " thread pool in rewrite, access, content and timer phases only"):format(method, phase), 3)
 end
 
--- Every method that may wait starts here: the phase, and the settings that
--- depend on the worker's environment.
+-- Once per worker: the settings that depend on its environment, and the
+-- start-up checks of what nginx's configuration gives ducky.ngx.
+local function settle(self)
+  options.resolve(self)
+  if get_phase() == "init" then return end -- the master (cache_key()): the workers settle again
+  self.key = nil -- the worker's environment is the pool clients'
+  checks.worker(self, token.cache_key(self))
+  self.resolved = true
+end
+
+-- Every method that may wait starts here: the phase, and the settings.
 local function enter(self, method)
   local phase = get_phase()
   if not CALL_PHASES[phase] then phase_error(method, phase) end
-  if not self.resolved then options.resolve(self) end
+  if not self.resolved then settle(self) end
 end
 
 local function api_call(self, method, what, ...)
   local res, err = admission.submit(self, method, self.timeout, what, ...)
-  if res == nil then return nil, as_error(err) end
+  if res == nil then return nil, as_error(self, err) end
   return res
 end
 
-local function timeout_of(self, method, opts)
-  local timeout = type(opts) == "table" and opts.timeout or self.timeout
-  if type(timeout) ~= "number" then
-    error("ducky.ngx: " .. method .. ": timeout must be a number", 3)
+-- A call's arguments, checked where it is made: the caller hears of a
+-- mistake at once (raised, as ducky.client raises), and a call queued
+-- with others never fails them. Returns the call's timeout.
+local function check_opts(self, where, opts)
+  if opts == nil then return self.timeout end
+  if type(opts) ~= "table" then
+    error(("ducky.ngx: %s: opts must be a table, not %s"):format(where, type(opts)), 0)
   end
+  local timeout = opts.timeout
+  if timeout == nil then timeout = self.timeout end
+  if type(timeout) ~= "number" or not (timeout > 0 and timeout < math.huge) then
+    error(("ducky.ngx: %s: option 'timeout' must be a positive number of seconds, not %s")
+      :format(where, tostring(opts.timeout)), 0)
+  end
+  options.check_plain(opts, "opts", {}, "ducky.ngx: " .. where .. ":")
   return timeout
+end
+
+local function check_call(where, method, path)
+  if type(method) ~= "string" or type(path) ~= "string" then
+    error(("ducky.ngx: %s: method and path must be strings, not %s and %s")
+      :format(where, type(method), type(path)), 0)
+  end
 end
 
 function Api:request(method, path, opts)
   enter(self, "request")
-  local timeout = timeout_of(self, "request", opts)
+  check_call("api:request", method, path)
+  local timeout = check_opts(self, "api:request", opts)
   local res, err = admission.submit(self, "request", timeout, "request", method, path, opts)
-  if res == nil then return nil, as_error(err) end
+  if res == nil then return nil, as_error(self, err) end
   return as_result(res)
 end
 
@@ -103,11 +133,20 @@ end
 
 function Api:batch(requests, opts)
   enter(self, "batch")
-  local timeout = timeout_of(self, "batch", opts)
+  if type(requests) ~= "table" then
+    error("ducky.ngx: api:batch: requests must be a table, not " .. type(requests), 0)
+  end
+  for i, r in ipairs(requests) do
+    local where = "api:batch: item " .. i
+    if type(r) ~= "table" then error(("ducky.ngx: %s must be a table, not %s"):format(where, type(r)), 0) end
+    check_call(where, r[1], r[2])
+    check_opts(self, where, r[3])
+  end
+  local timeout = check_opts(self, "api:batch", opts)
   local list, err = admission.submit(self, "batch", timeout, "batch", requests, opts)
-  if list == nil then return nil, as_error(err) end
+  if list == nil then return nil, as_error(self, err) end
   for _, r in ipairs(list) do
-    if r.err then r.err = as_error(r.err) else as_result(r.res) end
+    if r.err then r.err = as_error(self, r.err) else as_result(r.res) end
   end
   return list
 end
@@ -120,22 +159,25 @@ function Api:token()
   return t[1], t[2], t[3]
 end
 
--- Drops the token from the dict and this worker. With a token (or its
--- "Bearer …" header value), only if the dict still holds that very token: a
--- late 401 must not discard a token another request just refreshed.
+-- Drops the token from the dict and the pool's clients. With a token (or
+-- its "Bearer …" header value), only if the dict still holds that very
+-- token: a late 401 must not discard a token another request just
+-- refreshed; and at most once per back-off step, so that an API answering
+-- 401 to everything does not turn each request into an exchange.
 function Api:invalidate(tok)
   enter(self, "invalidate")
   if tok ~= nil then
     if type(tok) ~= "string" then error("ducky.ngx: invalidate: token must be a string", 2) end
     tok = tok:gsub("^[Bb]earer%s+", "")
-    local entry = token.cached_entry(self)
-    if entry and entry.token ~= tok then return true end
   end
-  return api_call(self, "invalidate", "invalidate")
+  local res, err = token.invalidate(self, tok)
+  if res == nil then return nil, as_error(self, err) end
+  return res
 end
 
 -- The key under which the C core keeps this configuration's token.
 function Api:cache_key()
+  if not self.resolved then settle(self) end
   return token.cache_key(self)
 end
 
@@ -149,8 +191,8 @@ function Api:authorization()
   local phase = get_phase()
   local set = phase == "set"
   if not CALL_PHASES[phase] and not set then phase_error("authorization", phase) end
-  local e = self.entry
-  if e and self.dict:get(self.gen_key) == self.gen then
+  local e, dict = self.entry, self.dict
+  if e and (not dict or dict:get(self.gen_key) == self.gen) then
     local t = now()
     if e.expires_at - t > e.refresh_at then
       local counts = self.counts
@@ -159,9 +201,9 @@ function Api:authorization()
       return e.bearer
     end
   end
-  if not self.resolved then options.resolve(self) end
+  if not self.resolved then settle(self) end
   local bearer, err = token.authorization(self, set)
-  if not bearer then return nil, as_error(err) end
+  if not bearer then return nil, as_error(self, err) end
   return bearer
 end
 
@@ -172,7 +214,7 @@ function Api:init_worker()
     error(("ducky.ngx: api:init_worker() belongs in init_worker_by_lua, not the %s phase")
       :format(phase), 2)
   end
-  if not self.resolved then options.resolve(self) end
+  if not self.resolved then settle(self) end
   return token.init_worker(self)
 end
 

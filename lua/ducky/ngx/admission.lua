@@ -54,10 +54,13 @@ local function pool_state(pool)
   return P
 end
 
+-- The first call waiting in the queue; a call past its deadline is skipped
+-- (it times out on its own), so a slot never goes to a call that cannot use it.
 local function queued_head(P)
+  local now = ngx.now()
   while P.first <= P.last do
     local j = P[P.first]
-    if j and j.state == "queued" then return j end
+    if j and j.state == "queued" and j.deadline > now then return j end
     P[P.first] = nil
     P.first = P.first + 1
   end
@@ -78,28 +81,29 @@ local function hand_over(P)
   end
 end
 
--- Gives back the slots of calls whose requests went away (see LEASE_GRACE);
--- looks once a second at most.
+-- Gives back the slots of calls whose requests went away without a word (see
+-- LEASE_GRACE); looks once a second at most.
 local function reap(P)
-  local now, n = ngx.now(), 0
+  local now = ngx.now()
   if now - (P.reaped_at or 0) < 1 then return end
   P.reaped_at = now
+  local lost = {}
   for lease, deadline in pairs(P.leases) do
-    if now > deadline then
-      P.leases[lease] = nil
-      n = n + 1
-      hand_over(P)
-    end
+    if now > deadline then lost[#lost + 1] = lease end
   end
-  if n > 0 then
-    ngx.log(ngx.WARN, "ducky: ", n, " call(s) of pool '", P.name, "' outlived their requests;"
+  for _, lease in ipairs(lost) do -- not inside pairs(): hand_over() adds leases
+    P.leases[lease] = nil
+    hand_over(P)
+  end
+  if #lost > 0 then
+    ngx.log(ngx.WARN, "ducky: ", #lost, " call(s) of pool '", P.name, "' outlived their requests;"
       .. " their thread slots are free again")
   end
 end
 
--- For the background timer: reaps the pool's lost slots, if it has any state.
-function M.reap(pool)
-  if pools[pool] then reap(pools[pool]) end
+-- For the background timer: reaps every pool's lost slots.
+function M.reap_all()
+  for _, P in pairs(pools) do reap(P) end
 end
 
 local function run_worker_thread(api, fn, ...)
@@ -212,35 +216,85 @@ local function queue_timeout(api, method, timeout, running)
       M.size(api.pool)) }
 end
 
+-- With `lua_check_client_abort on`, a client that goes away: its call leaves
+-- the queue at once (or gives back the slot it was handed), a call in the
+-- pool ends first and gives its slot back; then the request ends with 499,
+-- as nginx would end it without this handler. (A request has one on_abort
+-- handler: when its code set its own, ducky's is not set, and a lost slot
+-- comes back at its deadline, see reap().)
+local function aborted(P, job)
+  local state = job.state
+  if state == "queued" then
+    job.state = "aborted"
+    job.sema:post(1)
+  elseif state == "lead" then -- handed a slot it has not taken up yet
+    P.leases[job] = nil
+    job.state = "aborted"
+    hand_over(P)
+  elseif state == "running" then
+    job.aborted = true
+  else
+    return ngx.exit(499)
+  end
+end
+
+-- One handler per request, for the call it waits on now (ngx.ctx.ducky_job).
+local function on_abort()
+  local job = ngx.ctx.ducky_job
+  if job then return aborted(job.P, job) end
+  return ngx.exit(499)
+end
+
+local function watch_abort(P, job)
+  if ngx.get_phase() == "timer" then return end
+  local ctx = ngx.ctx -- the request's own table
+  -- luacheck: push ignore 122
+  job.P, ctx.ducky_job = P, job
+  if ctx.ducky_abort == nil then ctx.ducky_abort = pcall(ngx.on_abort, on_abort) end
+  -- luacheck: pop
+end
+
+local function ended(job, res, err)
+  if job.aborted or job.state == "aborted" then return ngx.exit(499) end
+  return res, err
+end
+
+-- Waits in the queue; what the call gets when it leaves it.
+local function wait_in_queue(api, P, job, method)
+  stats.count(api, "queued")
+  job.state = "queued"
+  job.sema = semaphore.new(0)
+  P.last = P.last + 1
+  P[P.last] = job
+  job.sema:wait(job.timeout)
+  if job.state == "lead" then
+    ngx.update_time()
+    if ngx.now() < job.deadline then return ended(job, lead(P, job)) end
+    P.leases[job] = nil -- handed a slot as its time ran out
+    hand_over(P)
+  elseif job.state == "done" then
+    return ended(job, job.res, job.err)
+  elseif job.state == "aborted" then
+    return ended(job)
+  end
+  local running = job.state == "running"
+  job.state = "cancelled"
+  return queue_timeout(api, method, job.timeout, running)
+end
+
 -- Runs the pool op `what`(…) within `timeout` seconds, queue time included.
 function M.submit(api, method, timeout, what, ...)
   local P = pool_state(api.pool)
   local now = ngx.now()
   local job = { api = api, what = what, n = select("#", ...), start = now, timeout = timeout,
     deadline = now + timeout, ... }
+  watch_abort(P, job)
   if P.free <= 0 then reap(P) end
   if P.free > 0 and not queued_head(P) then
     P.free = P.free - 1
-    return lead(P, job)
+    return ended(job, lead(P, job))
   end
-  stats.count(api, "queued")
-  job.state = "queued"
-  job.sema = semaphore.new(0)
-  P.last = P.last + 1
-  P[P.last] = job
-  job.sema:wait(timeout)
-  if job.state == "lead" then
-    ngx.update_time()
-    local waited = ngx.now() - job.start
-    if waited < timeout then return lead(P, job) end
-    P.leases[job] = nil -- handed a slot as its time ran out
-    hand_over(P)
-  elseif job.state == "done" then
-    return job.res, job.err
-  end
-  local running = job.state == "running"
-  job.state = "cancelled"
-  return queue_timeout(api, method, timeout, running)
+  return wait_in_queue(api, P, job, method)
 end
 
 return M

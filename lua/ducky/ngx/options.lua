@@ -5,6 +5,7 @@ local cjson = require("cjson")
 local ducky = require("ducky")
 local shared = require("ducky.ngx.shared")
 local log = require("ducky.ngx.log")
+local checks = require("ducky.ngx.checks")
 
 local M = {}
 
@@ -16,23 +17,24 @@ local DEFAULT_INTERVAL = 1 -- seconds between background refresh checks
 local NGX_OPTIONS = { pool = true, shared_dict = true, threads = true, log_level = true,
   refresh_interval = true }
 
--- Raises, in ducky's words, for a value that cannot cross into the pool's VMs.
-local function check_plain(v, path, seen)
+-- Raises, in ducky's words, for a value that cannot cross into the pool's
+-- VMs; prefix: the start of the message ("ducky.ngx: option").
+local function check_plain(v, path, seen, prefix)
   local t = type(v)
   if t == "function" or t == "userdata" or t == "thread" then
     local hint = ""
     if path == "log" then
       hint = " (events go to nginx's error log: set log_level)"
     end
-    error(("ducky.ngx: option '%s' must be plain data, not a %s: options cross into the"
-      .. " thread pool's Lua VMs, which only take strings, numbers, booleans and tables of them%s")
-      :format(path, t, hint), 0)
+    error(("%s '%s' must be plain data, not a %s: options cross into the thread pool's Lua VMs,"
+      .. " which only take strings, numbers, booleans and tables of them%s")
+      :format(prefix or "ducky.ngx: option", path, t, hint), 0)
   elseif t == "table" then
-    if seen[v] then error(("ducky.ngx: option '%s' holds a cycle"):format(path), 0) end
+    if seen[v] then error(("%s '%s' holds a cycle"):format(prefix or "ducky.ngx: option", path), 0) end
     seen[v] = true
     for k, x in pairs(v) do
-      check_plain(k, path .. " key", seen)
-      check_plain(x, path .. "." .. tostring(k), seen)
+      check_plain(k, path .. " key", seen, prefix)
+      check_plain(x, path .. "." .. tostring(k), seen, prefix)
     end
     seen[v] = nil
   end
@@ -114,8 +116,9 @@ local function client_options(opts)
   check.token_cache = false
   local made, client = pcall(ducky.client, check)
   if not made then error(client, 0) end
+  local key = client:cache_key()
   client:close()
-  return copts
+  return copts, key
 end
 
 -- The fields of a new api object (ducky.ngx's new{} sets its metatable), or
@@ -123,7 +126,7 @@ end
 function M.parse(opts)
   opts = check_names(opts)
   local o = ngx_options(opts)
-  local copts = client_options(opts)
+  local copts, key = client_options(opts)
   local dict = o.dict_name and ngx.shared[o.dict_name]
   if o.dict_name and not dict then
     error(("ducky.ngx: lua_shared_dict '%s' is not configured: add `lua_shared_dict %s 1m;` to"
@@ -133,6 +136,7 @@ function M.parse(opts)
   return {
     id = id, pool = o.pool, threads = o.threads, dict_name = o.dict_name or nil, dict = dict or nil,
     counts = {}, flushed_at = 0, interval = o.interval or nil,
+    master_env = checks.master_env(), master_key = key, -- for checks.worker
     log_level = o.level and ngx[log.LEVELS[o.level]] or nil,
     conf = { id = id, copts = copts, dict = o.dict_name or nil },
   }
@@ -140,7 +144,7 @@ end
 
 -- What depends on the environment of the worker (where the pool's clients
 -- read DUCKY_* too): the timeout and margins, from ducky.defaults() there
--- unless the options give them. Called once per worker, before any call.
+-- unless the options give them. Called in each worker before any call.
 function M.resolve(api)
   local copts, defaults = api.conf.copts, ducky.defaults()
   local timeout = copts.timeout or defaults.timeout
@@ -150,7 +154,6 @@ function M.resolve(api)
   -- the requests' clients refresh at, by two timer ticks and some
   api.conf.refresh_at = margin + 2 * (api.interval or 0) + 5
   api.conf.lock_ttl = timeout + 5
-  api.resolved = true
 end
 
 return M

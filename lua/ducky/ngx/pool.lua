@@ -3,7 +3,6 @@
 -- keeps one ducky.client per configuration, made on first use. Only plain
 -- data crosses to and from the worker (nginx copies it; metatables are lost).
 local ngx = ngx
-local cjson = require("cjson")
 local ducky = require("ducky")
 local shared = require("ducky.ngx.shared")
 local store = require("ducky.ngx.store")
@@ -14,9 +13,10 @@ local M = {}
 local SAFETY = 1 -- a token with less left than this is not handed out
 
 local vm = {
-  entries = {}, -- configuration id -> { client, refresher, dict, last stats, ... }
-  events = nil, -- events of the call under way (nil: none)
-  delta = nil,  -- its stats, so far
+  entries = {},    -- configuration id -> { client, refresher, dict, last stats, ... }
+  events = nil,    -- events of the call under way (nil: none), store errors included
+  delta = nil,     -- its stats, so far
+  dropping = nil,  -- while an invalidation runs: the token it drops
 }
 
 -- Events worth a line in nginx's log: all but the token read from memory,
@@ -35,7 +35,7 @@ local function make_entry(conf)
   end
   local function client(margin)
     local o = shared.copy(conf.copts)
-    o.token_cache = dict and store.new(dict, conf.lock_ttl) or false
+    o.token_cache = dict and store.new(vm, dict, conf.lock_ttl) or false
     if conf.log then o.log = collect end
     if margin then o.refresh_margin = margin end
     return ducky.client(o)
@@ -72,24 +72,38 @@ local function stats_delta(e, client, delta)
   return delta
 end
 
--- The current token for authorization(): the client's, unless the dict holds a
--- different one (another worker refreshed it, or it was invalidated there).
+-- A token for authorization(), as { token, left, life }: the client's,
+-- unless the dict holds a different one (another worker refreshed it) or
+-- dropped this one (another worker invalidated it: then a new one).
 local function bearer(e, key)
   local c = e.client
-  local tok, err, info = c:token()
-  if not tok or not e.dict or not key then return tok, err end
-  local text = e.dict:get(key)
-  if text then
-    local ok, entry = pcall(cjson.decode, text)
-    if ok and type(entry) == "table" and type(entry.access_token) == "string"
-      and entry.access_token ~= tok and entry.expires_at - ngx.now() > SAFETY then
-      return entry.access_token
+  local tok, left, info = c:token()
+  if not tok then return nil, left end
+  if not e.dict or not key then return { token = tok, left = left } end
+  local entry = store.read(e.dict, key)
+  if entry then
+    local life = entry.expires_in
+    if entry.access_token ~= tok and entry.expires_at - ngx.now() > SAFETY then
+      return { token = entry.access_token, left = entry.expires_at - ngx.now(), life = life }
     end
-  elseif info and info.source == "memory" then
-    c:invalidate() -- dropped from the dict by another worker: not ours to keep
-    tok, err = c:token()
+    return { token = tok, left = left, life = life }
   end
-  return tok, err
+  if info.source == "memory" and e.dict:get(shared.dropped_key(key)) == ngx.md5(tok) then
+    vm.dropping = tok
+    c:invalidate()
+    vm.dropping = nil
+    tok, left = c:token()
+    if not tok then return nil, left end
+  end
+  return { token = tok, left = left }
+end
+
+-- Drops tok (nil: whatever is current) from this process and the dict.
+local function invalidate(e, tok)
+  vm.dropping = tok
+  e.client:invalidate()
+  vm.dropping = nil
+  return true
 end
 
 local OPS = {
@@ -106,19 +120,19 @@ local OPS = {
   refresh = function(e)
     local c = e.refresher
     if type(c) == "function" then c = c(e) end
-    local tok, left, info = c:token()
+    local tok, left = c:token()
     vm.delta = stats_delta(e, c, vm.delta)
     if not tok then return nil, left end
-    return { left, info }
+    return { token = tok, left = left }
   end,
-  invalidate = function(e) e.client:invalidate() return true end,
+  invalidate = invalidate,
 }
 
 -- Runs the op; a raised error (a call's arguments the client refused) comes
 -- back as a config error marked `raised`, so that the worker can tell it
 -- from a failure of the thread pool itself.
 local function dispatch(e, what, ...)
-  vm.events, vm.delta = nil, nil
+  vm.events, vm.delta, vm.dropping = nil, nil, nil
   local ok, res, err = pcall(OPS[what], e, ...)
   if not ok then
     res, err = nil, { kind = "config", message = tostring(res), raised = true }

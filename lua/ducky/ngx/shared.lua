@@ -13,6 +13,7 @@ M.NEED_CONFIG = "\0ducky.ngx: configuration needed"
 function M.lock_key(key) return key .. ":lock" end
 function M.refresh_key(key) return key .. ":refresh" end
 function M.gen_key(key) return key .. ":gen" end -- bumped on every change of the token
+function M.dropped_key(key) return key .. ":dropped" end -- ngx.md5 of the last token dropped
 function M.stat_prefix(id) return "ducky:stats:" .. id .. ":" end
 
 -- A random value naming the holder of a lock in the dict (per VM: 8 bytes

@@ -80,9 +80,9 @@ function N.config(prefix, port, workers)
   local conf = H.read_file(N.EXAMPLE)
   local https = H.base_url("https"):match("^https://localhost:(%d+)")
   conf = replace(conf, "listen 127.0.0.1:8080 reuseport;", ("listen 127.0.0.1:%d reuseport;"):format(port))
-  conf = replace(conf, 'lua_package_path "/usr/share/lua/5.1/?.lua;;";',
+  conf = replace(conf, 'lua_package_path "/usr/local/share/lua/5.1/?.lua;;";',
     ('lua_package_path "%s/lua/?.lua;;";'):format(prefix))
-  conf = replace(conf, 'lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";',
+  conf = replace(conf, 'lua_package_cpath "/usr/local/lib/lua/5.1/?.so;;";',
     ('lua_package_cpath "%s/lib/?.so;;";'):format(prefix))
   conf = replace(conf, "worker_processes 4;", ("worker_processes %d;"):format(workers or 4))
   conf = replace(conf, "server api.ducky.eco:443;", ("server 127.0.0.1:%s;"):format(https))
@@ -92,7 +92,8 @@ function N.config(prefix, port, workers)
   -- the spec's additions: small thread pools, its locations, its Lua
   conf = replace(conf, "events {", "thread_pool small threads=2;\nthread_pool abort threads=1;\n\nevents {")
   conf = replace(conf, "lua_shared_dict ducky_tokens 1m;",
-    "lua_shared_dict ducky_tokens 1m;\n    lua_shared_dict spec 1m;")
+    "lua_shared_dict ducky_tokens 1m;\n    lua_shared_dict spec 1m;\n    lua_shared_dict tiny 12k;\n"
+    .. "    lua_shared_dict measure 1m;")
   conf = replace(conf, "init_by_lua_block {",
     'init_by_lua_block {\n        dofile(ngx.config.prefix() .. "init_by_lua.lua")')
   conf = replace(conf, "API:init_worker()", "API:init_worker()\n        SPEC.init_worker()")
@@ -218,6 +219,23 @@ function N.parallel(url, n)
   local codes = {}
   for code in out:gmatch("%d%d%d") do codes[#codes + 1] = code end
   return codes
+end
+
+-- Runs a shell command in the background; returns a handle: done() (has it
+-- ended?) and output() (what it wrote, so far).
+function N.spawn(cmd)
+  local dir = H.tmpdir()
+  os.execute(("( (unset LD_PRELOAD; %s) >%s/out 2>&1 </dev/null; touch %s/done ) &"):format(cmd, dir, dir))
+  return {
+    done = function() return exists(dir .. "/done") end,
+    output = function() return H.read_file(dir .. "/out") or "" end,
+    wait = function(seconds) -- its output, once it ended
+      N.wait("a background command", seconds, function() return exists(dir .. "/done") end)
+      local out = H.read_file(dir .. "/out") or ""
+      os.execute("rm -rf " .. dir)
+      return out
+    end,
+  }
 end
 
 -- stats() once done(stats) holds (every worker's counts reach the dict within
