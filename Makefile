@@ -49,8 +49,9 @@ LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD    ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_BIN     ?= $(LUA)
-LUA_FILES   = lua/ducky/redis_store.lua lua/ducky/ngx.lua
-LUA_NGX     = $(sort $(wildcard lua/ducky/ngx/*.lua))
+# Every Lua module under lua/ducky, subfolders kept (ducky.ngx.*, ducky.cli.*, ...).
+LUA_FILES   = $(sort $(shell find lua/ducky -name '*.lua'))
+LUA_DIRS    = $(sort $(patsubst %/,%,$(dir $(LUA_FILES:lua/%=$(LUA_LMOD)/%))))
 
 # Release tarballs and rockspecs go to DIST; the rockspec fetches from DIST_URL.
 DIST        ?= dist
@@ -68,10 +69,13 @@ $(BUILD)/%.o: src/%.c src/*.h $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The compiler and flags of the last build in $(BUILD): any change (CFLAGS, LUA_INCDIR,
-# VERSION, ...) rebuilds everything, never a mix of objects built two ways.
+# VERSION, ...) rebuilds everything, never a mix of objects built two ways. The file is
+# rewritten only when they differ, compared by cmp (GNU make 4.3's $(file <) does not
+# always drop the file's last newline: every LUA=luajit run rewrote it and rebuilt all).
 BUILD_FLAGS = $(CC) $(ALL_CFLAGS) $(SO_LDFLAGS) $(LUA_LINK)
 $(BUILD)/flags: FORCE | $(BUILD)
-	@$(if $(subst x$(BUILD_FLAGS),,x$(file <$@)),printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@,:)
+	@printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@.new; \
+	if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 FORCE:
 
 $(BUILD)/ducky.so: $(OBJS) $(BUILD)/flags
@@ -191,45 +195,49 @@ _demo: all
 
 # The stand-in in the foreground, with the `export` lines for your own scripts and the CLI.
 standin: all
-	tools/standin.sh $(BUILD)
+	tools/standin.sh $(BUILD) $(LUA)
 
 # The examples under valgrind: any definite or indirect leak or error fails.
 _valgrind: all
 	DUCKY_RUNNER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
 
+# The installed command: no checkout launcher, but #! the Lua it is built for, and
+# the module and its Lua files where this install puts them, whatever PREFIX.
+INSTALLED_PATHS = package.path, package.cpath = [==[$(LUA_LMOD)/?.lua;]==] .. package.path, \
+  [==[$(LUA_LIBDIR)/?.so;]==] .. package.cpath -- where make install put the module
+
 # DESTDIR stages the install (packagers); uninstall removes exactly these files.
-INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(LUA_NGX:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
+INSTALLED = $(LUA_LIBDIR)/ducky.so $(LUA_FILES:lua/%=$(LUA_LMOD)/%) $(BINDIR)/ducky \
 	$(MANDIR)/man1/ducky.1 $(BASHCOMPDIR)/ducky
 install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_LMOD)/ducky/ngx $(DESTDIR)$(BINDIR) \
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR),$(LUA_DIRS)) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/ducky.so $(DESTDIR)$(LUA_LIBDIR)/ducky.so
-	install -m 0644 $(LUA_FILES) $(DESTDIR)$(LUA_LMOD)/ducky/
-	install -m 0644 $(LUA_NGX) $(DESTDIR)$(LUA_LMOD)/ducky/ngx/
-	sed '1,/^]]/c #!/usr/bin/env $(LUA_BIN)' bin/ducky >$(DESTDIR)$(BINDIR)/ducky # no checkout launcher
+	for f in $(LUA_FILES:lua/%=%); do install -m 0644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; done
+	{ echo '$(if $(filter /%,$(LUA_BIN)),#!$(LUA_BIN),#!/usr/bin/env $(LUA_BIN))'; \
+	  printf '%s\n' '$(subst ','\'',$(INSTALLED_PATHS))'; sed '1,/^]]/d' bin/ducky; } >$(DESTDIR)$(BINDIR)/ducky
 	chmod 0755 $(DESTDIR)$(BINDIR)/ducky
-	sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(RELEASE_DATE)/g' doc/ducky.1 \
+	sed 's|^\.TH DUCKY 1 .*|.TH DUCKY 1 "$(RELEASE_DATE)" "ducky $(VERSION)" "User Commands"|' doc/ducky.1 \
 		>$(DESTDIR)$(MANDIR)/man1/ducky.1
 	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ducky.1
 	install -m 0644 completions/ducky.bash $(DESTDIR)$(BASHCOMPDIR)/ducky
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(LUA_LMOD)/ducky/ngx $(DESTDIR)$(LUA_LMOD)/ducky 2>/dev/null
+	-printf '%s\n' $(addprefix $(DESTDIR),$(LUA_DIRS)) | sort -r | xargs rmdir 2>/dev/null # deepest first
 
 lint:
 	tools/lint_c.sh
 	luacheck lua spec examples tools bench fuzz bin/ducky $(ROCKSPEC)
 	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c
+	tools/lint_lua.sh
 
-# `luarocks make` with the checkout's rockspec, whose build is this Makefile.
-# Debian's lua-cjson is no rock luarocks can see: it is there, so skip the check.
+# `luarocks make` with the checkout's rockspec, whose build is this Makefile; lua-cjson
+# counts as there when $(LUA) loads it, and LuaJIT's rock runs LuaJIT (tools/rock.sh).
 rock:
-	luarocks --lua-version=$(LUA_ABI) $(if $(ROCKS_TREE),--tree $(ROCKS_TREE)) \
-		make --deps-mode=none $(ROCKSPEC) $(if $(filter luajit,$(LUA)),LUA_INCDIR=$(patsubst \
-		-I%,%,$(shell $(PKG_CONFIG) --cflags-only-I luajit)))
+	PKG_CONFIG='$(PKG_CONFIG)' tools/rock.sh $(LUA) $(LUA_ABI) $(ROCKSPEC) $(ROCKS_TREE)
 
 # ducky-<version>.tar.gz (the tracked files), and the release rockspec that fetches it
 # from DIST_URL, both in DIST; the .src.rock is `luarocks pack` of that rockspec.

@@ -28,5 +28,7 @@ build = {
     BINDIR = "$(BINDIR)",
     LUA_LIBDIR = "$(LIBDIR)",
     LUA_LMOD = "$(LUADIR)",
+    -- the command's paths come from luarocks' wrapper (the files leave LUADIR when deployed)
+    INSTALLED_PATHS = "-- its paths: the luarocks wrapper of this command sets them",
   },
 }

@@ -7,6 +7,7 @@
 --   installs every file under PREFIX (DESTDIR staged) and uninstalls them all;
 -- * VERSION is the one version: the module, the man page and CHANGELOG.md agree.
 local H = require("spec.helpers")
+local socket = require("socket")
 
 local VERSION = assert(H.read_file("VERSION")):match("^(%d+%.%d+%.%d+)\n$")
 
@@ -24,6 +25,17 @@ local function ok_sh(cmd)
   return out
 end
 
+-- Every Lua module of the tree, as a path under a Lua directory ("ducky/cli/args.lua"), sorted:
+-- make install and the rock put each one there, subfolders kept.
+local function lua_files()
+  local list = {}
+  for f in ok_sh("cd lua && find ducky -name '*.lua' | LC_ALL=C sort"):gmatch("[^\n]+") do
+    list[#list + 1] = f
+  end
+  assert.is_true(#list >= 2)
+  return list
+end
+
 local function have(cmd) return select(2, sh("command -v " .. cmd .. " >/dev/null")) == 0 end
 
 -- The plain suite on Lua 5.4 builds and runs these: under the sanitizer pass or on
@@ -38,6 +50,7 @@ describe("the build", function()
 
   describe("rock and make", function()
     local modules = {} -- name -> path of ducky.so
+    local rock_out -- what make rock printed
 
     local function check_module(name)
       local so = modules[name]
@@ -63,8 +76,7 @@ describe("the build", function()
       ok_sh(("make -s BUILD=%s/make %s/make/ducky.so %s/make/states"):format(dir, dir, dir))
       modules.make = dir .. "/make/ducky.so"
       if have("luarocks") then
-        ok_sh(("luarocks --lua-version=5.4 --tree %s/tree make --deps-mode=none ducky-dev-1.rockspec")
-          :format(dir))
+        rock_out = ok_sh(("make rock ROCKS_TREE=%s/tree"):format(dir))
         modules.rock = dir .. "/tree/lib/lua/5.4/ducky.so"
       end
     end)
@@ -75,8 +87,11 @@ describe("the build", function()
     end)
 
     local rock_it = (plain and have("luarocks")) and it or pending
-    rock_it("the rock: the same", function()
+    rock_it("the rock: the same, with every Lua module of the tree (subfolders kept)", function()
       check_module("rock")
+      for _, f in ipairs(lua_files()) do
+        assert.is_truthy(H.read_file(dir .. "/tree/share/lua/5.4/" .. f), f .. " not in the rock")
+      end
     end)
 
     rock_it("the rock's build is the Makefile, and its ducky command runs from the tree", function()
@@ -85,22 +100,42 @@ describe("the build", function()
       local out = ok_sh(("eval \"$(luarocks --lua-version=5.4 --tree %s/tree path)\"; "
         .. "%s/tree/bin/ducky --version"):format(dir, dir))
       assert.equals("ducky " .. VERSION .. " (Lua 5.4)\n", out)
+      -- issue 19 item 21: lua-cjson is there (Debian's package), so luarocks says nothing missing
+      assert.matches("ducky dev%-1 is now installed", rock_out)
+      assert.is_nil(rock_out:find("Missing dependencies", 1, true), rock_out)
     end)
 
-    rock_it("make rock LUA=luajit builds a module LuaJIT loads", function()
+    rock_it("make rock LUA=luajit builds a module LuaJIT loads, and its command runs LuaJIT", function()
       if not have("luajit") then
         pending("no luajit")
         return
       end
-      ok_sh(("make rock LUA=luajit ROCKS_TREE=%s/jit"):format(dir))
+      local made = ok_sh(("make rock LUA=luajit ROCKS_TREE=%s/jit"):format(dir))
+      assert.is_nil(made:find("Missing dependencies", 1, true), made)
       local out = ok_sh(("luajit -e 'package.cpath = %q .. package.cpath; "
         .. "print(require(\"ducky\")._VERSION)'"):format(dir .. "/jit/lib/lua/5.1/?.so;"))
       assert.equals(VERSION .. "\n", out)
+      -- issue 19 item 21: luarocks --lua-version=5.1 took lua5.1 for the command
+      assert.matches("exec '[^']*/luajit' ", assert(H.read_file(dir .. "/jit/bin/ducky")))
     end)
   end)
 
   describe("make", function()
     local run_it = plain and it or pending
+
+    -- issue 19 item 15: the flags file was rewritten on every LUA=luajit run
+    run_it("a second make compiles nothing, for every Lua; a changed flag rebuilds", function()
+      for _, lua in ipairs({ "lua5.4", "luajit" }) do
+        if have(lua) then
+          local build = ("%s/again-%s"):format(dir, lua)
+          ok_sh(("make -s LUA=%s BUILD=%s all"):format(lua, build))
+          local out = ok_sh(("make LUA=%s BUILD=%s all"):format(lua, build))
+          assert.is_nil(out:find("-c -o", 1, true), lua .. " compiled again:\n" .. out)
+          out = ok_sh(("make LUA=%s BUILD=%s CFLAGS='-O1 -g' %s/url.o"):format(lua, build, build))
+          assert.matches("%-O1 %-g %-c %-o [^\n]*url%.o", out)
+        end
+      end
+    end)
 
     run_it("honours CPPFLAGS, LDFLAGS, PKG_CONFIG and WERROR=0", function()
       -- a pkg-config that notes it was asked (make -n still runs the $(shell) of a recipe)
@@ -126,26 +161,135 @@ describe("the build", function()
     run_it("installs every file under PREFIX (staged in DESTDIR), uninstall removes them all", function()
       local stage = dir .. "/stage"
       ok_sh(("make -s install DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
-      local files = ok_sh(("cd %s && find . -type f | sort"):format(q(stage)))
-      local ngx_rooms = ok_sh("cd lua && ls ducky/ngx/*.lua | sort")
-        :gsub("[^\n]+", "./opt/ducky/share/lua/5.4/%0")
-      assert.equals(table.concat({
-        "./opt/ducky/bin/ducky",
-        "./opt/ducky/lib/lua/5.4/ducky.so",
-        "./opt/ducky/share/bash-completion/completions/ducky",
-        "./opt/ducky/share/lua/5.4/ducky/ngx.lua",
-        ngx_rooms .. "./opt/ducky/share/lua/5.4/ducky/redis_store.lua",
-        "./opt/ducky/share/man/man1/ducky.1", "" }, "\n"), files)
+      local files = ok_sh(("cd %s && find . -type f | LC_ALL=C sort"):format(q(stage)))
+      local expected = { "./opt/ducky/bin/ducky", "./opt/ducky/lib/lua/5.4/ducky.so",
+        "./opt/ducky/share/bash-completion/completions/ducky", "./opt/ducky/share/man/man1/ducky.1" }
+      for _, f in ipairs(lua_files()) do expected[#expected + 1] = "./opt/ducky/share/lua/5.4/" .. f end
+      table.sort(expected)
+      assert.equals(table.concat(expected, "\n") .. "\n", files)
       local script = assert(H.read_file(stage .. "/opt/ducky/bin/ducky"))
-      assert.matches("^#!/usr/bin/env lua5%.4\n%-%- ducky: the command line", script)
+      assert.matches("^#!/usr/bin/env lua5%.4\npackage%.path, package%.cpath = "
+        .. "%[==%[/opt/ducky/share/lua/5%.4/%?%.lua;%]==%] %.%. package%.path, "
+        .. "%[==%[/opt/ducky/lib/lua/5%.4/%?%.so;%]==%] [^\n]*\n"
+        .. "%-%- ducky: the command line", script)
       local man = assert(H.read_file(stage .. "/opt/ducky/share/man/man1/ducky.1"))
       assert.matches('\n%.TH DUCKY 1 "[^"@]+" "ducky ' .. VERSION:gsub("%.", "%%.") .. '"', man)
-      -- the installed command finds the installed module
-      local out = ok_sh(("LUA_CPATH=%s/opt/ducky/lib/lua/5.4/?.so\\;\\; %s/opt/ducky/bin/ducky --version")
-        :format(stage, stage))
-      assert.equals("ducky " .. VERSION .. " (Lua 5.4)\n", out)
       ok_sh(("make -s uninstall DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
       assert.equals("", ok_sh(("cd %s && find . -type f"):format(q(stage))))
+    end)
+
+    -- issue 19 item 21: the installed command is the Lua it is built for, with its module and
+    -- pieces wherever PREFIX put them, and nothing on LUA_PATH or LUA_CPATH
+    run_it("an installed command runs as it is: the Lua it is built for, its module found", function()
+      for lua, shown in pairs({ ["lua5.4"] = "Lua 5.4", luajit = "LuaJIT" }) do
+        if have(lua) then
+          local prefix = ("%s/prefix-%s"):format(dir, lua)
+          ok_sh(("make -s install LUA=%s PREFIX=%s"):format(lua, prefix))
+          local script = assert(H.read_file(prefix .. "/bin/ducky"))
+          assert.equals("#!/usr/bin/env " .. lua .. "\n", script:match("^[^\n]*\n"))
+          local out = ok_sh(("cd / && env -u LUA_PATH -u LUA_CPATH %s/bin/ducky --version"):format(q(prefix)))
+          assert.equals("ducky " .. VERSION .. " (" .. shown, out:sub(1, #VERSION + 8 + #shown))
+          -- its pieces too: a command that needs them all
+          out = sh(("cd / && env -u LUA_PATH -u LUA_CPATH DUCKY_BASE_URL=http://127.0.0.1:1/v3 %s/bin/ducky "
+            .. "--retries 0 ping"):format(q(prefix)))
+          assert.matches("^ducky: network error: ", out)
+          ok_sh(("make -s uninstall LUA=%s PREFIX=%s"):format(lua, prefix))
+        end
+      end
+    end)
+  end)
+
+  describe("make standin", function()
+    -- Runs `make standin LUA=lua` in its own process group until it prints its lines;
+    -- returns its export lines and its whole output, the group stopped.
+    local function standin_lines(lua)
+      local out_file, pgid_file = dir .. "/standin-" .. lua, dir .. "/pgid-" .. lua
+      os.execute(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid sh -c " .. q(
+        ("echo $$ >%s; exec make -s standin LUA=%s >%s 2>&1"):format(pgid_file, lua, out_file))
+        .. " </dev/null &")
+      local out
+      local deadline = socket.gettime() + 60 -- a build first, then the stand-in's start-up
+      repeat
+        socket.sleep(0.05)
+        out = H.read_file(out_file) or ""
+      until out:find("Ctrl%-C stops it") or out:find("Error") or socket.gettime() > deadline
+      os.execute(("kill -TERM -%d 2>/dev/null"):format(tonumber(H.read_file(pgid_file)) or 0))
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do
+        if line:find("^export ") then lines[#lines + 1] = line end
+      end
+      assert.is_true(#lines > 0, out)
+      return table.concat(lines, "\n"), out
+    end
+
+    -- issue 19 item 16: the LUA_CPATH line of a lua5.4 build made LuaJIT fail on lua_rotate
+    local run_it = plain and it or pending
+    run_it("prints a module path for the Lua it was built for, which another Lua does not take", function()
+      local env = standin_lines("lua5.4")
+      -- a shell of the user's: none of the suite's module paths
+      local load = "unset LUA_CPATH LUA_PATH LUA_CPATH_5_4\n%s\n%s -e 'print(require(\"ducky\")._VERSION)'"
+      assert.equals(VERSION .. "\n", ok_sh(load:format(env, "lua5.4")))
+      for _, other in ipairs({ "luajit", "lua5.1", "lua5.3" }) do
+        if have(other) then
+          local out, code = sh(load:format(env, other))
+          assert.is_not.equals(0, code, other .. " loaded it")
+          assert.matches("module 'ducky' not found", out, other)
+          assert.is_nil(out:find("undefined symbol", 1, true), out)
+        end
+      end
+      if have("luajit") then
+        local jit, out = standin_lines("luajit")
+        assert.matches("make standin LUA=", out)
+        assert.equals(VERSION .. "\n", ok_sh(load:format(jit, "luajit")))
+      end
+    end)
+  end)
+
+  describe("make dist", function()
+    -- the checkout's tracked files as they are now, unpacked in a directory of their own (no .git)
+    local function unpacked(name)
+      local tree = dir .. "/" .. name
+      ok_sh(("mkdir -p %s && git ls-files -z | xargs -0 tar -cf - | tar -xf - -C %s")
+        :format(q(tree), q(tree)))
+      return tree
+    end
+
+    it("in an unpacked release (no .git): fails loudly and makes no tarball", function()
+      local tree = unpacked("release")
+      local out, code = sh(("cd %s && make dist"):format(q(tree)))
+      assert.is_not.equals(0, code, out)
+      assert.matches("dist: [^\n]* is not a git checkout of ducky", out)
+      assert.equals("", ok_sh(("cd %s && find . -name '*.tar.gz' -o -name '*.rockspec' -path './dist/*'")
+        :format(q(tree))))
+    end)
+
+    it("in a checkout: a tarball of every tracked file and a rockspec with its md5", function()
+      local tree = unpacked("checkout")
+      ok_sh(("cd %s && git init -q && git add -A && git -c user.name=spec -c user.email=spec@localhost "
+        .. "commit -qm spec"):format(q(tree)))
+      local out = ok_sh(("cd %s && make -s dist DIST_URL=https://example.invalid/r"):format(q(tree)))
+      local name = "ducky-" .. VERSION
+      assert.equals(("dist/%s.tar.gz\ndist/%s-1.rockspec\n"):format(name, name), out)
+      local listed = ok_sh(("cd %s && tar -tzf dist/%s.tar.gz | grep -v '/$' | LC_ALL=C sort")
+        :format(q(tree), name))
+      local tracked = ok_sh(("cd %s && git ls-files | sed 's|^|%s/|' | LC_ALL=C sort"):format(q(tree), name))
+      assert.equals(tracked, listed)
+      local md5 = ok_sh(("cd %s && md5sum dist/%s.tar.gz"):format(q(tree), name)):match("^(%x+)")
+      local spec = assert(H.read_file(("%s/dist/%s-1.rockspec"):format(tree, name)))
+      assert.matches(('source = { url = "https://example.invalid/r/%s.tar.gz", md5 = "%s", dir = "%s" }')
+        :format(name, md5, name):gsub("[%p]", "%%%0"), spec)
+    end)
+  end)
+
+  describe("the man page", function()
+    -- issue 19 item 21: the checkout's page showed "ducky @VERSION@ @DATE@"
+    it("reads in the checkout without make (no placeholder); make install writes version and date", function()
+      local page = assert(H.read_file("doc/ducky.1"))
+      assert.is_nil(page:find("@%u+@"), "a placeholder in doc/ducky.1")
+      if have("man") then
+        local shown = ok_sh("MANWIDTH=80 man -l doc/ducky.1 2>/dev/null")
+        assert.matches("\nducky %(source checkout%)%s+DUCKY%(1%)\n*$", shown)
+      end
     end)
   end)
 

@@ -262,6 +262,53 @@ describe("missing credentials", function()
   end)
 end)
 
+-- issue 19 item 20: an empty string is no credential, as an empty DUCKY_* variable is
+describe("empty credentials", function()
+  it("an empty client_id or client_secret counts as unset: config 'no credentials', no exchange", function()
+    local ok, out = run_child({ DUCKY_TOKEN_URL = H.token_url(), DUCKY_BASE_URL = H.base_url() }, [[
+local ducky = require("ducky")
+for _, auth in ipairs { "json", "form", "basic" } do
+  for _, o in ipairs { { client_id = "", client_secret = "s" }, { client_id = "i", client_secret = "" },
+      { client_id = "", client_secret = "" }, { client_id = "i", client_secret_file = "" } } do
+    o.token_auth, o.token_cache, o.retries = auth, false, 0
+    local c = ducky.client(o)
+    local res, err = c:ping_protected()
+    print(auth, res and "ok" or err.kind .. ": " .. err.message)
+    c:close()
+  end
+end
+local c = ducky.client { client_id = "i", token_auth = "private_key_jwt", private_key_file = "",
+  private_key = "", token_cache = false }
+local _, err = c:token()
+print("private_key_jwt", err.kind .. ": " .. err.message)
+print("cases", 3 * 4 + 1)
+]])
+    assert.is_true(ok, out)
+    local lines = 0
+    for line in out:gmatch("[^\n]+") do
+      if not line:find("^cases") then
+        lines = lines + 1
+        assert.matches("^%S+\tconfig: no credentials: set client_id", line)
+      end
+    end
+    assert.equals(tonumber(out:match("cases\t(%d+)")), lines, out)
+  end)
+
+  it("an empty client_secret with DUCKY_CLIENT_SECRET set takes the variable, as nil would", function()
+    local id = H.new_id("empty-secret")
+    local ok, out = run_child({ DUCKY_CLIENT_SECRET = H.secret(id) }, ([[
+local ducky = require("ducky")
+local c = ducky.client { client_id = %q, client_secret = "", base_url = %q, token_url = %q, audience = %q,
+  token_cache = false, retries = 0 }
+local res, err = c:ping_protected()
+print(res and "status " .. res.status or tostring(err))
+]]):format(id, H.base_url(), H.token_url(), H.audience()))
+    assert.is_true(ok, out)
+    assert.matches("status 200", out)
+    assert.equals(1, H.exchanges(id))
+  end)
+end)
+
 describe("defaults from DUCKY_* environment variables", function()
   local SCRIPT = [[
 local ducky = require("ducky")
@@ -334,6 +381,51 @@ print("done")
 ]])
     assert.is_true(ok, out)
     assert.matches("done\n", out, 1, true)
+  end)
+
+  -- issue 19 item 12: one strict reader for every number variable
+  local NUMBER_CHILD = [[
+local ducky = require("ducky")
+local ok, e = pcall(ducky.client, { token_cache = false })
+print(ok and "no error" or ("raised: " .. tostring(e)))
+if ok then e:close() print("defaults: " .. require("cjson").encode(ducky.defaults())) end
+]]
+  local refused = {
+    DUCKY_TIMEOUT = { "0x10", " 5", "5 ", "inf", "nan", "", "1e3", "+5", "-1", "5.", ".5", "5,5" },
+    DUCKY_CONNECT_TIMEOUT = { "NaN", "0" },
+    DUCKY_RETRIES = { "2.5", "0x2", "101" },
+    DUCKY_MAX_BODY = { "1.5", "1e6", "infinity" },
+  }
+  local cases = {}
+  for name, values in pairs(refused) do
+    for _, value in ipairs(values) do cases[#cases + 1] = { name, value } end
+  end
+  for _, case in ipairs(cases) do
+    local name, value = case[1], case[2]
+    it(("%s=%q raises naming the variable, not echoing the value"):format(name, value), function()
+      local ok, out = run_child({ [name] = value }, NUMBER_CHILD)
+      assert.is_true(ok, out)
+      assert.matches("raised: ducky.client: " .. name .. " must be a ", out, 1, true)
+      if #value > 2 then assert.is_nil(out:find(value, 1, true), out) end
+    end)
+  end
+
+  it("numbers in digits, with a fraction where the option takes one, are read as such", function()
+    local ok, out = run_child({ DUCKY_TIMEOUT = "2.5", DUCKY_CONNECT_TIMEOUT = "0.001", DUCKY_RETRIES = "03",
+      DUCKY_MAX_BODY = "1048576" }, NUMBER_CHILD)
+    assert.is_true(ok, out)
+    local d = require("cjson").decode(out:match("defaults: (%b{})"))
+    assert.equals(2.5, d.timeout)
+    assert.equals(0.001, d.connect_timeout)
+    assert.equals(3, d.retries)
+    assert.equals(1048576, d.max_body)
+  end)
+
+  it("a whole-number option given a fraction in Lua raises too", function()
+    for _, name in ipairs { "retries", "max_body", "max_exchanges_per_hour" } do
+      local e = raises(new, { [name] = 2.5 })
+      assert.truthy(e:find("option '" .. name .. "' must be a whole number, not 2.5", 1, true), e)
+    end
   end)
 
   it("a malformed DUCKY_BASE_URL raises like a malformed option", function()

@@ -165,12 +165,24 @@ describe("redis_store", function()
       assert.is_true(pttl > 0 and pttl <= 100000, tostring(pttl))
     end)
 
-    it("loads garbage as nil", function()
+    -- issue 19 item 13: ducky reports the raise as a store_error (below)
+    it("raises on garbage under its key, naming the key and what is wrong", function()
       local key = new_key()
-      for _, v in ipairs{ "not json", "[1,2]", '"x"', '{"access_token":"x"}', '{"expires_at":1e12}',
-          '{"access_token":5,"expires_at":1e12}', '{"access_token":"","expires_at":1e12}', "{" } do
+      for v, why in pairs {
+        ["not json"] = "not JSON", ["{"] = "not JSON", ["[1,2]"] = "no access_token",
+        ['"x"'] = "entry is a string, not a table", ['{"access_token":"x"}'] = "expires_at is not a number",
+        ['{"expires_at":1e12}'] = "no access_token",
+        ['{"access_token":5,"expires_at":1e12}'] = "no access_token",
+        ['{"access_token":"","expires_at":1e12}'] = "no access_token",
+        ['{"access_token":"a b","expires_at":1e12}'] = "outside visible ASCII",
+        ['{"access_token":"x","token_type":"mac","expires_at":1e12}'] = 'token_type is "mac"',
+        ['{"access_token":"x","expires_at":"soon"}'] = "expires_at is not a number",
+        ['{"access_token":"x","expires_at":1e12,"expires_in":-5}'] = "expires_in is not a positive number",
+      } do
         raw:set("ducky:" .. key, v)
-        assert.is_nil(store.load(key), v)
+        local ok, e = pcall(store.load, key)
+        assert.is_false(ok, v)
+        assert.matches("redis ducky:" .. key .. " holds no token entry %(.*" .. why:gsub("%p", "%%%0"), e)
       end
     end)
 
@@ -231,6 +243,40 @@ describe("redis_store", function()
       assert.is_true(s.lock(key, 0))
       s.unlock(key)
       assert.is_nil(raw:get("ducky:" .. key .. ":lock"))
+    end)
+
+    it("needs no LuaSocket with a given client (issue 22 §1)", function()
+      local required, real_require = {}, require
+      package.loaded["ducky.redis_store"] = nil
+      _G.require = function(name) required[#required + 1] = name return real_require(name) end
+      local ok, mod = pcall(real_require, "ducky.redis_store")
+      _G.require = real_require
+      package.loaded["ducky.redis_store"] = redis_store
+      assert(ok, mod)
+      local key, e = new_key(), entry(100)
+      local s = mod.new{ redis = raw, prefix = "nosocket:" }
+      s.store(key, e)
+      assert_entry(e, s.load(key))
+      local pttl = raw:pttl("nosocket:" .. key)
+      assert.is_true(pttl > 98000 and pttl <= 101000, tostring(pttl)) -- a clock of whole seconds here
+      assert.is_true(s.lock(key, 0))
+      -- outside OpenResty a given client has no way to sleep: a held lock is tried once
+      local t0 = socket.gettime()
+      assert.is_false(mod.new{ redis = raw, prefix = "nosocket:" }.lock(key, 5))
+      assert.is_true(socket.gettime() - t0 < 2)
+      s.unlock(key)
+      assert.is_nil(raw:get("nosocket:" .. key .. ":lock"))
+      for _, name in ipairs(required) do assert.not_equals("socket", name) end
+    end)
+
+    it("refuses an unknown option or a wrong type, naming it", function()
+      assert.error_matches(function() redis_store.new{ port = port, hots = "127.0.0.1" } end,
+        "ducky.redis_store.new: unknown option 'hots'", nil, true)
+      assert.error_matches(function() redis_store.new{ lock_tll = 100 } end, "unknown option 'lock_tll'", nil,
+        true)
+      assert.error_matches(function() redis_store.new{ timeout = "2" } end,
+        "option 'timeout' must not be a string", nil, true)
+      assert.error_matches(function() redis_store.new("127.0.0.1") end, "options must be a table", nil, true)
     end)
 
     it("raises on a Redis error and reconnects on the next call", function()
@@ -317,6 +363,36 @@ describe("redis_store", function()
     assert.is_true(elapsed < 3, "took " .. elapsed)
     assert.equals(2, H.exchanges(id))
     assert.equals("a-dead-process", lock) -- not ours to remove
+  end)
+
+  it("garbage under a client's key: one store_error, an exchange, and a good entry in its place", function()
+    local id, events = H.new_id("redis-garbage"), {}
+    local store = redis_store.new{ port = port }
+    local c = client_with(store, id, events)
+    local raw = raw_client(port)
+    local name = "ducky:" .. c:cache_key()
+    raw:set(name, '{"access_token":"left by something else"}')
+    local tok = assert(c:token())
+    assert.equals(1, H.exchanges(id))
+    -- reported by each load of the exchange (before the lock and under it), the same each time
+    local errs = store_errors(events)
+    assert.is_true(#errs >= 1)
+    for _, ev in ipairs(errs) do
+      assert.equals("store", ev.source)
+      assert.equals("token_cache.load: redis " .. name .. " holds no token entry (entry's access_token "
+        .. "holds a byte outside visible ASCII (at 4))", ev.reason)
+    end
+    local stored = require("cjson").decode(raw:get(name))
+    assert.equals(tok, stored.access_token)
+    assert.is_true(ducky.check_entry(stored) > 0)
+    -- another client of the same credentials now loads it: no exchange, no error
+    local c2 = client_with(redis_store.new{ port = port }, id, events)
+    assert(c2:token())
+    assert.equals(1, H.exchanges(id))
+    assert.equals(#errs, #store_errors(events))
+    raw:quit()
+    c:close()
+    c2:close()
   end)
 
   it("no Redis at all: requests succeed, store_error events are logged", function()

@@ -285,12 +285,12 @@ describe("secrets", function()
   -- child process gets the secret only through DUCKY_CLIENT_SECRET (the
   -- environment lives on the stack; no Lua string of it is made), makes a client
   -- per token_auth, calls, closes them all, collects garbage twice, then reads
-  -- every readable [heap] or anonymous mapping of /proc/self/maps through
-  -- /proc/self/mem looking for the secret in each encoding. The child never
-  -- holds a whole needle: each comes as two halves, and a hit is the first half
-  -- followed by the second. Not covered: a host that initialised libcurl itself
-  -- before loading ducky (ducky then cannot choose libcurl's allocator), and
-  -- what the TLS library buffers (the stand-in is plain HTTP here).
+  -- every readable [heap], [stack] or anonymous mapping (thread stacks) of
+  -- /proc/self/maps through /proc/self/mem looking for the secret in each
+  -- encoding (heap_needles). The child never holds a whole needle: each comes
+  -- as two halves, and a hit is the first half followed by the second. Run over
+  -- plain HTTP and over TLS. Not covered: a host that initialised libcurl
+  -- itself before loading ducky (ducky then cannot choose libcurl's allocator).
   local HEAP_CHILD = [==[
     local H = require("spec.helpers")
     local ducky = require("ducky")
@@ -306,8 +306,10 @@ describe("secrets", function()
     local clients = {}
     do -- no H.opts (it would make the secret as a Lua string): the secret from the environment only
       for _, auth in ipairs { "json", "form", "basic" } do
-        local c = ducky.client { client_id = id, base_url = H.base_url(), token_url = H.token_url(),
-          audience = H.audience(), token_auth = auth, token_cache = false, retries = 0, timeout = 10 }
+        local kind = os.getenv("HX_KIND")
+        local c = ducky.client { client_id = id, base_url = H.base_url(kind), token_url = H.token_url(kind),
+          ca_file = H.ca_file(), audience = H.audience(), token_auth = auth, token_cache = false, retries = 0,
+          timeout = 10 }
         assert(c:ping_protected())
         assert(c:request("GET", "/echo"))
         assert(c:request("POST", "/echo", { json = { a = 1 } }))
@@ -329,7 +331,7 @@ describe("secrets", function()
     local found, scanned, regions, skipped = {}, 0, 0, {}
     for line in maps:gmatch("[^\n]+") do
       local lo, hi, perms, path = line:match("^(%x+)%-(%x+) (%S+) %S+ %S+ %S+%s*(.-)%s*$")
-      if lo and perms:sub(1, 1) == "r" and (path == "" or path == "[heap]") then
+      if lo and perms:sub(1, 1) == "r" and (path == "" or path == "[heap]" or path == "[stack]") then
         local start, stop = tonumber(lo, 16), tonumber(hi, 16)
         if stop - start > CAP then
           skipped[#skipped + 1] = line -- a reservation (sanitizer shadow memory), not an allocation
@@ -375,15 +377,41 @@ describe("secrets", function()
     os.exit(#found == 0 and 0 or 1)
   ]==]
 
-  -- the environment of a HEAP_CHILD run: the secret, the needles in halves
-  local function heap_env(id, secret, close)
+  -- The needles of a HEAP_CHILD run, as {name, text}: the first 16 bytes of the
+  -- secret in each form it is sent in ("secret-" and the id's start: a whole
+  -- copy is found, and so is one cut short, such as the first 19 of 25 bytes;
+  -- the later bytes are the id's, which is no secret); the Basic credentials
+  -- before encoding (form(id) ":" form(secret), and plain) around their colon;
+  -- and every 16-byte window of the Basic form at 8-byte steps (any piece of 23
+  -- bytes or more is found). No needle holds another's half, so that the
+  -- environment, which holds the halves, matches none.
+  local function heap_needles(id, secret)
     local forms = sent_forms(id, secret)
-    local env = { HX_ID = id, DUCKY_CLIENT_SECRET = secret, HX_N = tostring(#FORM_NAMES),
-      HX_CLOSE = close and "1" or "0" }
-    for i, name in ipairs(FORM_NAMES) do
-      local f = forms[name]
+    local list, seen = {}, {}
+    local function add(name, text)
+      if not seen[text] then list[#list + 1], seen[text] = { name, text }, true end
+    end
+    for _, name in ipairs { "raw", "json", "form" } do
+      add(name .. " (first 16 bytes)", forms[name]:sub(1, 16))
+    end
+    local form_id = sent_forms(id, id).form
+    add("id:secret, form-encoded", form_id:sub(-8) .. ":" .. forms.form:sub(1, 11))
+    add("id:secret", id:sub(-8) .. ":" .. secret:sub(1, 11))
+    local b = forms.basic
+    for at = 1, #b - 15, 8 do add(("basic (bytes %d-%d)"):format(at, at + 15), b:sub(at, at + 15)) end
+    add(("basic (bytes %d-%d)"):format(#b - 15, #b), b:sub(-16))
+    return list
+  end
+
+  -- the environment of a HEAP_CHILD run: the secret, the needles in halves
+  local function heap_env(id, secret, close, kind)
+    local needles = heap_needles(id, secret)
+    local env = { HX_ID = id, DUCKY_CLIENT_SECRET = secret, HX_N = tostring(#needles),
+      HX_CLOSE = close and "1" or "0", HX_KIND = kind or "http" }
+    for i, nd in ipairs(needles) do
+      local f = nd[2]
       local half = math.floor(#f / 2)
-      env["HX_" .. i .. "_NAME"], env["HX_" .. i .. "_A"], env["HX_" .. i .. "_B"] = name, f:sub(1, half),
+      env["HX_" .. i .. "_NAME"], env["HX_" .. i .. "_A"], env["HX_" .. i .. "_B"] = nd[1], f:sub(1, half),
         f:sub(half + 1)
     end
     return env
@@ -407,14 +435,19 @@ describe("secrets", function()
     local out, code = H.run_lua(HEAP_CHILD, heap_env(id, H.secret(id), false))
     assert.matches("scanned %d+ bytes in %d+ regions", out)
     assert.equals(1, code, out)
-    assert.matches("FOUND ", out)
+    assert.matches("FOUND raw %(first 16 bytes%)", out)
+    assert.matches("FOUND basic %(bytes %d+%-%d+%)", out)
   end)
 
-  it("after close() no copy of the secret is left in the heap (issue 13 item 5)", function()
-    local id = heap_id("heap")
-    local out, code = H.run_lua(HEAP_CHILD, heap_env(id, H.secret(id), true))
-    assert.matches("scanned %d+ bytes in %d+ regions", out)
-    assert.equals(0, code, out)
-    assert.equals(6, H.exchanges(id), out)
-  end)
+  -- issue 13 item 5; issue 19 item 9: the stack too, pieces of the secret too, Basic included
+  for _, kind in ipairs { "http", "https" } do
+    it("after close() no copy or piece of the secret is left in the heap, anonymous memory or the stack ("
+        .. kind .. ")", function()
+      local id = heap_id("heap")
+      local out, code = H.run_lua(HEAP_CHILD, heap_env(id, H.secret(id), true, kind))
+      assert.matches("scanned %d+ bytes in %d+ regions", out)
+      assert.equals(0, code, out)
+      assert.equals(6, H.exchanges(id), out)
+    end)
+  end
 end)

@@ -313,6 +313,70 @@ describe("private_key_jwt", function()
       end)
     end
 
+    -- issue 19 item 11
+    describe("keys made here with openssl", function()
+      local dir
+      before_each(function() dir = H.tmpdir() end)
+      after_each(function() rm(dir) end)
+
+      -- a fresh private key (genpkey algorithm and options), mode 0600, and its public key's PEM
+      local function new_key(name, algorithm, ...)
+        local path = dir .. "/" .. name .. ".pem"
+        local opts = {}
+        for _, o in ipairs { ... } do opts[#opts + 1] = "-pkeyopt " .. o end
+        local out, code = H.run(("%sopenssl genpkey -algorithm %s %s -out '%s' && chmod 600 '%s' "
+          .. "&& openssl pkey -in '%s' -pubout"):format(H.CLEAN_ENV, algorithm, table.concat(opts, " "), path,
+          path, path))
+        assert.equals(0, code, out)
+        return path, out:match("%-%-%-%-%-BEGIN PUBLIC KEY.-%-%-%-%-%-END PUBLIC KEY%-%-%-%-%-\n?")
+      end
+
+      it("an RSA key under 2048 bits is refused for every RSA alg, naming the file", function()
+        local path = new_key("small", "RSA", "rsa_keygen_bits:1024")
+        for _, alg in ipairs { "RS256", "RS384", "PS256" } do
+          local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
+          assert.equals(("the key in %s is an RSA key under 2048 bits: %s needs an RSA%s key of 2048 bits "
+            .. "or more"):format(path, alg, alg == "PS256" and " or RSA-PSS" or ""), err.message)
+        end
+      end)
+
+      it("an RSA key of 2048 bits is accepted", function()
+        local path, pub = new_key("rsa2048", "RSA", "rsa_keygen_bits:2048")
+        local o = H.jwt_opts("rsa", { private_key_file = path })
+        H.jwt_client(o.client_id, { public_key = pub }) -- in place of the stand-in's key
+        ok_call(ducky.client(o):ping_protected())
+        assert.equals(1, H.exchanges(o.client_id))
+      end)
+
+      it("an RSA-PSS key signs PS256, and the stand-in accepts the assertion", function()
+        local path, pub = new_key("pss", "RSA-PSS", "rsa_keygen_bits:2048")
+        local o = H.jwt_opts("rsa", { private_key_file = path, signing_alg = "PS256" })
+        H.jwt_client(o.client_id, { public_key = pub, alg = "PS256" })
+        ok_call(ducky.client(o):ping_protected())
+        assert.equals(1, H.exchanges(o.client_id))
+        local a = H.stats().last_assertion
+        assert.is_true(a.valid, a.error)
+        assert.equals("PS256", a.header.alg)
+      end)
+
+      it("an RSA-PSS key is refused for RS256 and RS384 (PKCS#1 v1.5 signatures)", function()
+        local path = new_key("pss", "RSA-PSS", "rsa_keygen_bits:2048")
+        for _, alg in ipairs { "RS256", "RS384" } do
+          local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
+          assert.equals(("the key in %s is an RSA-PSS key, which signs PS256 only: %s needs an RSA key of "
+            .. "2048 bits or more"):format(path, alg), err.message)
+        end
+      end)
+
+      it("an RSA-PSS key that cannot sign PS256 (restricted to SHA-512): config, naming the file", function()
+        local path = new_key("pss512", "RSA-PSS", "rsa_keygen_bits:2048", "rsa_pss_keygen_md:sha512",
+          "rsa_pss_keygen_mgf1_md:sha512")
+        local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = "PS256" }))
+        assert.equals(("signing the client assertion (PS256) with the key in %s failed"):format(path),
+          err.message)
+      end)
+    end)
+
     it("no key at all: ping works, ping_protected is a config error", function()
       local o = H.jwt_opts("rsa", { private_key_file = H.NIL })
       local c = ducky.client(o)
@@ -402,11 +466,11 @@ describe("tls_client_auth", function()
     assert.equals(1, H.exchanges(o.client_id))
   end)
 
-  it("the wrong client_key_password: an error, no exchange", function()
+  it("the wrong client_key_password: a config error naming the key file, no exchange", function()
     local o = H.mtls_opts({ client_key_password = "not-the-password" }, { password = "pw-" .. H.new_id() })
-    local res, err = ducky.client(o):ping_protected()
-    assert.is_nil(res)
-    assert.is_true(err.kind == "tls" or err.kind == "config", tostring(err))
+    local err = config_error(o)
+    assert.equals("client_key " .. o.client_key .. " cannot be decrypted with client_key_password",
+      err.message)
     assert.equals(0, H.exchanges(o.client_id))
   end)
 
@@ -418,7 +482,7 @@ local c = ducky.client{ client_id = %q, base_url = %q, token_url = %q, audience 
   ca_file = %q, token_auth = "tls_client_auth", client_cert = %q, client_key = %q,
   token_cache = false, retries = 0 }
 local res, err = c:ping_protected()
-print(res and "ok" or err.kind)
+print(res and "ok" or err.kind .. ": " .. err.message)
 print("stdin left: " .. tostring(io.read("*l")))
 ]]):format(o.client_id, o.base_url, o.token_url, o.audience, o.ca_file, o.client_cert,
       o.client_key)
@@ -426,7 +490,8 @@ print("stdin left: " .. tostring(io.read("*l")))
     H.write_file(dir .. "/child.lua", script)
     local out = H.run(("printf 'pw-guess\n' | %s %s '%s/child.lua'"):format(H.CHILD_ENV, H.LUA, dir))
     os.execute("rm -rf '" .. dir .. "'")
-    assert.matches("\ntls\n", "\n" .. out) -- the key could not be used
+    assert.is_truthy(("\n" .. out):find("\nconfig: client_key " .. o.client_key
+      .. " holds an encrypted key: set client_key_password\n", 1, true), out)
     assert.matches("stdin left: pw%-guess", out) -- nobody read the caller's input
     assert.is_nil(out:find("pass phrase", 1, true), out)
     assert.equals(0, H.exchanges(o.client_id))
@@ -462,6 +527,92 @@ print("stdin left: " .. tostring(io.read("*l")))
     o.client_cert, o.client_key = theirs.cert_file, theirs.key_file
     auth_error(ducky.client(o):ping_protected())
     assert.equals(0, H.exchanges(o.client_id))
+  end)
+
+  -- issue 19 item 10: a pair libcurl could not use is a config error naming the
+  -- file at fault, found before any handshake (no connection to the token endpoint)
+  describe("a certificate and key that cannot be used: config, naming the file, no exchange", function()
+    it("a key that is not the certificate's", function()
+      local o = H.mtls_opts()
+      local theirs = H.mtls_client(H.new_id("other"))
+      o.client_key = theirs.key_file
+      local err = config_error(o)
+      assert.equals(("client_key %s is not the key of client_cert %s"):format(o.client_key, o.client_cert),
+        err.message)
+    end)
+
+    it("no client_key, and none in the certificate's file", function()
+      local o = H.mtls_opts { client_key = H.NIL, client_key_password = H.NIL }
+      local err = config_error(o)
+      assert.equals(("client_cert %s holds no PEM private key: set client_key to the key's file")
+        :format(o.client_cert), err.message)
+    end)
+
+    it("a client_cert that holds no certificate (the key file given twice)", function()
+      local o = H.mtls_opts()
+      o.client_cert = o.client_key
+      local err = config_error(o)
+      assert.equals(("client_cert %s holds no PEM certificate"):format(o.client_key), err.message)
+    end)
+
+    it("a client_key that holds no key (the certificate given twice)", function()
+      local o = H.mtls_opts()
+      local path, dir = key_copy(o.client_cert, "0600")
+      o.client_key = path
+      local err = config_error(o)
+      assert.equals(("client_key %s holds no PEM private key"):format(path), err.message)
+      rm(dir)
+    end)
+
+    it("a client_key without client_cert", function()
+      local o = H.mtls_opts { client_cert = H.NIL }
+      local err = config_error(o)
+      assert.equals(("client_key %s is set without client_cert"):format(o.client_key), err.message)
+    end)
+
+    it("the command line exits 3 (config) and names the key file", function()
+      local o = H.mtls_opts()
+      o.client_key = H.mtls_client(H.new_id("other")).key_file
+      local dir = H.tmpdir()
+      local out, code = H.run(("XDG_CACHE_HOME=%s/cache XDG_CONFIG_HOME=%s %s %s bin/ducky ping --protected "
+        .. "--base-url %s --token-url %s --audience %s --ca-file %s --token-auth tls_client_auth "
+        .. "--client-id %s --client-cert %s --client-key %s"):format(dir, dir, H.CHILD_ENV, H.LUA, o.base_url,
+        o.token_url, o.audience, o.ca_file, o.client_id, o.client_cert, o.client_key))
+      rm(dir)
+      assert.equals(3, code, out)
+      assert.is_truthy(out:find(o.client_key .. " is not the key of client_cert", 1, true), out)
+      assert.equals(0, H.exchanges(o.client_id))
+    end)
+  end)
+
+  describe("the key in the certificate's own file (no client_key)", function()
+    local function combined(o, mode)
+      local dir = H.tmpdir()
+      local path = dir .. "/both.pem"
+      H.write_file(path, H.read_file(o.client_cert) .. H.read_file(o.client_key))
+      assert(os.execute(("%schmod %s '%s'"):format(H.CLEAN_ENV, mode, path)))
+      o.client_cert, o.client_key = path, nil
+      return dir
+    end
+
+    it("works when that file is private", function()
+      local o = H.mtls_opts()
+      local dir = combined(o, "0600")
+      local c = ducky.client(o)
+      assert.equals(200, ok_call(c:ping_protected()).status)
+      assert.equals(1, H.exchanges(o.client_id))
+      c:close()
+      rm(dir)
+    end)
+
+    it("is refused when group or others may read that file", function()
+      local o = H.mtls_opts()
+      local dir = combined(o, "0644")
+      local err = config_error(o)
+      assert.equals(("client_cert %s holds the private key, and may be read by group or others "
+        .. "(chmod 600 it)"):format(o.client_cert), err.message)
+      rm(dir)
+    end)
   end)
 
   it("a client_key readable by group or others is a config error naming the file", function()

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "exports.h"
 #include "url.h"
 #include "version.h"
 
@@ -23,25 +24,27 @@ typedef struct options {
 	int headers, token_params, token_cache, log; /* stack indexes, 0: unset */
 } options;
 
-#define S CL_T(LUA_TSTRING)
-#define N CL_T(LUA_TNUMBER)
+#define S  CL_T(LUA_TSTRING)
+#define N  CL_T(LUA_TNUMBER)
+#define SD (S | CL_SHOWN) /* shown by ducky.defaults() */
+#define ND (N | CL_SHOWN)
 #define O(name, types, env, lo, hi, field)                                                         \
 	{                                                                                          \
 		name, types, env, lo, hi, offsetof(options, field)                                 \
 	}
 /* Every option of the contract: its types, its DUCKY_* variable, its range. */
 static const cl_opt client_opts[] = {
-    O("client_id", S, "DUCKY_CLIENT_ID", 0, 0, client_id),
-    O("client_secret", S, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
-    O("client_secret_file", S, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
-    O("base_url", S, "DUCKY_BASE_URL", 0, 0, base_url),
-    O("token_url", S, "DUCKY_TOKEN_URL", 0, 0, token_url),
-    O("audience", S, "DUCKY_AUDIENCE", 0, 0, audience),
-    O("token_auth", S, "DUCKY_TOKEN_AUTH", 0, 0, token_auth),
-    O("timeout", N, "DUCKY_TIMEOUT", 0.001, 1e6, timeout),
-    O("connect_timeout", N, "DUCKY_CONNECT_TIMEOUT", 0.001, 1e6, connect_timeout),
-    O("retries", N, "DUCKY_RETRIES", 0, 100, retries),
-    O("refresh_margin", N, NULL, 0, 1e9, refresh_margin),
+    O("client_id", S | CL_BLANK, "DUCKY_CLIENT_ID", 0, 0, client_id),
+    O("client_secret", S | CL_BLANK, "DUCKY_CLIENT_SECRET", 0, 0, client_secret),
+    O("client_secret_file", S | CL_BLANK, "DUCKY_CLIENT_SECRET_FILE", 0, 0, client_secret_file),
+    O("base_url", SD, "DUCKY_BASE_URL", 0, 0, base_url),
+    O("token_url", SD, "DUCKY_TOKEN_URL", 0, 0, token_url),
+    O("audience", SD, "DUCKY_AUDIENCE", 0, 0, audience),
+    O("token_auth", SD, "DUCKY_TOKEN_AUTH", 0, 0, token_auth),
+    O("timeout", ND, "DUCKY_TIMEOUT", 0.001, 1e6, timeout),
+    O("connect_timeout", ND, "DUCKY_CONNECT_TIMEOUT", 0.001, 1e6, connect_timeout),
+    O("retries", ND | CL_INT, "DUCKY_RETRIES", 0, 100, retries),
+    O("refresh_margin", ND, NULL, 0, 1e9, refresh_margin),
     O("token_cache", CL_T(LUA_TBOOLEAN) | S | CL_T(LUA_TTABLE), NULL, 0, 0, token_cache),
     O("ca_file", S, "DUCKY_CA_FILE", 0, 0, ca_file),
     O("ca_path", S, "DUCKY_CA_PATH", 0, 0, ca_path),
@@ -49,17 +52,17 @@ static const cl_opt client_opts[] = {
     O("proxy", S, "DUCKY_PROXY", 0, 0, proxy),
     O("user_agent", S, NULL, 0, 0, user_agent),
     O("headers", CL_T(LUA_TTABLE), NULL, 0, 0, headers),
-    O("max_body", N, "DUCKY_MAX_BODY", 1, 1e15, max_body),
+    O("max_body", ND | CL_INT, "DUCKY_MAX_BODY", 1, 1e15, max_body),
     O("token_params", CL_T(LUA_TTABLE), NULL, 0, 0, token_params),
-    O("auth_backoff", N, NULL, 0, 1e9, auth_backoff),
-    O("max_exchanges_per_hour", N, NULL, 1, 1e6, max_per_hour),
-    O("max_retry_after", N, NULL, 0, 1e6, max_retry_after),
+    O("auth_backoff", ND, NULL, 0, 1e9, auth_backoff),
+    O("max_exchanges_per_hour", ND | CL_INT, NULL, 1, 1e6, max_per_hour),
+    O("max_retry_after", ND, NULL, 0, 1e6, max_retry_after),
     O("log", CL_T(LUA_TFUNCTION), NULL, 0, 0, log),
-    O("http_version", S, NULL, 0, 0, http_version),
-    O("private_key", S, NULL, 0, 0, private_key),
-    O("private_key_file", S, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
+    O("http_version", SD, NULL, 0, 0, http_version),
+    O("private_key", S | CL_BLANK, NULL, 0, 0, private_key),
+    O("private_key_file", S | CL_BLANK, "DUCKY_PRIVATE_KEY_FILE", 0, 0, private_key_file),
     O("key_id", S, "DUCKY_KEY_ID", 0, 0, key_id),
-    O("signing_alg", S, "DUCKY_SIGNING_ALG", 0, 0, signing_alg),
+    O("signing_alg", SD, "DUCKY_SIGNING_ALG", 0, 0, signing_alg),
     O("assertion_audience", S, "DUCKY_ASSERTION_AUDIENCE", 0, 0, assertion_audience),
     O("client_cert", S, "DUCKY_CLIENT_CERT", 0, 0, client_cert),
     O("client_key", S, "DUCKY_CLIENT_KEY", 0, 0, client_key),
@@ -67,6 +70,8 @@ static const cl_opt client_opts[] = {
     {NULL, 0, NULL, 0, 0, 0},
 };
 #undef O
+#undef ND
+#undef SD
 #undef N
 #undef S
 
@@ -86,6 +91,8 @@ static const options defaults = {
     .max_retry_after = 30,
     .max_body = 64.0 * 1024 * 1024,
 };
+
+static const char *const http_versions[] = {"2", "1.1", "2-prior-knowledge", NULL};
 
 /* The index of v among choices (NULL-terminated); else raises naming them. */
 static int choice(lua_State *L, const char *name, const char *const choices[], const char *v)
@@ -192,6 +199,7 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 	    .signing_alg = (ducky_jwt_alg)alg,
 	    .client_cert = o->client_cert,
 	    .client_key = o->client_key,
+	    .client_key_password = o->client_key_password,
 	};
 	ducky_err err;
 	ducky_err_init(&err);
@@ -262,7 +270,6 @@ static const char *key_password(const client *c, const options *o)
 /* The transport: TLS, proxy, HTTP version, body limit; the handle for single calls. */
 static void setup_http(lua_State *L, client *c, const options *o)
 {
-	static const char *const versions[] = {"2", "1.1", "2-prior-knowledge", NULL};
 	static const long curl_versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
 	                                     CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
 	c->conf = (ducky_http_conf){
@@ -277,7 +284,8 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	    .client_cert = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_cert),
 	    .client_key = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_key),
 	    .key_password = dup_or_raise(L, key_password(c, o)),
-	    .http_version = curl_versions[choice(L, "http_version", versions, o->http_version)],
+	    .http_version =
+	        curl_versions[choice(L, "http_version", http_versions, o->http_version)],
 	};
 	ducky_err err;
 	ducky_err_init(&err);
@@ -338,5 +346,40 @@ int cl_new(lua_State *L)
 	c->ref_encode = ref_field(L, "encode");
 	c->ref_decode = ref_field(L, "decode");
 	lua_pushvalue(L, self);
+	return 1;
+}
+
+/* n as an integer when it is one (retries = 2, not 2.0). */
+static void push_number(lua_State *L, double n)
+{
+	if (n == (double)(lua_Integer)n && n > -9007199254740992.0 && n < 9007199254740992.0)
+		lua_pushinteger(L, (lua_Integer)n);
+	else
+		lua_pushnumber(L, n);
+}
+
+/* ducky.defaults(): what a client made without options would use, the
+ * DUCKY_* variables applied and checked as ducky.client checks them; the
+ * options marked CL_SHOWN, from the one table and the one set of defaults. */
+int cl_defaults(lua_State *L)
+{
+	options o = defaults;
+	lua_settop(L, 0);
+	lua_newtable(L);
+	cl_read_options(L, 1, client_opts, &o, "ducky.defaults");
+	choice(L, "token_auth", ducky_auth_names, o.token_auth);
+	choice(L, "signing_alg", ducky_jwt_alg_names, o.signing_alg);
+	choice(L, "http_version", http_versions, o.http_version);
+	lua_newtable(L);
+	for (const cl_opt *op = client_opts; op->name; op++) {
+		const char *at = (const char *)&o + op->off;
+		if (!(op->types & CL_SHOWN))
+			continue;
+		if (CL_TYPES(op) == CL_T(LUA_TSTRING))
+			lua_pushstring(L, *(const char *const *)(const void *)at);
+		else
+			push_number(L, *(const double *)(const void *)at);
+		lua_setfield(L, -2, op->name);
+	}
 	return 1;
 }

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "http.h"
 #include "url.h"
@@ -98,22 +101,105 @@ static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
 	return bad;
 }
 
-/* tls_client_auth: the certificate's key must be the user's alone, as a key
- * file is; libcurl reads both. */
+/* The key's password for OpenSSL: the one given, or a failure (never a
+ * prompt on the terminal); notes that the key asked for one. */
+typedef struct key_password {
+	const char *given;
+	int asked;
+} key_password;
+
+static int give_password(char *buf, int size, int rwflag, void *u)
+{
+	key_password *p = u;
+	size_t n = p->given ? strlen(p->given) : 0;
+	(void)rwflag;
+	p->asked = 1;
+	if (!p->given || n > (size_t)size)
+		return -1;
+	memcpy(buf, p->given, n);
+	return (int)n;
+}
+
+/* The certificate in cert (PEM text), or NULL. */
+static X509 *parse_cert(const ducky_buf *cert)
+{
+	BIO *bio = cert->data ? BIO_new_mem_buf(cert->data, (int)cert->len) : NULL;
+	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	return x;
+}
+
+/* The private key in pem (a PEM text), or NULL with *pw saying whether it
+ * wanted a password. */
+static EVP_PKEY *parse_key(const ducky_buf *pem, key_password *pw)
+{
+	BIO *bio = pem->data ? BIO_new_mem_buf(pem->data, (int)pem->len) : NULL;
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, give_password, pw) : NULL;
+	BIO_free(bio);
+	return key;
+}
+
+/* The client key, from client_key or (without one) from the certificate's
+ * own file, which must then be private too; NULL with c->problem set. */
+static EVP_PKEY *client_key(ducky_creds *c, const ducky_creds_conf *conf, const ducky_buf *cert)
+{
+	const char *problem = NULL, *file = conf->client_key ? conf->client_key : conf->client_cert;
+	const char *what = conf->client_key ? "client_key" : "client_cert";
+	key_password pw = {.given = conf->client_key_password};
+	ducky_buf pem = {0};
+	EVP_PKEY *key = NULL;
+	if (conf->client_key ? ducky_read_private(file, MAX_KEY, &pem, 0, &problem) == 0
+	                     : ducky_buf_add(&pem, cert->data, cert->len) == 0)
+		key = parse_key(&pem, &pw);
+	ducky_buf_free(&pem);
+	if (problem)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", file, problem);
+	else if (!key && pw.asked)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "%s %s %s", what, file,
+		           pw.given ? "cannot be decrypted with client_key_password"
+		                    : "holds an encrypted key: set client_key_password");
+	else if (!key)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "%s %s holds no PEM private key%s", what,
+		           file, conf->client_key ? "" : ": set client_key to the key's file");
+	else if (!conf->client_key && ducky_read_private(file, MAX_KEY, NULL, 1, &problem))
+		ducky_fail(&c->problem, DUCKY_E_CONFIG,
+		           "client_cert %s holds the private key, and %s", file, problem);
+	if (c->problem.kind == DUCKY_OK)
+		return key;
+	EVP_PKEY_free(key);
+	return NULL;
+}
+
+/* Any client presenting a certificate: the certificate and its key are read
+ * and matched here, before any handshake, so that a pair libcurl could not
+ * use is a config error naming the file at fault (libcurl reads both again
+ * for each connection). A key must be the user's alone, as a key file is. */
 static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
-	const char *problem = NULL;
-	if (conf->client_cert && ducky_read_private(conf->client_cert, MAX_KEY, NULL, 2, &problem))
-		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s", conf->client_cert,
-		           problem);
-	else if (conf->client_key &&
-	         ducky_read_private(conf->client_key, MAX_KEY, NULL, 1, &problem))
-		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", conf->client_key,
-		           problem);
-	else
-		return;
-	c->complete = 0;
-	c->cert_refused = 1;
+	const char *problem = NULL, *cert_file = conf->client_cert;
+	ducky_buf pem = {0};
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	if (!cert_file)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s is set without client_cert",
+		           conf->client_key);
+	else if (ducky_read_private(cert_file, MAX_KEY, &pem, 2, &problem))
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s", cert_file, problem);
+	else if (!(cert = parse_cert(&pem)))
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s holds no PEM certificate",
+		           cert_file);
+	else if ((key = client_key(c, conf, &pem)) && X509_check_private_key(cert, key) != 1)
+		ducky_fail(&c->problem, DUCKY_E_CONFIG,
+		           "client_key %s is not the key of client_cert %s",
+		           conf->client_key ? conf->client_key : cert_file, cert_file);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	ducky_buf_free(&pem);
+	ERR_clear_error(); /* nothing of this for libcurl to read as its own error */
+	if (c->problem.kind != DUCKY_OK) {
+		c->complete = 0;
+		c->cert_refused = 1;
+	}
 }
 
 /* base64(form(client_id) ":" form(secret)): the Basic credentials (RFC 6749

@@ -46,8 +46,9 @@ typedef struct ducky_creds_conf {
 	const char *private_key, *private_key_file, *key_id, *assertion_audience;
 	size_t private_key_len;
 	ducky_jwt_alg signing_alg;
-	/* tls_client_auth (and any client that presents a certificate) */
-	const char *client_cert, *client_key;
+	/* tls_client_auth (and any client that presents a certificate); the key
+	 * may be in client_cert's file; NULL password: an unencrypted key */
+	const char *client_cert, *client_key, *client_key_password;
 } ducky_creds_conf;
 
 #define DUCKY_MASKS 4 /* the secret as given, and as sent: JSON, form, Basic */

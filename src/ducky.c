@@ -6,6 +6,7 @@
 #include "client.h"
 #include "client_batch.h"
 #include "client_token.h"
+#include "exports.h"
 #include "headers.h"
 #include "lua_error.h"
 #include "version.h"
@@ -79,6 +80,7 @@ int luaopen_ducky(lua_State *L)
 
 	lua_newtable(L);
 	ducky_setfuncs(L, module_functions, 0);
+	cl_exports_open(L);
 	lua_pushliteral(L, DUCKY_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	lua_pushliteral(L, DEFAULT_BASE_URL);

@@ -11,7 +11,8 @@
 	X(AUTH, "auth")                                                                            \
 	X(HTTP, "http")                                                                            \
 	X(DECODE, "decode")                                                                        \
-	X(LIMIT, "limit")
+	X(LIMIT, "limit")                                                                          \
+	X(CANCELLED, "cancelled")
 
 typedef enum {
 	DUCKY_OK = 0,

@@ -7,6 +7,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -38,16 +39,27 @@ static int add_b64url(ducky_buf *b, const void *p, size_t n)
 	return rc;
 }
 
-/* Whether key fits alg: RSA for RS* and PS*, EC P-256 for ES256. */
-static int key_fits(EVP_PKEY *key, ducky_jwt_alg alg)
+#define MIN_RSA_BITS 2048 /* RFC 7518 §3.3: 2048 bits or larger */
+
+/* Why key cannot sign alg, or NULL: RSA for RS*, RSA or RSA-PSS for PS256,
+ * EC P-256 for ES256; an RSA key of MIN_RSA_BITS at least. */
+static const char *key_misfit(EVP_PKEY *key, ducky_jwt_alg alg)
 {
-	if (alg != DUCKY_JWT_ES256)
-		return EVP_PKEY_base_id(key) == EVP_PKEY_RSA;
+	int type = EVP_PKEY_get_base_id(key);
 	char group[64] = "";
 	size_t n = 0;
-	return EVP_PKEY_base_id(key) == EVP_PKEY_EC &&
-	       EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &n) &&
-	       strcmp(group, "prime256v1") == 0;
+	if (alg == DUCKY_JWT_ES256)
+		return type == EVP_PKEY_EC &&
+		               EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group,
+		                                              &n) &&
+		               strcmp(group, "prime256v1") == 0
+		           ? NULL
+		           : "is not an EC P-256 key";
+	if (type == EVP_PKEY_RSA_PSS && alg != DUCKY_JWT_PS256)
+		return "is an RSA-PSS key, which signs PS256 only";
+	if (type != EVP_PKEY_RSA && type != EVP_PKEY_RSA_PSS)
+		return "is not an RSA key";
+	return EVP_PKEY_get_bits(key) < MIN_RSA_BITS ? "is an RSA key under 2048 bits" : NULL;
 }
 
 /* The SHA-256 of the key's public half (DER SubjectPublicKeyInfo). */
@@ -80,28 +92,6 @@ static int make_header(ducky_jwt *j, const char *kid)
 static int no_password(char *buf, int size, int rwflag, void *u)
 {
 	(void)buf, (void)size, (void)rwflag, (void)u;
-	return 0;
-}
-
-int ducky_jwt_init(ducky_jwt *j, const char *pem, size_t len, const char *file, ducky_jwt_alg alg,
-                   const char *kid, const char *iss, const char *aud, ducky_err *err)
-{
-	const char *what = file ? file : "private_key";
-	memset(j, 0, sizeof *j);
-	j->alg = alg;
-	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
-	BIO_free(bio);
-	if (!(j->key = key))
-		return ducky_fail(err, DUCKY_E_CONFIG, "%s holds no PEM private key (unencrypted)",
-		                  what);
-	if (!key_fits(key, alg))
-		return ducky_fail(err, DUCKY_E_CONFIG, "the key in %s is not %s key: %s needs one",
-		                  what, alg == DUCKY_JWT_ES256 ? "an EC P-256" : "an RSA",
-		                  ducky_jwt_alg_names[alg]);
-	if (!public_hash(key, j->pub_hash) || make_header(j, kid) ||
-	    !(j->iss = ducky_strdup(iss)) || !(j->aud = ducky_strdup(aud)))
-		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
 	return 0;
 }
 
@@ -165,6 +155,53 @@ static int add_signature(const ducky_jwt *j, const ducky_buf *input, ducky_buf *
 	return ok ? 0 : -1;
 }
 
+static int sign_failed(const ducky_jwt *j, ducky_err *err)
+{
+	ERR_clear_error(); /* OpenSSL's reasons are not libcurl's to read later */
+	return ducky_fail(err, DUCKY_E_CONFIG,
+	                  "signing the client assertion (%s) with the key in %s failed",
+	                  ducky_jwt_alg_names[j->alg], j->what);
+}
+
+/* A key may fit alg and still not sign with it (an RSA-PSS key restricted to
+ * another digest or salt length): one signature when the key is read tells. */
+static int can_sign(const ducky_jwt *j, ducky_err *err)
+{
+	ducky_buf probe = {0}, sig = {0};
+	int bad = ducky_buf_adds(&probe, "probe") || add_signature(j, &probe, &sig);
+	ducky_buf_free(&probe);
+	ducky_buf_free(&sig);
+	return bad ? sign_failed(j, err) : 0;
+}
+
+int ducky_jwt_init(ducky_jwt *j, const char *pem, size_t len, const char *file, ducky_jwt_alg alg,
+                   const char *kid, const char *iss, const char *aud, ducky_err *err)
+{
+	const char *what = file ? file : "private_key";
+	memset(j, 0, sizeof *j);
+	j->alg = alg;
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
+	BIO_free(bio);
+	ERR_clear_error(); /* a key that did not parse: nothing left for libcurl to misread */
+	const char *misfit = NULL;
+	if (!(j->key = key))
+		return ducky_fail(err, DUCKY_E_CONFIG, "%s holds no PEM private key (unencrypted)",
+		                  what);
+	if ((misfit = key_misfit(key, alg)))
+		return ducky_fail(err, DUCKY_E_CONFIG, "the key in %s %s: %s needs %s", what,
+		                  misfit, ducky_jwt_alg_names[alg],
+		                  alg == DUCKY_JWT_ES256 ? "one"
+		                  : alg == DUCKY_JWT_PS256
+		                      ? "an RSA or RSA-PSS key of 2048 bits or more"
+		                      : "an RSA key of 2048 bits or more");
+	if (!public_hash(key, j->pub_hash) || make_header(j, kid) ||
+	    !(j->what = ducky_strdup(what)) || !(j->iss = ducky_strdup(iss)) ||
+	    !(j->aud = ducky_strdup(aud)))
+		return ducky_fail(err, DUCKY_E_LIMIT, "out of memory");
+	return can_sign(j, err);
+}
+
 int ducky_jwt_sign(const ducky_jwt *j, ducky_buf *out, ducky_err *err)
 {
 	ducky_buf input = {0};
@@ -172,13 +209,14 @@ int ducky_jwt_sign(const ducky_jwt *j, ducky_buf *out, ducky_err *err)
 	          add_claims(j, &input) || ducky_buf_add(out, input.data, input.len) ||
 	          ducky_buf_adds(out, ".") || add_signature(j, &input, out);
 	ducky_buf_free(&input);
-	return bad ? ducky_fail(err, DUCKY_E_CONFIG, "signing the client assertion failed") : 0;
+	return bad ? sign_failed(j, err) : 0;
 }
 
 void ducky_jwt_free(ducky_jwt *j)
 {
 	EVP_PKEY_free(j->key);
 	free(j->header_b64);
+	free(j->what);
 	free(j->iss);
 	free(j->aud);
 	memset(j, 0, sizeof *j);

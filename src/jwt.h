@@ -27,6 +27,7 @@ typedef struct ducky_jwt {
 	void *key; /* EVP_PKEY */
 	ducky_jwt_alg alg;
 	char *header_b64;           /* the encoded header: {alg, typ, kid?} */
+	char *what;                 /* the key's file, or "private_key": for messages */
 	char *iss, *aud;            /* the client id, the audience */
 	unsigned char pub_hash[32]; /* SHA-256 of the public key: what the cache key covers */
 } ducky_jwt;

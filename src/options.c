@@ -1,6 +1,8 @@
 /* Options read from tables by a list of names, types, ranges and DUCKY_*
  * variables; header tables. The binding's one validator. */
 #include <ctype.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,29 +46,64 @@ static void check_keys(lua_State *L, int idx, const cl_opt *opts, const char *wh
 			luaL_error(L, "%s: unknown option '%s'", what,
 			           lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
 			                                          : luaL_typename(L, -2));
-		if (!(o->types & CL_T(lua_type(L, -1)) & ~CL_KEEP))
+		if (!(CL_TYPES(o) & CL_T(lua_type(L, -1))))
 			luaL_error(L, "%s: option '%s' must be %s, not %s", what, o->name,
-			           type_words(o->types & ~CL_KEEP), luaL_typename(L, -1));
+			           type_words(CL_TYPES(o)), luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 }
 
+/* The one reader of a number in a DUCKY_* variable: decimal digits, and for a
+ * number that need not be whole a fraction after a dot; nothing else (no
+ * sign, space, exponent, hex, inf or nan), whatever the locale. 0 with *out
+ * set, or -1. */
+static int strict_number(const char *v, int whole, double *out)
+{
+	static const char digits[] = "0123456789";
+	size_t n = strspn(v, digits), f = 0;
+	double d = 0, scale = 1;
+	if (n && v[n] == '.' && !whole)
+		f = strspn(v + n + 1, digits);
+	if (n == 0 || v[n + (f ? f + 1 : 0)] != '\0')
+		return -1;
+	for (size_t k = 0; k < n; k++)
+		d = d * 10 + (v[k] - '0');
+	for (size_t k = 0; k < f; k++)
+		d += (v[n + 1 + k] - '0') * (scale /= 10);
+	*out = d;
+	return 0;
+}
+
+static void number_from_env(lua_State *L, const cl_opt *o, const char *v, char *out,
+                            const char *what)
+{
+	double d = 0;
+	char lo[32], hi[32];
+	int whole = (o->types & CL_INT) != 0;
+	if (strict_number(v, whole, &d) == 0 && d >= o->lo && d <= o->hi) {
+		*(double *)(void *)(out + o->off) = d;
+		return;
+	}
+	snprintf(lo, sizeof lo, "%.15g", o->lo);
+	snprintf(hi, sizeof hi, "%.15g", o->hi);
+	luaL_error(L, "%s: %s must be %s from %s to %s, for option '%s'", what, o->env,
+	           whole ? "a whole number (digits only)"
+	                 : "a number (digits, and a fraction after a dot)",
+	           lo, hi, o->name);
+}
+
 /* Stores o's environment variable, when set, at out + o->off, without making
  * it a Lua value (DUCKY_CLIENT_SECRET never enters Lua's heap); values are not
- * echoed in errors (a secret may be pasted in the wrong place). */
+ * echoed in errors (a secret may be pasted in the wrong place). An empty
+ * variable counts as unset, but for a number: there it is an error. */
 static void from_env(lua_State *L, const cl_opt *o, char *out, const char *what)
 {
 	const char *v = o->env ? getenv(o->env) : NULL;
-	char *end;
-	if (!v || !*v)
+	if (!v || (!*v && CL_TYPES(o) != CL_T(LUA_TNUMBER)))
 		return;
-	if (o->types == CL_T(LUA_TNUMBER)) {
-		double d = strtod(v, &end);
-		if (end == v || *end || !(d >= o->lo && d <= o->hi))
-			luaL_error(L, "%s: %s is not a number in range for option '%s'", what,
-			           o->env, o->name);
-		*(double *)(void *)(out + o->off) = d;
-	} else if (o->types == CL_T(LUA_TBOOLEAN)) {
+	if (CL_TYPES(o) == CL_T(LUA_TNUMBER)) {
+		number_from_env(L, o, v, out, what);
+	} else if (CL_TYPES(o) == CL_T(LUA_TBOOLEAN)) {
 		int on = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes");
 		if (!on && strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no"))
 			luaL_error(L, "%s: %s must be 1, true, yes, 0, false or no", what, o->env);
@@ -82,19 +119,22 @@ static void store_opt(lua_State *L, const cl_opt *o, char *out, const char *what
 	if (o->types & CL_KEEP) {
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
 		return;
-	} else if (o->types == CL_T(LUA_TSTRING)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TSTRING)) {
 		size_t len;
 		const char *v = lua_tolstring(L, -1, &len);
 		if (strlen(v) != len) /* C would cut it short there, silently */
 			luaL_error(L, "%s: option '%s' holds NUL", what, o->name);
 		*(const char **)(void *)(out + o->off) = v;
-	} else if (o->types == CL_T(LUA_TNUMBER)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TNUMBER)) {
 		double v = lua_tonumber(L, -1);
 		if (!(v >= o->lo && v <= o->hi))
 			luaL_error(L, "%s: option '%s' is out of range: %s", what, o->name,
 			           lua_tostring(L, -1));
+		if ((o->types & CL_INT) && v != floor(v))
+			luaL_error(L, "%s: option '%s' must be a whole number, not %s", what,
+			           o->name, lua_tostring(L, -1));
 		*(double *)(void *)(out + o->off) = v;
-	} else if (o->types == CL_T(LUA_TBOOLEAN)) {
+	} else if (CL_TYPES(o) == CL_T(LUA_TBOOLEAN)) {
 		*(int *)(void *)(out + o->off) = lua_toboolean(L, -1);
 	} else {
 		*(int *)(void *)(out + o->off) = lua_gettop(L);
@@ -108,7 +148,9 @@ void cl_read_options(lua_State *L, int idx, const cl_opt *opts, void *out, const
 	check_keys(L, idx, opts, what);
 	for (const cl_opt *o = opts; o->name; o++) {
 		lua_getfield(L, idx, o->name);
-		if (!lua_isnil(L, -1)) {
+		int blank = (o->types & CL_BLANK) && lua_type(L, -1) == LUA_TSTRING &&
+		            ducky_rawlen(L, -1) == 0;
+		if (!lua_isnil(L, -1) && !blank) {
 			store_opt(L, o, out, what);
 		} else {
 			lua_pop(L, 1);

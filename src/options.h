@@ -18,9 +18,15 @@ typedef struct cl_opt {
 	size_t off;      /* where it goes: a const char *, double, int (booleans) or int
 	                    (stack index, for tables and functions) */
 } cl_opt;
-#define CL_T(t) (1 << (t))
-#define CL_KEEP (1 << 14)                 /* a string that stays on the stack (its length counts) */
-#define CL_ANY  (0x1ff & ~CL_T(LUA_TNIL)) /* any value but nil */
+#define CL_T(t)      (1 << (t))
+#define CL_TYPE_BITS 0x1ff                            /* the CL_T bits of every Lua type */
+#define CL_ANY       (CL_TYPE_BITS & ~CL_T(LUA_TNIL)) /* any value but nil */
+#define CL_KEEP      (1 << 14) /* a string that stays on the stack (its length counts) */
+#define CL_SHOWN     (1 << 15) /* a default ducky.defaults() shows */
+#define CL_INT       (1 << 13) /* a number that must be whole (a count, bytes) */
+#define CL_BLANK     (1 << 12) /* a string where "" counts as unset (a credential) */
+/* The Lua types an option takes, without the flags above. */
+#define CL_TYPES(o) ((o)->types & CL_TYPE_BITS)
 /* Checks every key of the table at idx against opts (raising "<what>: …" for an
  * unknown or mistyped one), then stores each set option at out + off; unset
  * ones keep what out held, unless their env variable is set. Tables and

@@ -170,7 +170,8 @@ int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_o
 		*problem = "may be read by group or others (chmod 600 it)";
 	else if ((size_t)st.st_size > max)
 		*problem = "is too large";
-	while (!*problem && !check_only && (n = read(fd, chunk, sizeof chunk)) != 0)
+	while (!*problem && (!check_only || (check_only == 2 && out)) &&
+	       (n = read(fd, chunk, sizeof chunk)) != 0)
 		if (n < 0 && errno != EINTR)
 			*problem = "cannot be read";
 		else if (n > 0 &&

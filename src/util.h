@@ -35,7 +35,8 @@ void ducky_wipe_str(char *s);
 /* Reads a file that holds a secret (a private key) into out, at most max
  * bytes: only a regular file of this user that group and others cannot read.
  * 0, or -1 with *problem (a static string). check_only: 1, the checks, no
- * read; 2, only that it is a regular file that can be opened (a certificate). */
+ * read; 2, only that it is a regular file that can be opened (a certificate),
+ * read into out (at most max bytes) unless out is NULL. */
 int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_only,
                        const char **problem);
 

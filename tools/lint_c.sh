@@ -4,7 +4,7 @@
 # (the only ones that may know Lua) are listed here; every other file is core.
 set -eu
 BINDING="ducky.c client.c client.h call.c call.h client_token.c client_token.h options.c options.h
-client_batch.c client_batch.h client_new.c headers.c headers.h lua_error.c lua_error.h compat.h"
+client_batch.c client_batch.h client_new.c exports.c exports.h headers.c headers.h lua_error.c lua_error.h compat.h"
 status=0
 for f in src/*.c src/*.h; do
 	[ -e "$f" ] || continue

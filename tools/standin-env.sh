@@ -19,9 +19,16 @@ until [ -f "$standin_dir/standin.json" ]; do
 done
 port=$(lua5.4 -e 'print(math.tointeger(require("cjson").decode(io.read("a")).https_port))' \
 	<"$standin_dir/standin.json")
-# the same lines, for your own shell: tools/standin.sh prints them
+# the same lines, for your own shell: tools/standin.sh prints them. The module in
+# $build is for $lua alone (the Lua it was built for): Lua 5.2-5.4 read LUA_CPATH_5_x
+# before LUA_CPATH, so another Lua finds no ducky there rather than one it cannot load.
+lua=${lua:-lua5.4}
+case $lua in
+lua5.[234]) cpath=LUA_CPATH_5_${lua#lua5.} ;;
+*) cpath=LUA_CPATH ;; # Lua 5.1 and LuaJIT
+esac
 cat >"$standin_dir/env" <<EOT
-export LUA_CPATH='$root/$build/?.so;;' LUA_PATH='$root/lua/?.lua;;' PATH="$root/bin:\$PATH"
+export $cpath='$root/$build/?.so;;' LUA_PATH='$root/lua/?.lua;;' PATH="$root/bin:\$PATH"
 export DUCKY_BASE_URL=https://localhost:$port/v3
 export DUCKY_TOKEN_URL=https://localhost:$port/oauth/token
 export DUCKY_AUDIENCE=ducky-api-test

@@ -1,9 +1,10 @@
 #!/bin/sh
 # make standin: the local stand-in in the foreground, until Ctrl-C, with the
 # lines that point your own scripts and the ducky command at it.
-#   tools/standin.sh [BUILD]
+#   tools/standin.sh [BUILD [LUA]]
 set -eu
 build=${1:-build}
+lua=${2:-lua5.4}
 . tools/standin-env.sh
 cat <<EOT
 The stand-in (Auth0's token endpoint and the Ducky API) is up at $DUCKY_BASE_URL.
@@ -14,7 +15,9 @@ $(cat "$standin_dir/env")
 
 (or: . $standin_dir/env), then for example
   ducky ping --protected
-  lua5.4 examples/ping.lua
+  $lua examples/ping.lua
+The module path is for $lua, the Lua of this build; for another one,
+make standin LUA=... (lua5.1, lua5.2, lua5.3, lua5.4 or luajit).
 
 Ctrl-C stops it.
 EOT

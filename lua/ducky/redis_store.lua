@@ -4,21 +4,27 @@
 --   local store = require("ducky.redis_store").new{ host = "127.0.0.1", port = 6379 }
 --   local client = ducky.client{ ..., token_cache = store }
 --
--- Options: host, port, prefix ("ducky:"), db, password, timeout (socket
--- seconds, 2), lock_ttl (ms, 30000), redis (an already-connected client with
--- get/set/del/eval: lua-redis' client, or lua-resty-redis' in OpenResty; used
--- as is, never reconnected). Without `redis` the store connects lazily with
--- lua-redis, sends AUTH/SELECT when set, and drops the connection after any
--- error so that the next call reconnects (e.g. after a Redis restart).
+-- Options (any other name raises): host, port, prefix ("ducky:"), db,
+-- password, timeout (socket seconds, 2), lock_ttl (ms, 30000), redis (an
+-- already-connected client with get/set/del/eval: lua-redis' client, or
+-- lua-resty-redis' in OpenResty; used as is, never reconnected). Without
+-- `redis` the store connects lazily with lua-redis over LuaSocket, sends
+-- AUTH/SELECT when set, and drops the connection after any error so that the
+-- next call reconnects (e.g. after a Redis restart). With `redis` it needs no
+-- LuaSocket: it keeps time with ngx.now and waits for a lock with ngx.sleep in
+-- OpenResty, and elsewhere with os.time, trying a held lock once.
 --
 -- Keys: prefix .. key (the token, as JSON, expiring with it) and
--- prefix .. key .. ":lock" (the exchange lock). Errors are raised; ducky
--- reports them as `store_error` events and carries on from process memory.
--- ducky passes each call a time budget (its last argument, seconds): the
--- store's own connection waits at most that long (and at most `timeout`), so a
--- Redis that stops answering cannot hold a call past its own timeout.
+-- prefix .. key .. ":lock" (the exchange lock). Errors are raised, and so is
+-- a value under a key that is not a token entry (ducky.check_entry); ducky
+-- reports them as `store_error` events and carries on from process memory, as
+-- if nothing was stored. ducky passes each call a time budget (its last
+-- argument, seconds): the store's own connection waits at most that long (and
+-- at most `timeout`), so a Redis that stops answering cannot hold a call past
+-- its own timeout.
 local cjson = require("cjson")
-local socket = require("socket")
+local ducky = require("ducky")
+local ngx = rawget(_G, "ngx") -- OpenResty's, when there
 
 local M = {}
 
@@ -45,12 +51,44 @@ local function load_lua_redis()
   return mod
 end
 
-local function random_token()
+-- The option names and the Lua types each takes.
+local OPTIONS = {
+  host = { string = true }, port = { number = true, string = true }, prefix = { string = true },
+  db = { number = true, string = true }, password = { string = true }, timeout = { number = true },
+  lock_ttl = { number = true }, redis = { table = true, userdata = true },
+}
+
+local function check_options(opts)
+  if type(opts) ~= "table" then
+    error("ducky.redis_store.new: options must be a table, not " .. type(opts), 3)
+  end
+  for k, v in pairs(opts) do
+    local types = OPTIONS[k]
+    if not types then
+      error(("ducky.redis_store.new: unknown option '%s'"):format(tostring(k)), 3)
+    elseif not types[type(v)] then
+      error(("ducky.redis_store.new: option '%s' must not be a %s"):format(k, type(v)), 3)
+    end
+  end
+end
+
+-- The clock (seconds) and the sleep of a store: LuaSocket's for its own
+-- connection; with a given client, OpenResty's, else os.time and no sleep.
+local function time_of(own_connection)
+  if own_connection then
+    local socket = require("socket") -- needed only here
+    return socket.gettime, socket.sleep
+  end
+  if ngx and ngx.now and ngx.sleep then return ngx.now, ngx.sleep end
+  return os.time, nil
+end
+
+local function random_token(now)
   local f = io.open("/dev/urandom", "rb")
   local bytes = f and f:read(16)
   if f then f:close() end
   if not bytes or #bytes < 16 then
-    bytes = tostring(socket.gettime()) .. tostring(math.random()) .. tostring({})
+    bytes = tostring(now()) .. tostring(math.random()) .. tostring({})
   end
   return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
@@ -106,13 +144,15 @@ function Store:call(budget, cmd, ...)
   error(("redis %s: %s"):format(cmd, tostring(ok and err or res)), 0)
 end
 
+-- The entry under key, or nil; raises when the value there is not one.
 function Store:load(key, budget)
-  local s = self:call(budget, "get", self.prefix .. key)
+  local name = self.prefix .. key
+  local s = self:call(budget, "get", name)
   if type(s) ~= "string" then return nil end
   local ok, t = pcall(cjson.decode, s)
-  if not ok or type(t) ~= "table" or type(t.access_token) ~= "string" or t.access_token == ""
-      or type(t.expires_at) ~= "number" then
-    return nil
+  local left, why = ducky.check_entry(ok and t or nil)
+  if not left then
+    error(("redis %s holds no token entry (%s)"):format(name, ok and why or "not JSON"), 0)
   end
   return {
     access_token = t.access_token,
@@ -123,7 +163,7 @@ function Store:load(key, budget)
 end
 
 function Store:store(key, entry, budget)
-  local ms = entry and math.floor((entry.expires_at - socket.gettime()) * 1000)
+  local ms = entry and math.floor((entry.expires_at - self.now()) * 1000)
   if not ms or ms <= 0 then
     self:call(budget, "del", self.prefix .. key)
     return
@@ -135,21 +175,22 @@ function Store:store(key, entry, budget)
   self:call(budget, "set", self.prefix .. key, json, "PX", ms)
 end
 
--- true once we hold key's exchange lock; false when `timeout` seconds pass first.
+-- true once we hold key's exchange lock; false when `timeout` seconds pass
+-- first (at once without a way to sleep).
 function Store:lock(key, timeout)
   local name = self.prefix .. key .. ":lock"
-  local token = random_token()
-  local deadline = socket.gettime() + (tonumber(timeout) or 0)
+  local token = random_token(self.now)
+  local deadline = self.now() + (tonumber(timeout) or 0)
   while true do
-    local res = self:call(math.max(deadline - socket.gettime(), ATTEMPT), "set", name, token,
+    local res = self:call(math.max(deadline - self.now(), ATTEMPT), "set", name, token,
       "NX", "PX", self.lock_ttl)
     if res == true or res == "OK" then
       self.held[key] = token
       return true
     end
-    local left = deadline - socket.gettime()
-    if left <= 0 then return false end
-    socket.sleep(math.min(POLL, left))
+    local left = deadline - self.now()
+    if left <= 0 or not self.sleep then return false end
+    self.sleep(math.min(POLL, left))
   end
 end
 
@@ -162,7 +203,10 @@ end
 
 function M.new(opts)
   opts = opts or {}
+  check_options(opts)
+  local now, sleep = time_of(opts.redis == nil)
   local self = setmetatable({
+    now = now, sleep = sleep,
     host = opts.host or "127.0.0.1",
     port = tonumber(opts.port) or 6379,
     prefix = opts.prefix or "ducky:",
