@@ -3,7 +3,8 @@
 -- and are written here, one line each (ducky.describe's), at log_level.
 -- Trouble that repeats (a token store that fails, a refresh that fails) is
 -- written at warn (error for a config error), at most once per QUIET seconds
--- per worker and cause, with the count of lines left out.
+-- per worker and kind (the store's source, the error's kind), with the count
+-- of lines left out.
 local ngx = ngx
 local ducky = require("ducky")
 local has_errlog, errlog = pcall(require, "ngx.errlog") -- resty.core's; optional
@@ -45,7 +46,7 @@ end
 function M.events(api, events)
   for _, ev in ipairs(events) do
     if ev.event == "store_error" then
-      M.once(api, "store:" .. tostring(ev.source) .. ":" .. tostring(ev.reason), ngx.WARN, ducky.describe(ev))
+      M.once(api, "store:" .. tostring(ev.source), ngx.WARN, ducky.describe(ev))
     elseif api.log_level then
       ngx.log(api.log_level, "ducky: ", ducky.describe(ev))
     end

@@ -6,6 +6,7 @@ local ducky = require("ducky")
 local shared = require("ducky.ngx.shared")
 local log = require("ducky.ngx.log")
 local checks = require("ducky.ngx.checks")
+local redis_store = require("ducky.redis_store")
 
 local M = {}
 
@@ -15,7 +16,7 @@ local DEFAULT_INTERVAL = 1 -- seconds between background refresh checks
 
 -- The options ducky.ngx takes on top of ducky.client's.
 local NGX_OPTIONS = { pool = true, shared_dict = true, threads = true, log_level = true,
-  refresh_interval = true }
+  refresh_interval = true, redis = true }
 
 -- Raises, in ducky's words, for a value that cannot cross into the pool's
 -- VMs; prefix: the start of the message ("ducky.ngx: option").
@@ -42,16 +43,31 @@ end
 M.check_plain = check_plain
 
 -- A string naming a configuration: equal options, equal id.
-function M.config_key(copts, dict)
+function M.config_key(copts, dict, redis)
   local names = {}
   for k in pairs(copts) do names[#names + 1] = k end
   table.sort(names)
-  local parts = { tostring(dict) }
+  local parts = { tostring(dict), redis and cjson.encode(redis) or "" }
   for _, k in ipairs(names) do
     local v = copts[k]
     parts[#parts + 1] = k .. "=" .. (type(v) == "table" and cjson.encode(v) or tostring(v))
   end
   return table.concat(parts, "\0")
+end
+
+-- The redis option: ducky.redis_store's options (its own checks), behind a dict.
+local function redis_option(opts, dict_name)
+  local r = opts.redis
+  if r == nil then return nil end
+  if type(r) ~= "table" then
+    error("ducky.ngx: option 'redis' must be a table of ducky.redis_store's options", 0)
+  end
+  if r.redis ~= nil then error("ducky.ngx: option 'redis.redis' is not for nginx: give host and port", 0) end
+  local ok, err = pcall(redis_store.new, r)
+  if not ok then error("ducky.ngx: option 'redis': " .. tostring(err), 0) end
+  err.close()
+  if not dict_name then error("ducky.ngx: option 'redis' needs a shared_dict: Redis is behind it", 0) end
+  return r
 end
 
 local function option(opts, name, kind, check, what)
@@ -132,13 +148,14 @@ function M.parse(opts)
     error(("ducky.ngx: lua_shared_dict '%s' is not configured: add `lua_shared_dict %s 1m;` to"
       .. " the http block, or set shared_dict = false"):format(o.dict_name, o.dict_name), 0)
   end
-  local id = ngx.md5(M.config_key(copts, o.dict_name))
+  local redis = redis_option(opts, o.dict_name)
+  local id = ngx.md5(M.config_key(copts, o.dict_name, redis))
   return {
     id = id, pool = o.pool, threads = o.threads, dict_name = o.dict_name or nil, dict = dict or nil,
     counts = {}, flushed_at = 0, interval = o.interval or nil,
     master_env = checks.master_env(), master_key = key, -- for checks.worker
     log_level = o.level and ngx[log.LEVELS[o.level]] or nil,
-    conf = { id = id, copts = copts, dict = o.dict_name or nil },
+    redis = redis, conf = { id = id, copts = copts, dict = o.dict_name or nil, redis = redis },
   }
 end
 

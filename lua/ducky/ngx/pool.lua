@@ -6,6 +6,7 @@ local ngx = ngx
 local ducky = require("ducky")
 local shared = require("ducky.ngx.shared")
 local store = require("ducky.ngx.store")
+local fleet = require("ducky.ngx.fleet")
 local stats = require("ducky.ngx.stats")
 
 local M = {}
@@ -28,19 +29,29 @@ local function collect(event)
   vm.events = events
 end
 
+-- The token_cache of the configuration's clients in this VM: the dict's,
+-- with Redis behind it for a fleet; false without a dict.
+local function token_cache(conf, dict)
+  if not dict then return false end
+  local on_dict = store.new(vm, dict, conf.lock_ttl)
+  if not conf.redis then return on_dict end
+  return fleet.new(vm, dict, on_dict, conf.redis, conf.id)
+end
+
 local function make_entry(conf)
   local dict = conf.dict and ngx.shared[conf.dict]
   if conf.dict and not dict then
     error("lua_shared_dict " .. conf.dict .. " is not configured", 0)
   end
+  local cache = token_cache(conf, dict)
   local function client(margin)
     local o = shared.copy(conf.copts)
-    o.token_cache = dict and store.new(vm, dict, conf.lock_ttl) or false
+    o.token_cache = cache
     if conf.log then o.log = collect end
     if margin then o.refresh_margin = margin end
     return ducky.client(o)
   end
-  return { client = client(), dict = dict, id = conf.id, last = {},
+  return { client = client(), dict = dict, id = conf.id, last = {}, cache = cache,
     refresher = function(self) -- a client that refreshes earlier than the others
       self.refresher = client(conf.refresh_at)
       return self.refresher
@@ -126,6 +137,10 @@ local OPS = {
     return { token = tok, left = left }
   end,
   invalidate = invalidate,
+  -- the machine's token and Redis's on one (a fleet's background refresh)
+  sync = function(e, key, budget)
+    return e.cache and e.cache.sync and e.cache.sync(key, budget) or false
+  end,
 }
 
 -- Runs the op; a raised error (a call's arguments the client refused) comes

@@ -57,16 +57,13 @@ end
 
 -- The dict's lock for key, polled until taken or `timeout` passes. A dict
 -- too full to hold even the lock cannot serialize the exchange: go on
--- without it (one exchange per worker at worst, never one per call).
-local function lock(ctx, dict, key, owner, timeout, ttl)
+-- without it (one exchange per worker at worst, never one per call; the
+-- token will not fit either, and that is what gets reported).
+local function lock(dict, key, owner, timeout, ttl)
   local waited = 0
   while true do
     local ok, err = dict:add(shared.lock_key(key), owner, ttl)
-    if ok then return true end
-    if err == "no memory" then
-      M.failed(ctx, "dict", "lua_shared_dict cannot hold the exchange lock: no memory")
-      return true
-    end
+    if ok or err == "no memory" then return true end
     if waited >= timeout then return false end
     sleep(POLL)
     waited = waited + POLL
@@ -85,7 +82,7 @@ function M.new(ctx, dict, lock_ttl)
     end,
     lock = function(key, timeout)
       local owner = shared.owner_value()
-      if not lock(ctx, dict, key, owner, timeout, lock_ttl) then return false end
+      if not lock(dict, key, owner, timeout, lock_ttl) then return false end
       owners[key] = owner
       return true
     end,

@@ -202,8 +202,18 @@ local function check(api)
   if dict then shared.unlock(dict, lock, owner) end
 end
 
+-- A fleet's machine and Redis on one token again (ducky.ngx.fleet's sync):
+-- one worker of the machine every SYNC_TICKS refresh intervals.
+local SYNC_TICKS = 5
+local function sync(api)
+  local gate = api.key .. ":sync"
+  if not api.dict:add(gate, true, SYNC_TICKS * (api.interval or 1)) then return end
+  admission.submit(api, "sync", api.timeout, "sync", api.key, api.timeout / 4)
+end
+
 tick = function(premature, api)
   if premature then return end
+  if api.redis and M.cache_key(api) then pcall(sync, api) end
   local ok, err = pcall(check, api)
   api.refreshing = false
   if not ok then ngx.log(ngx.ERR, "ducky: background refresh: ", tostring(err)) end

@@ -29,6 +29,10 @@ other("TINY", { timeout = 5, shared_dict = "tiny", refresh_interval = false })
 -- Refreshes that fail while the dict's token is still valid: no retries, no
 -- timer (authorization() starts the refreshes).
 other("FLAKY", { timeout = 3, retries = 0, refresh_margin = 2, refresh_interval = false })
+-- A machine of a fleet: Redis (on DUCKY_SPEC_REDIS_PORT) behind the dict,
+-- and a quick background refresh (its sync with Redis every second).
+other("FLEET", { timeout = 5, refresh_interval = 0.2, log_level = "notice",
+  redis = { port = tonumber(env("DUCKY_SPEC_REDIS_PORT")), timeout = 0.5 } })
 -- Two threads for the whole worker: admission control at work.
 SPEC.SMALL = ducky_ngx.new{ pool = "small", threads = 2, timeout = tonumber(env("DUCKY_SPEC_TIMEOUT")) or 10,
   retries = 0 }
@@ -80,6 +84,7 @@ end
 function SPEC.init_worker()
   SPEC.record("init_worker")
   if SPEC.SHORT then SPEC.SHORT:init_worker() end
+  if SPEC.FLEET then SPEC.FLEET:init_worker() end
   if SPEC.NOPOOL_TIMER then
     SPEC.NOPOOL:init_worker()
     assert(ngx.timer.every(0.05, ticks))
