@@ -8,6 +8,7 @@
 local H = require("spec.helpers")
 local N = require("spec.support.nginx.server")
 local R = require("spec.support.redis_server")
+local cjson = require("cjson")
 
 local test = (N.runnable() and R.runnable) and it or pending
 local get = N.get
@@ -79,7 +80,7 @@ describe("a fleet of nginx machines on one token through Redis", function()
     for _, k in ipairs(c:keys("ducky:*")) do
       local v = c:get(k)
       if type(v) == "string" and v:find('"access_token"', 1, true) then
-        return k, require("cjson").decode(v)
+        return k, cjson.decode(v)
       end
     end
   end
