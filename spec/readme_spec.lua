@@ -9,14 +9,12 @@ local H = require("spec.helpers")
 local README = assert(H.read_file("README.md"))
 local CI_RUN = assert(H.read_file(".ci/run"))
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.quote
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
 -- A shell command in the checkout, without the sanitizer preload and the flags of
 -- the make that may be running this suite.
-local function sh(cmd)
-  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. q(cmd))
-end
+local sh = H.sh
 
 -- ```LANG blocks: { text = , line = }
 local function blocks(lang)
