@@ -57,7 +57,7 @@ end
 local plain = H.LUA == "lua5.4" and (os.getenv("LD_PRELOAD") or "") == ""
 local run_it = plain and it or pending
 
-local EMBED_CC = "cc -o %s examples/embed/embed.c build/libducky.a "
+local EMBED_CC = "cc -Isrc -o %s examples/embed/embed.c build/libducky.a "
   .. "$(pkg-config --cflags --libs lua5.4 libcurl libcrypto) -lpthread -lm"
 
 -- The ```sh commands this spec runs (each: how), all others must be in .ci/run.

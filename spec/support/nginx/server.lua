@@ -16,7 +16,8 @@ local ltn12 = require("ltn12")
 local N = {}
 
 N.ROOT = os.getenv("PWD") or "."
-N.MODULE = N.ROOT .. "/build-luajit/ducky.so"
+-- the LuaJIT build nginx loads: make check's test build, or the one named
+N.MODULE = N.ROOT .. "/" .. (os.getenv("DUCKY_LUAJIT_BUILD") or "build-luajit") .. "/ducky.so"
 N.LUA_MODULE = "/usr/lib/nginx/modules/ngx_http_lua_module.so"
 N.EXAMPLE = N.ROOT .. "/examples/nginx/nginx.conf"
 local SUPPORT = N.ROOT .. "/spec/support/nginx"
