@@ -102,11 +102,11 @@ $(BUILD)/embed: examples/embed/embed.c src/ducky.h $(BUILD)/libducky.a
 		$(LUA_LINK)
 
 # The pthread host of the thread-safety spec.
-$(BUILD)/threads: spec/support/threads.c | $(BUILD)
+$(BUILD)/threads: spec/support/hosts/threads.c | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LUA_LIBS) -lpthread $(LUA_LINK)
 
 # The host that opens and closes three lua_States in turn (spec/build_spec.lua).
-$(BUILD)/states: spec/support/states.c | $(BUILD)
+$(BUILD)/states: spec/support/hosts/states.c | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LUA_LIBS) $(LUA_LINK)
 
 deps:
@@ -195,7 +195,7 @@ fuzz:
 
 # Model-based random testing (spec/model_spec.lua) for longer than the suite does:
 # `make model STEPS=20000 SEED=123`; `make model ASAN=1 ...` runs it on the ASan+UBSan
-# build; WEIGHTS="batch=40,hostile=0" changes op weights (spec/support/model.lua).
+# build; WEIGHTS="batch=40,hostile=0" changes op weights (spec/support/model/model.lua).
 STEPS ?= 20000
 .PHONY: model _model
 model:
@@ -255,7 +255,7 @@ uninstall:
 lint:
 	tools/lint_c.sh
 	luacheck lua spec examples tools bench fuzz bin/ducky $(ROCKSPEC)
-	clang-format --dry-run -Werror src/*.c src/*.h spec/support/*.c examples/embed/*.c \
+	clang-format --dry-run -Werror src/*.c src/*.h spec/support/hosts/*.c examples/embed/*.c \
 		bench/*.c fuzz/*.c
 	tools/lint_lua.sh
 

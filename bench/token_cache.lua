@@ -14,7 +14,7 @@ local home = H.tmpdir()
 local env = ("XDG_CACHE_HOME=%s LUA_CPATH='./%s/?.so;;'"):format(home, build)
 
 local function worker_cmd(id, cache)
-  return ("%s lua5.4 spec/support/file_worker.lua %q %q %q %q %q %s >/dev/null")
+  return ("%s lua5.4 spec/support/workers/file_worker.lua %q %q %q %q %q %s >/dev/null")
     :format(env, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), cache or "default")
 end
 

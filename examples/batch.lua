@@ -7,14 +7,17 @@ local sites = { "berlin", "lyon", "oslo", "porto", "turin", "ghent", "graz", "be
 
 local requests = {}
 for i, site in ipairs(sites) do
-  -- the stand-in's echo route; against the real API use its footprint paths
-  requests[i] = { "GET", "/echo", { query = { site = site, year = 2026 } } }
+  requests[i] = { "GET", "/footprints", { query = { site = site, year = 2026 } } }
 end
 
 local results = client:batch(requests, { concurrency = tonumber(arg[1]) or 8, timeout = 30 })
 for i, r in ipairs(results) do
   if r.res then
-    print(("%-7s %d after %d attempt(s)"):format(sites[i], r.res.status, r.res.attempts))
+    local found = r.res.json and r.res.json.footprints or {}
+    local kg = 0
+    for _, fp in ipairs(found) do kg = kg + (tonumber(fp.co2e_kg) or 0) end
+    print(("%-7s %d %.0f kg CO2e in 2026 (%d footprint(s), %d attempt(s))"):format(sites[i], r.res.status,
+      kg, #found, r.res.attempts))
   else
     print(("%-7s failed: %s"):format(sites[i], tostring(r.err)))
   end

@@ -160,7 +160,8 @@ describe("client:batch", function()
       "client:batch: item 1: not a { method, path, opts } table")
     assert.has_error(function() c:batch({ { "GET", "/echo", { bogus = 1 } } }) end,
       "client:batch: item 1: unknown option 'bogus'")
-    assert.has_error(function() c:batch({}, { concurrency = 0 }) end)
+    H.raises(function() c:batch({}, { concurrency = 0 }) end,
+      "client:batch: option 'concurrency' is out of range: 0")
     assert.has_error(function() c:batch({}, { parallel = 2 }) end, "client:batch: unknown option 'parallel'")
     assert.equals(before, H.stats().requests)
   end)
@@ -232,7 +233,11 @@ http {
   end)
 
   teardown(function()
-    if pid then os.execute("kill " .. pid .. "; sleep 0.2; rm -rf " .. prefix) end
+    if pid then
+      os.execute("kill " .. pid)
+      H.wait_until(function() return not H.alive(pid) end, 10, "nginx to exit")
+      os.execute("rm -rf " .. prefix)
+    end
   end)
 
   local function client(version)

@@ -11,13 +11,11 @@ local socket = require("socket")
 
 local VERSION = assert(H.read_file("VERSION")):match("^(%d+%.%d+%.%d+)\n$")
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.quote
 
 -- A shell command run without the sanitizer preload and without the flags of the
 -- make that may be running this suite; returns its output and exit status.
-local function sh(cmd)
-  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. q(cmd))
-end
+local sh = H.sh
 
 local function ok_sh(cmd)
   local out, code = sh(cmd)

@@ -1,9 +1,9 @@
--- The fault matrix (spec/support/fault_matrix.lua, doc/fault-matrix.md): one
+-- The fault matrix (spec/support/model/fault_matrix.lua, doc/fault-matrix.md): one
 -- `it` per row, each asserting the exact outcome against the local stand-in —
 -- status or err.kind, attempts, retries, and the token exchanges the stand-in
 -- counted for the row's fresh client id.
 local H = require("spec.helpers")
-local M = require("spec.support.fault_matrix")
+local M = require("spec.support.model.fault_matrix")
 local ducky = require("ducky")
 
 -- what the rows promise, in one readable list (name -> outcome)

@@ -5,6 +5,7 @@ local cjson = require("cjson")
 local ducky = require("ducky")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
+local WORKER = "spec/support/workers/file_worker.lua"
 -- giving a file to another user (chown) takes root; as anyone else those cases are pending
 local IS_ROOT = H.run("id -u"):match("^0%s") ~= nil
 
@@ -25,8 +26,8 @@ end
 -- With `limit` (seconds) the child runs under timeout(1) and is killed then
 -- (exit 137), so a call that hangs fails its spec instead of hanging the suite.
 local function worker(id, env, cache, calls, limit)
-  local cmd = ("%s%s LUA_CPATH='./%s/?.so;;' %s spec/support/file_worker.lua %q %q %q %q %q %s %d")
-    :format(limit and ("timeout -s KILL %d env "):format(limit) or "", env or "", build, H.LUA,
+  local cmd = ("%s%s LUA_CPATH='./%s/?.so;;' %s %s %q %q %q %q %q %s %d")
+    :format(limit and ("timeout -s KILL %d env "):format(limit) or "", env or "", build, H.LUA, WORKER,
       H.base_url(), H.token_url(), H.audience(), id, H.secret(id), cache or "default", calls or 1)
   local out, code = H.run(cmd)
   local ok = code == 0
@@ -88,8 +89,8 @@ describe("file token cache", function()
     local id = H.new_id("file-par")
     H.fault{ path = "/oauth/token", client_id = id, delay = 0.3 } -- widen the race
     local cmd = ("cd %q && for i in $(seq 16); do %s LUA_CPATH='./%s/?.so;;' " .. H.LUA
-      .. " spec/support/file_worker.lua %q %q %q %q %q default >/dev/null || echo FAILED & done; wait")
-      :format(os.getenv("PWD") or ".", env, build, H.base_url(), H.token_url(), H.audience(), id,
+      .. " %s %q %q %q %q %q default >/dev/null || echo FAILED & done; wait")
+      :format(os.getenv("PWD") or ".", env, build, WORKER, H.base_url(), H.token_url(), H.audience(), id,
         H.secret(id))
     local out = run(cmd)
     assert.is_nil(out:find("FAILED"), out)
@@ -100,15 +101,13 @@ describe("file token cache", function()
     local id = H.new_id("file-kill")
     H.fault{ path = "/oauth/token", client_id = id, delay = 30 }
     local pidfile = home .. "/pid"
-    run(("%s LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " spec/support/file_worker.lua %q %q %q %q %q default"
-      .. " >/dev/null 2>&1 & echo $! > %q"):format(env, build, H.base_url(), H.token_url(),
+    run(("%s LUA_CPATH='./%s/?.so;;' " .. H.LUA .. " %s %q %q %q %q %q default"
+      .. " >/dev/null 2>&1 & echo $! > %q"):format(env, build, WORKER, H.base_url(), H.token_url(),
         H.audience(), id, H.secret(id), pidfile))
-    -- wait until the first process holds the lock (its lock file exists)
-    for _ = 1, 100 do
-      if sh("ls " .. home .. "/ducky/"):find("%.lock") then break end
-      sh("sleep 0.05")
-    end
-    sh("sleep 0.2")
+    -- the first process holds the lock while it exchanges: once its token request
+    -- has reached the stand-in (which delays the answer), the lock is held
+    H.wait_until(function() return H.token_requests(id).received >= 1 end, 10,
+      "the first process's token request")
     sh("kill -9 " .. H.read_file(pidfile))
     H.reset() -- the stand-in forgets the delay fault
     local ok, events, out = worker(id, env)

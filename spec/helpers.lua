@@ -1,5 +1,5 @@
 -- Helpers for the busted specs: start/find the local stand-in
--- (spec/support/standin.py) and talk to its /_control endpoints.
+-- (spec/support/standin/standin.py) and talk to its /_control endpoints.
 --   local H = require("spec.helpers")      -- run from the repository root
 local http = require("socket.http")
 local ltn12 = require("ltn12")
@@ -12,7 +12,7 @@ local H = {}
 H.NIL = setmetatable({}, { __tostring = function() return "H.NIL" end })
 
 local PYTHON = "/usr/bin/python3"
-local STANDIN = "spec/support/standin.py"
+local STANDIN = "spec/support/standin/standin.py"
 
 local info -- decoded standin.json, once per Lua process
 local id_counter = 0
@@ -40,6 +40,46 @@ function H.write_file(path, s)
   f:close()
 end
 
+-- fn(...) must raise, with a message (tostring of the error) that contains
+-- `expected` as plain text: string.find with plain = true, so "(", "%", "." and
+-- "'" mean themselves. Fails the spec otherwise (no raise, or another message);
+-- returns the message.   H.raises(c.request, "client:request: not an HTTP method name", c, "G T", "/")
+function H.raises(fn, expected, ...)
+  if type(expected) ~= "string" or expected == "" then
+    error("H.raises: give the expected message (a non-empty string), not " .. tostring(expected), 2)
+  end
+  local ok, e = pcall(fn, ...)
+  if ok then error(("expected an error containing %q, got none"):format(expected), 2) end
+  local msg = tostring(e)
+  if not msg:find(expected, 1, true) then
+    error(("expected an error containing %q, got %q"):format(expected, msg), 2)
+  end
+  return msg
+end
+
+-- Waits until fn() returns a true value (returned), calling it every `step`
+-- seconds (default 0.02), for at most `timeout` seconds (default 10); then fails
+-- the spec naming `what`, and fn's last non-true result if it gave a second one.
+--   H.wait_until(function() return H.exchanges(id) >= 1 end, 5, "the first exchange")
+function H.wait_until(fn, timeout, what, step)
+  local deadline = socket.gettime() + (timeout or 10)
+  while true do
+    local v, detail = fn()
+    if v then return v end
+    if socket.gettime() >= deadline then
+      error(("timed out after %g s waiting for %s%s"):format(timeout or 10, what or "a condition",
+        detail ~= nil and (" (last: " .. tostring(detail) .. ")") or ""), 2)
+    end
+    socket.sleep(step or 0.02)
+  end
+end
+
+-- s as a quoted Lua string on one line (a newline shown as \n), for spec names:
+-- a raw newline in a name breaks the TAP output into stray lines.
+function H.show(s)
+  return (("%q"):format(s):gsub("\\\n", "\\n"):gsub("\r", "\\r"))
+end
+
 -- A TCP port on 127.0.0.1 that nothing listens on (free to take).
 function H.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
@@ -62,11 +102,12 @@ local function my_pid()
   return pid
 end
 
+-- Whether process p runs (a zombie, state Z, has exited already).
 local function alive(p)
-  -- a zombie (state Z) has exited already
   local stat = tointeger(p) and read_file("/proc/" .. tointeger(p) .. "/stat")
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
+H.alive = alive
 
 -- lua-cjson decodes every number as a float: turn integral ones into integers
 local function ints(v)
@@ -94,6 +135,10 @@ H.LUA = os.getenv("DUCKY_LUA") or "lua5.4"
 H.BUILD = os.getenv("DUCKY_BUILD") or "build"
 H.CHILD_ENV = ("LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;'"):format(H.BUILD)
 
+-- s quoted for the shell, as one word.
+function H.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = H.quote
+
 -- Runs a shell command; returns its output (stdout and stderr) and exit code.
 -- (popen's close() tells no exit status on Lua 5.1, so the shell reports it.)
 function H.run(cmd)
@@ -102,6 +147,12 @@ function H.run(cmd)
   p:close()
   local code = tonumber(out:match("__exit=(%d+)%s*$"))
   return (out:gsub("__exit=%d+%s*$", "")), code
+end
+
+-- H.run of `sh -c cmd` in the checkout, without the sanitizer runtime the suite
+-- may preload and without the flags of a make that may be running the suite.
+function H.sh(cmd)
+  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. H.quote(cmd))
 end
 
 -- Runs a Lua script in a child process of the interpreter and build under test
@@ -199,8 +250,21 @@ function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
 end
 
+-- Time-based faults (standin.py's docstring): t = { path, status (or "drop"),
+-- seconds, client_id, delay, headers, body } answers every request to path
+-- that way for t.seconds; H.slow{ path, delay, seconds, client_id } delays
+-- each answer. seconds = 0 ends either early; H.reset() ends them all.
+function H.outage(t) return H.control("outage", t) end
+function H.slow(t) return H.control("slow", t) end
+
+-- The token requests the stand-in saw naming client id `id`:
+-- { received = n, succeeded = n (exchanges), failed = n }
+function H.token_requests(id)
+  return H.stats().token_requests_by_client[id] or { received = 0, succeeded = 0, failed = 0 }
+end
+
 -- ------------------------------------------------------------------------
--- private_key_jwt and tls_client_auth (spec/support/standin_auth.py)
+-- private_key_jwt and tls_client_auth (spec/support/standin/standin_auth.py)
 
 HOSTS.mtls = { "https", "localhost", "mtls_port" } -- asks for a client certificate
 
@@ -262,15 +326,14 @@ function H.mtls_opts(overrides, cert)
   return o, c
 end
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- A client assertion crafted by spec/support/make_jwt.py (ducky never makes a
+-- A client assertion crafted by spec/support/standin/make_jwt.py (ducky never makes a
 -- bad one): t = { key = "rsa" (stand-in key name) or key_file, client_id, aud,
 -- alg, kid, iat_in, exp_in (seconds from now), jti, claims, header (tables
 -- merged over the defaults; cjson.null removes), and mistakes: sign_alg (other
 -- than the header's alg), pss_salt = "max", ecdsa_der }
 function H.make_jwt(t)
-  local args = { "/usr/bin/python3 spec/support/make_jwt.py",
+  local args = { "/usr/bin/python3 spec/support/standin/make_jwt.py",
     "--key", shell_quote(t.key_file or H.jwt_key(t.key or "rsa").private_key_file),
     "--client-id", shell_quote(t.client_id), "--aud", shell_quote(t.aud) }
   local function opt(name, v) if v ~= nil then args[#args + 1] = name .. "=" .. shell_quote(v) end end
@@ -376,6 +439,27 @@ function H.strings_of(v, out, seen)
     end
   end
   return out
+end
+
+-- res, err as a call returned them: no res, and err a ducky.error of `kind`
+-- with a message.
+function H.assert_error(res, err, kind)
+  local ducky = require("ducky")
+  assert(res == nil, "expected a " .. tostring(kind) .. " error, got an answer")
+  assert(ducky.is_error(err), "expected a ducky.error, got " .. tostring(err))
+  assert(err.kind == kind, ("expected a %s error, got %s"):format(tostring(kind), tostring(err)))
+  assert(type(err.message) == "string" and type(tostring(err)) == "string", "no message")
+end
+
+-- The first of `texts` that holds one of `forms` (plain text; empty forms
+-- ignored), as a readable line; nil when none does.
+function H.find_leak(texts, forms)
+  for _, s in ipairs(texts) do
+    for _, f in ipairs(forms) do
+      if #f > 0 and s:find(f, 1, true) then return ("%q holds %q"):format(s:sub(1, 300), f:sub(1, 80)) end
+    end
+  end
+  return nil
 end
 
 -- the events of a log list named name, in order

@@ -9,14 +9,12 @@ local H = require("spec.helpers")
 local README = assert(H.read_file("README.md"))
 local CI_RUN = assert(H.read_file(".ci/run"))
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.quote
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
 -- A shell command in the checkout, without the sanitizer preload and the flags of
 -- the make that may be running this suite.
-local function sh(cmd)
-  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. q(cmd))
-end
+local sh = H.sh
 
 -- ```LANG blocks: { text = , line = }
 local function blocks(lang)
@@ -59,7 +57,7 @@ end
 local plain = H.LUA == "lua5.4" and (os.getenv("LD_PRELOAD") or "") == ""
 local run_it = plain and it or pending
 
-local EMBED_CC = "cc -o %s examples/embed/embed.c build/libducky.a "
+local EMBED_CC = "cc -Isrc -o %s examples/embed/embed.c build/libducky.a "
   .. "$(pkg-config --cflags --libs lua5.4 libcurl libcrypto) -lpthread -lm"
 
 -- The ```sh commands this spec runs (each: how), all others must be in .ci/run.

@@ -32,10 +32,7 @@ local function answers_ping(port)
   return line == "+PONG"
 end
 
-local function alive(pid)
-  local stat = H.read_file("/proc/" .. pid .. "/stat")
-  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
-end
+local alive = H.alive
 
 -- Starts redis-server on port in the background; it dies with this Lua process.
 local function start_redis(port)
@@ -110,7 +107,7 @@ local function run_workers(port, id, specs)
   local parts = {}
   for i, s in ipairs(specs) do
     parts[#parts + 1] = ([[LUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' ]]
-      .. H.LUA .. [[ spec/support/redis_worker.lua %q %q %q %q %q %d %d %d %.3f & p%d=$!;]])
+      .. H.LUA .. [[ spec/support/workers/redis_worker.lua %q %q %q %q %q %d %d %d %.3f & p%d=$!;]])
       :format(build, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), port,
         s[1], s[2], start, i)
   end
@@ -283,7 +280,7 @@ describe("redis_store", function()
       local key = new_key()
       raw:set("ducky:" .. key, "v")
       raw:rpush("ducky:" .. key .. "x", "a") -- a list: GET on it is a Redis error
-      assert.has_error(function() store.load(key .. "x") end)
+      H.raises(store.load, "WRONGTYPE", key .. "x")
       store.store(key, entry(100))
       assert.is_table(store.load(key))
     end)

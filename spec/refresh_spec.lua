@@ -4,7 +4,7 @@
 local H = require("spec.helpers")
 local socket = require("socket")
 
-local WORKER = "spec/support/refresh_worker.lua"
+local WORKER = "spec/support/workers/refresh_worker.lua"
 
 -- "<role> <source> <time>" lines -> { role = { source =, done = } }
 local function outcomes(out)

@@ -3,12 +3,6 @@
 local H = require("spec.helpers")
 local ducky = require("ducky")
 
-local function raises(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error, got none")
-  return tostring(e)
-end
-
 local function api_requests()
   local st = H.stats()
   local n = 0
@@ -68,17 +62,18 @@ describe("request", function()
     end)
 
     for _, m in ipairs({ "GE T", "G\r\nET", "", "GET\0", "GET\n", "G:T", " GET" }) do
-      it("raises on the non-token method " .. string.format("%q", m), function()
+      it("raises on the non-token method " .. H.show(m), function()
         local before = api_requests()
-        raises(c.request, c, m, "/echo")
+        H.raises(c.request, "client:request: not an HTTP method name", c, m, "/echo")
         assert.equals(before, api_requests())
       end)
     end
 
     it("raises when method or path is not a string", function()
-      raises(c.request, c, nil, "/echo")
-      raises(c.request, c, "GET", nil)
-      raises(c.request, c, "GET", {})
+      local must = "client:request: the method and the path must be strings, not "
+      H.raises(c.request, must .. "nil and string", c, nil, "/echo")
+      H.raises(c.request, must .. "string and nil", c, "GET", nil)
+      H.raises(c.request, must .. "string and table", c, "GET", {})
     end)
   end)
 
@@ -205,15 +200,20 @@ describe("request", function()
     end)
 
     it("raises on a value that cannot be encoded", function()
-      raises(c.request, c, "GET", "/echo", { query = { f = function() end } })
-      raises(c.request, c, "GET", "/echo", { query = { a = { { 1 } } } })
-      raises(c.request, c, "GET", "/echo", { query = { [1] = "x" } })
-      raises(c.request, c, "GET", "/echo", { query = "a=1" })
+      local value = "client:request: query value for '%s' must be a string, number, boolean or an array "
+        .. "of them"
+      H.raises(c.request, value:format("f"), c, "GET", "/echo", { query = { f = function() end } })
+      H.raises(c.request, value:format("a"), c, "GET", "/echo", { query = { a = { { 1 } } } })
+      H.raises(c.request, "client:request: query keys must be strings", c, "GET", "/echo",
+        { query = { [1] = "x" } })
+      H.raises(c.request, "client:request: option 'query' must be a table, not string", c, "GET", "/echo",
+        { query = "a=1" })
     end)
 
     it("raises on a table value that is not an array (rather than dropping it)", function()
       local before = api_requests()
-      raises(c.request, c, "GET", "/echo", { query = { t = { nested = "x" } } })
+      H.raises(c.request, "client:request: query value for 't' must be a string, number, boolean or an array "
+        .. "of them", c, "GET", "/echo", { query = { t = { nested = "x" } } })
       assert.equals(before, api_requests())
     end)
   end)
@@ -243,14 +243,16 @@ describe("request", function()
 
     it("json and body together raise", function()
       local before = api_requests()
-      raises(c.request, c, "POST", "/echo", { json = { a = 1 }, body = "x" })
+      H.raises(c.request, "client:request: json and body exclude each other", c, "POST", "/echo",
+        { json = { a = 1 }, body = "x" })
       assert.equals(before, api_requests())
     end)
 
     it("an unencodable value raises", function()
       local before = api_requests()
-      raises(c.request, c, "POST", "/echo", { json = function() end })
-      raises(c.request, c, "POST", "/echo", { json = { f = function() end } })
+      local cannot = "client:request: json: Cannot serialise function"
+      H.raises(c.request, cannot, c, "POST", "/echo", { json = function() end })
+      H.raises(c.request, cannot, c, "POST", "/echo", { json = { f = function() end } })
       assert.equals(before, api_requests())
     end)
   end)
@@ -284,8 +286,10 @@ describe("request", function()
     end)
 
     it("a body that is not a string raises", function()
-      raises(c.request, c, "POST", "/echo", { body = { 1 } })
-      raises(c.request, c, "POST", "/echo", { body = true })
+      H.raises(c.request, "client:request: option 'body' must be a string, not table", c, "POST", "/echo",
+        { body = { 1 } })
+      H.raises(c.request, "client:request: option 'body' must be a string, not boolean", c, "POST", "/echo",
+        { body = true })
     end)
   end)
 
@@ -326,14 +330,18 @@ describe("request", function()
       d:close()
     end)
 
-    local bad = {
-      { ["X-A"] = "a\r\nX-Injected: 1" }, { ["X-A"] = "a\rb" }, { ["X-A"] = "a\nb" },
-      { ["X-A"] = "a\0b" }, { ["X-A\r\nX-B"] = "v" }, { ["X-A\n"] = "v" }, { ["X\0A"] = "v" },
+    local in_value = "header 'X-A' holds CR, LF or NUL"
+    local bad = { -- the headers, and the message (a name is shown up to its first NUL)
+      { { ["X-A"] = "a\r\nX-Injected: 1" }, in_value }, { { ["X-A"] = "a\rb" }, in_value },
+      { { ["X-A"] = "a\nb" }, in_value }, { { ["X-A"] = "a\0b" }, in_value },
+      { { ["X-A\r\nX-B"] = "v" }, "invalid header name 'X-A\r\nX-B'" },
+      { { ["X-A\n"] = "v" }, "invalid header name 'X-A\n'" },
+      { { ["X\0A"] = "v" }, "invalid header name 'X'" },
     }
-    for i, h in ipairs(bad) do
+    for i, case in ipairs(bad) do
       it("a header holding CR, LF or NUL raises and sends nothing (#" .. i .. ")", function()
         local before = api_requests()
-        raises(c.request, c, "GET", "/echo", { headers = h })
+        H.raises(c.request, "client:request: " .. case[2], c, "GET", "/echo", { headers = case[1] })
         assert.equals(before, api_requests())
         -- the client still works afterwards
         assert.equals(200, assert(c:request("GET", "/echo")).status)
@@ -343,12 +351,12 @@ describe("request", function()
 
   describe("options", function()
     it("an unknown option raises naming it", function()
-      local e = raises(c.request, c, "GET", "/echo", { querry = { a = 1 } })
-      assert.truthy(e:find("querry", 1, true), e)
+      H.raises(c.request, "client:request: unknown option 'querry'", c, "GET", "/echo",
+        { querry = { a = 1 } })
     end)
 
     it("opts that are not a table raise", function()
-      raises(c.request, c, "GET", "/echo", "query")
+      H.raises(c.request, "client:request: options must be a table", c, "GET", "/echo", "query")
     end)
 
     it("timeout and retries are accepted", function()

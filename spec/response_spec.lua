@@ -71,7 +71,7 @@ describe("response", function()
       assert.is_nil(copy["Content-Type"])
       assert.equals(copy, ducky.headers(copy))
       assert.equals("application/json", copy["Content-Type"])
-      assert.has_error(function() ducky.headers("x") end)
+      H.raises(ducky.headers, "ducky.headers: expects a table, not string", "x")
     end)
 
     it("decodes JSON for application/json with parameters and for +json types", function()

@@ -18,11 +18,7 @@ local function requests(path)
   return H.stats().requests_by_path[path] or 0
 end
 
-local function assert_error(res, err, kind)
-  assert.is_nil(res)
-  assert.is_true(ducky.is_error(err), "expected a ducky.error, got " .. tostring(err))
-  assert.equals(kind, err.kind, tostring(err))
-end
+local assert_error = H.assert_error
 
 describe("retries", function()
   before_each(function() H.reset() end)

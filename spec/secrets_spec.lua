@@ -1,11 +1,11 @@
 -- The client secret and the access tokens never leak (DESIGN.md Token rules 8,
 -- README "Security notes"): every scenario of the fault matrix
--- (spec/support/fault_matrix.lua) is run again with a distinctive secret and a
+-- (spec/support/model/fault_matrix.lua) is run again with a distinctive secret and a
 -- `log` function; every error (tostring and every field, recursively), every log
 -- event, tostring(client) and stats() is searched for the secret in every form it
 -- takes on the wire, and for a whole access token.
 local H = require("spec.helpers")
-local M = require("spec.support.fault_matrix")
+local M = require("spec.support.model.fault_matrix")
 local mime = require("mime")
 local ducky = require("ducky")
 
@@ -43,14 +43,7 @@ end
 
 local strings_of = H.strings_of
 
-local function find_leak(texts, forms)
-  for _, s in ipairs(texts) do
-    for _, f in ipairs(forms) do
-      if s:find(f, 1, true) then return ("%q holds %q"):format(s:sub(1, 300), f) end
-    end
-  end
-  return nil
-end
+local find_leak = H.find_leak
 
 local function find_token(texts)
   for _, s in ipairs(texts) do

@@ -104,8 +104,8 @@ describe("one client, one sequence", function()
     local c = ducky.client(H.opts{})
     local bad = setmetatable({}, { __index = function() error("boom from __index") end })
     for _ = 1, 3 do
-      assert.has_error(function() c:request("GET", "/echo", bad) end)
-      assert.has_error(function() c:batch({ { "GET", "/echo", bad } }) end)
+      H.raises(function() c:request("GET", "/echo", bad) end, "boom from __index")
+      H.raises(function() c:batch({ { "GET", "/echo", bad } }) end, "boom from __index")
     end
     assert(c:request("GET", "/echo"))
     assert.equals(1, #c:batch({ { "GET", "/echo" } }))

@@ -1,11 +1,11 @@
 -- Token rules 1 and 3 across threads: 8 pthreads, each with its own lua_State,
--- share one token and make one exchange between them (spec/support/threads.c).
+-- share one token and make one exchange between them (spec/support/hosts/threads.c).
 local H = require("spec.helpers")
 
 local build = os.getenv("DUCKY_BUILD") or "build"
 
 local function run_threads(n, calls, id, cache)
-  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/thread_worker.lua"
+  local cmd = ("LUA_CPATH='./%s/?.so;;' %s/threads spec/support/workers/thread_worker.lua"
     .. " %d %q %q %q %q %q %d %s")
     :format(build, build, n, H.base_url(), H.token_url(), H.audience(), id, H.secret(id), calls,
       cache or "memory")

@@ -19,13 +19,7 @@ local function form_decode(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
-local function assert_error(res, err, kind)
-  assert.is_nil(res)
-  assert.is_true(ducky.is_error(err), "expected a ducky.error, got " .. tostring(err))
-  assert.equals(kind, err.kind, tostring(err))
-  assert.is_string(err.message)
-  assert.is_string(tostring(err))
-end
+local assert_error = H.assert_error
 
 -- a 200 answer from the token endpoint with `body`, for one client id
 local function token_answer(id, body)

@@ -43,6 +43,11 @@ int cl_guarded(lua_State *L, lua_CFunction body, const char *method)
 	client *c = cl_check(L, method);
 	lua_pushcfunction(L, body); /* may raise: before the mark */
 	lua_insert(L, 1);
+	/* Where pushing a C function allocates (Lua 5.1, LuaJIT), the collector may
+	 * have run a finalizer that closed the client: check again, now that nothing
+	 * runs before the mark. */
+	if (c->closed)
+		luaL_error(L, "client:%s: attempt to use a closed ducky client", method);
 	c->busy = 1;
 	c->L = L;
 	int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);

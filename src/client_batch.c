@@ -95,32 +95,38 @@ static void read_item(lua_State *L, client *c, size_t i, bitem *b, double deadli
 	lua_settop(L, base);
 }
 
-/* Starts the items that may start: up to `concurrency` under way. */
-static size_t start_more(lua_State *L, client *c, items_box *box, size_t next, size_t *running,
-                         size_t concurrency)
+/* The items started and not done. */
+static size_t under_way(const items_box *box, size_t next)
 {
-	for (; next < box->n && *running < concurrency; next++) {
+	size_t running = 0;
+	for (size_t i = 0; i < next; i++)
+		running += box->items[i].op && !ducky_op_done(box->items[i].op);
+	return running;
+}
+
+/* Starts the items that may start: up to `concurrency` under way (one that
+ * ends as it starts, say for want of a token, leaves its place to the next). */
+static size_t start_more(lua_State *L, client *c, items_box *box, size_t next, size_t concurrency)
+{
+	size_t running = under_way(box, next);
+	for (; next < box->n && running < concurrency; next++) {
 		bitem *b = &box->items[next];
 		if (b->err.kind != DUCKY_OK)
 			continue;
 		if (!(b->op = ducky_op_start(cl_engine(L, c), &b->k.k, &b->err)))
 			continue;
-		(*running)++;
+		running += !ducky_op_done(b->op);
 	}
 	return next;
 }
 
 static void run(lua_State *L, client *c, items_box *box, size_t concurrency)
 {
-	size_t next = 0, running = 0;
-	next = start_more(L, c, box, next, &running, concurrency);
-	while (running) {
+	size_t next = start_more(L, c, box, 0, concurrency);
+	while (under_way(box, next)) {
 		ducky_engine_wait(c->eng, 3600);
 		ducky_engine_step(c->eng);
-		running = 0;
-		for (size_t i = 0; i < next; i++)
-			running += box->items[i].op && !ducky_op_done(box->items[i].op);
-		next = start_more(L, c, box, next, &running, concurrency);
+		next = start_more(L, c, box, next, concurrency);
 	}
 }
 

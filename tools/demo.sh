@@ -10,8 +10,10 @@ RUN=${DUCKY_RUNNER:-}
 echo "== stand-in on $DUCKY_BASE_URL"
 echo "== lua5.4 examples/ping.lua"
 $RUN lua5.4 examples/ping.lua
-echo "== lua5.4 examples/request.lua POST /echo"
-$RUN lua5.4 examples/request.lua POST /echo
+echo "== lua5.4 examples/request.lua GET '/footprints?site=berlin'"
+$RUN lua5.4 examples/request.lua GET '/footprints?site=berlin'
+echo "== lua5.4 examples/request.lua POST /footprints"
+$RUN lua5.4 examples/request.lua POST /footprints
 echo "== lua5.4 examples/batch.lua"
 $RUN lua5.4 examples/batch.lua
 # private_key_jwt: the stand-in's well-known client jwt-rs256 and the key it made for it

@@ -1,11 +1,11 @@
 # Sourced by tools/demo.sh and tools/standin.sh (sh): starts the local stand-in
-# (spec/support/standin.py: Auth0's token endpoint and the Ducky API over TLS,
+# (spec/support/standin/standin.py: Auth0's token endpoint and the Ducky API over TLS,
 # with a throw-away CA) in the background and exports what a script, the
 # examples and the ducky command need to use it. Needs $build (the build dir).
 # Sets $standin_dir and $standin_pid; the stand-in exits with the calling shell.
 root=$(pwd)
 standin_dir=$(mktemp -d)
-/usr/bin/python3 spec/support/standin.py --dir "$standin_dir" --exit-with $$ \
+/usr/bin/python3 spec/support/standin/standin.py --dir "$standin_dir" --exit-with $$ \
 	>"$standin_dir/log" 2>&1 &
 standin_pid=$!
 trap 'kill $standin_pid 2>/dev/null; rm -rf "$standin_dir"' EXIT

@@ -16,9 +16,12 @@ $(cat "$standin_dir/env")
 (or: . $standin_dir/env), then for example
   ducky ping --protected
   $lua examples/ping.lua
+  $lua examples/request.lua GET /footprints
 The module path is for $lua, the Lua of this build; for another one,
 make standin LUA=... (lua5.1, lua5.2, lua5.3, lua5.4 or luajit).
 
+What it answers, and its controls that make it misbehave (outages, faults,
+revoked tokens, ...): README.md, "The local stand-in".
 Ctrl-C stops it.
 EOT
 wait $standin_pid

@@ -18,7 +18,7 @@ R.UNSET = { "NO_COLOR", "DUCKY_CONFIG", "DUCKY_CLIENT_ID", "DUCKY_CLIENT_SECRET"
   "DUCKY_SIGNING_ALG", "DUCKY_ASSERTION_AUDIENCE", "DUCKY_CLIENT_CERT", "DUCKY_CLIENT_KEY",
   "DUCKY_CLIENT_KEY_PASSWORD" }
 
-function R.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+R.q = H.quote
 local q = R.q
 
 -- Writes s to path, then chmods it to mode (when given).

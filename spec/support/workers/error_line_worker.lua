@@ -1,7 +1,7 @@
 -- A child process for spec/hostile_input_spec.lua: makes one call whose error
 -- carries a long message and prints tostring(err) facts as JSON, so that a crash
 -- while formatting the error fails one spec instead of killing the whole run.
---   DUCKY_STANDIN_DIR=… lua5.4 spec/support/error_line_worker.lua CASE CLIENT_ID
+--   DUCKY_STANDIN_DIR=… lua5.4 spec/support/workers/error_line_worker.lua CASE CLIENT_ID
 -- CASE: long_path (100,000-character path), long_404 (2,000-character path),
 --       long_query (100,000-byte query value). Exits 0 after printing.
 local H = require("spec.helpers")

@@ -1,6 +1,6 @@
 """Client authentication without a shared secret, for the stand-in (standin.py).
 
-Two parts, both used only by spec/support/standin.py:
+Two parts, both used only by spec/support/standin/standin.py:
 
 private_key_jwt (RFC 7523 §2.2, Auth0 "Private Key JWT")
   The token request carries client_assertion_type = ASSERTION_TYPE and

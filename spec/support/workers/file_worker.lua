@@ -1,5 +1,5 @@
 -- One short-lived process for the file-cache specs and benchmarks:
---   lua5.4 spec/support/file_worker.lua BASE_URL TOKEN_URL AUDIENCE ID SECRET [CACHE [CALLS]]
+--   lua5.4 spec/support/workers/file_worker.lua BASE_URL TOKEN_URL AUDIENCE ID SECRET [CACHE [CALLS]]
 -- CACHE: "default" (the per-user file cache, the default), "memory", or a file path.
 -- Prints each log event as a JSON line, then "ok" or the error; exits 0 on success.
 local ducky = require("ducky")

@@ -1,17 +1,19 @@
 #!/bin/bash
-# Smoke test for spec/support/standin.py with the curl CLI.  Documents usage.
-#   spec/support/standin_smoke.sh [-v]      (exit status 0 = all checks passed)
+# Smoke test for spec/support/standin/standin.py with the curl CLI.  Documents usage.
+#   spec/support/standin/smoke.sh [-v]      (exit status 0 = all checks passed)
 # Starts its own stand-in in a temp dir (tied to this shell with --exit-with).
 set -u
-cd "$(dirname "$0")/../.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2
 VERBOSE=${1:-}
 PY=/usr/bin/python3
 DIR=$(mktemp -d)
-$PY spec/support/standin.py --dir "$DIR" --exit-with $$ >"$DIR/log" 2>&1 &
+$PY spec/support/standin/standin.py --dir "$DIR" --exit-with $$ >"$DIR/log" 2>&1 &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -f "$DIR/standin.json" ] && break; sleep 0.1; done
-[ -f "$DIR/standin.json" ] || { echo "stand-in did not start:"; cat "$DIR/log"; exit 1; }
+# until COMMAND succeeds, polling every 0.05 s, for at most SECONDS: until SECONDS COMMAND...
+until_ok() { local end=$(($(date +%s%N) + ${1%.*}000000000)); shift
+  until "$@"; do [ "$(date +%s%N)" -lt $end ] || return 1; sleep 0.05; done; }
+until_ok 10 test -f "$DIR/standin.json" || { echo "stand-in did not start:"; cat "$DIR/log"; exit 1; }
 
 # jq-like helper: j EXPR [FILE]   (EXPR is Python over d = the JSON document)
 j() { $PY -c 'import json,sys; d=json.load(open(sys.argv[2]) if len(sys.argv)>2 else sys.stdin); v=eval(sys.argv[1]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$@"; }
@@ -87,13 +89,28 @@ check "headers" '200 2 Yes req-123' "$(req "$H/v3/headers") $(grep -ci '^set-coo
 check "redirect" '302 http://example.invalid/x' "$(req "$H/v3/redirect?to=http://example.invalid/x") $(hdr location)"
 check "404" 404 "$(req "$H/v3/nope")"
 
+# ---- footprints (standin_api.py)
+check "footprints need a token" 401 "$(req "$H/v3/footprints")"
+check "footprints 2026" '200 8 8 2026' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints?year=2026&source=x") $(j 'str(d["count"])+" "+str(d["total"])+" "+" ".join(sorted(set(str(i["year"]) for i in d["footprints"])))' <"$R")"
+check "footprints site" '200 fp-oslo-2024 fp-oslo-2025 fp-oslo-2026' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints?site=Oslo") $(j '" ".join(i["id"] for i in d["footprints"])' <"$R")"
+check "footprints limit" '200 2 24' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints?limit=2") $(j 'str(d["count"])+" "+str(d["total"])' <"$R")"
+check "footprints bad year" '400 invalid_request' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints?year=twenty") $(j 'd["error"]' <"$R")"
+check "footprint create" '201 fp-1 kiel true /v3/footprints/fp-1' "$(req -H "Authorization: Bearer $TOK" -H 'content-type: application/json' -d '{"site":"kiel","year":2026}' "$H/v3/footprints") $(j 'd["id"]+" "+d["site"]+" "+str(d["created"]).lower()' <"$R") $(hdr location)"
+check "footprint created listed" '200 fp-1' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints?site=kiel&year=2026") $(j '" ".join(i["id"] for i in d["footprints"])' <"$R")"
+check "footprint by id" '200 kiel' "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints/fp-1") $(j 'd["site"]' <"$R")"
+check "footprint unknown id" 404 "$(req -H "Authorization: Bearer $TOK" "$H/v3/footprints/fp-999")"
+check "footprint not an object" 400 "$(req -H "Authorization: Bearer $TOK" -H 'content-type: application/json' -d '[1]' "$H/v3/footprints")"
+check "footprints DELETE" '405 GET, HEAD, POST' "$(req -X DELETE -H "Authorization: Bearer $TOK" "$H/v3/footprints") $(hdr allow)"
+
 # ---- controls: revoke, config
 ctl revoke '{"client_id":"alice"}' >/dev/null
 check "revoked" '401 Token revoked' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["error_description"]' <"$R")"
 ctl config '{"client_id":"dave","expires_in":"3600"}' >/dev/null
 check "config verbatim" '"3600"' "$(curl -sS "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson dave)" | j 'json.dumps(d["expires_in"])')"
 ctl config '{"client_id":"dave","expires_in":1}' >/dev/null
-TOK=$(token dave); sleep 1.2
+TOK=$(token dave)
+expired() { [ "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected")" = 401 ]; }
+until_ok 5 expired
 check "expired token" '401 Token expired' "$(req -H "Authorization: Bearer $TOK" "$H/v3/ping/protected") $(j 'd["error_description"]' <"$R")"
 
 # ---- keep-alive: two requests, one connection
@@ -145,6 +162,28 @@ check "faults_pending" 1 "$(stats 'd["faults_pending"]')"
 ctl reset >/dev/null
 check "reset" '0 0 0 null 200' "$(stats '" ".join(str(x) for x in [d["exchanges"], d["requests"], d["faults_pending"], json.dumps(d["last_token_request"])])') $(req "$H/v3/ping")"
 
+# ---- time-based faults: outage and slow; token requests counted per client
+ctl reset >/dev/null
+check "outage" '{"ok": true, "active": 1}' "$(ctl outage '{"path":"/oauth/token","status":503,"seconds":30,"client_id":"olga","headers":{"Retry-After":"3"}}')"
+check "outage answers" '503 temporarily_unavailable 3' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson olga)") $(j 'd["error"]' <"$R") $(hdr retry-after)"
+check "outage spares others" 200 "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson petra)")"
+ctl fault '{"path":"/oauth/token","client_id":"olga","status":500}' >/dev/null
+check "outage before faults" '503 1' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson olga)") $(stats 'd["faults_pending"]')"
+check "outage listed" '/oauth/token 503 olga yes' "$(stats '" ".join(str(x) for x in [d["outages"][0]["path"], d["outages"][0]["status"], d["outages"][0]["client_id"], "yes" if 0 < d["outages"][0]["seconds_left"] <= 30 else "no"])')"
+ctl outage '{"path":"/oauth/token","status":503,"seconds":0,"client_id":"olga"}' >/dev/null
+check "outage ended" '500 200 []' "$(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson olga)") $(req "$H/oauth/token" -H 'content-type: application/json' -d "$(tokjson olga)") $(stats 'd["outages"]')"
+check "token requests by client" '{"received": 4, "succeeded": 1, "failed": 3} {"received": 1, "succeeded": 1, "failed": 0}' "$(stats 'json.dumps(d["token_requests_by_client"]["olga"])+" "+json.dumps(d["token_requests_by_client"]["petra"])')"
+ctl outage '{"path":"/v3/ping","status":"drop","seconds":30}' >/dev/null
+curl -sS "$H/v3/ping" >/dev/null 2>&1; check "outage drop" 52 $?
+ctl outage '{"path":"/v3/ping","status":"drop","seconds":0}' >/dev/null
+ctl slow '{"path":"/v3/ping","delay":0.5,"seconds":30}' >/dev/null
+S=$(date +%s%N); OUT=$(curl -sS "$H/v3/ping"); E=$((($(date +%s%N) - S) / 1000000))
+check "slow" '{"message": "pong"} slow' "$OUT $([ $E -ge 450 ] && echo slow || echo "fast:$E")"
+check "bad outage" '400 status must be an integer 100..999 or "drop"' "$(curl -s -o "$R" -w '%{http_code}' -X POST "$H/_control/outage" -d '{"path":"/x","seconds":1,"status":"down"}') $(j 'd["error"]' <"$R")"
+check "bad slow" '400 unknown slow fields: status' "$(curl -s -o "$R" -w '%{http_code}' -X POST "$H/_control/slow" -d '{"path":"/x","seconds":1,"delay":1,"status":503}') $(j 'd["error"]' <"$R")"
+ctl reset >/dev/null
+check "reset ends outages" '[] {}' "$(stats 'json.dumps(d["outages"])+" "+json.dumps(d["token_requests_by_client"])')"
+
 # ---- TLS and IPv6
 CA=$DIR/ca.pem
 check "https ok" 200 "$(curl -sS --cacert "$CA" -o /dev/null -w '%{http_code}' "https://localhost:$SP/v3/ping")"
@@ -170,7 +209,7 @@ osl_jwt() {
   shift 5
   printf '%s.%s.%s' "$h" "$c" "$(printf '%s.%s' "$h" "$c" | openssl dgst "-sha${alg:2}" -sign "$J/rsa.key" "$@" | b64u)"
 }
-mk_jwt() { $PY spec/support/make_jwt.py "$@"; }
+mk_jwt() { $PY spec/support/standin/make_jwt.py "$@"; }
 # [JURL=token URL] jtok CLIENT ASSERTION [curl args] -> status of a private_key_jwt token request
 jtok() { req "${JURL:-$H/oauth/token}" --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$1" --data-urlencode "client_assertion_type=$URN" --data-urlencode "client_assertion=$2" --data-urlencode "audience=$AUD" "${@:3}"; }
 err() { j 'd["error"]+": "+d["error_description"]' <"$R"; }
@@ -240,14 +279,16 @@ check "mtls_client bad id" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST
 check "mtls ping without certificate" 200 "$(req --cacert "$DIR/ca.pem" "$M/v3/ping")"
 
 # ---- --exit-with and shutdown
-D2=$(mktemp -d); sleep 1.5 & SL=$!
-$PY spec/support/standin.py --dir "$D2" --exit-with $SL >/dev/null 2>&1 & P2=$!
-wait $SL; sleep 1
-kill -0 $P2 2>/dev/null; check "exit-with" 1 $?
+gone() { ! kill -0 "$1" 2>/dev/null; }
+D2=$(mktemp -d); sleep 600 & SL=$!
+$PY spec/support/standin/standin.py --dir "$D2" --exit-with $SL >/dev/null 2>&1 & P2=$!
+until_ok 10 test -f "$D2/standin.json"
+kill $SL; wait $SL 2>/dev/null
+until_ok 5 gone $P2; check "exit-with" 0 $?
 check "json removed" no "$([ -f "$D2/standin.json" ] && echo yes || echo no)"
 rm -rf "$D2"
 check "shutdown" true "$(ctl shutdown | j 'd["ok"]')"
-sleep 0.5; kill -0 $SPID 2>/dev/null; check "shut down" 1 $?
+until_ok 5 gone $SPID; check "shut down" 0 $?
 
 echo "$((N - FAILS))/$N checks passed"
 [ $FAILS -eq 0 ]

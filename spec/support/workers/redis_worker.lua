@@ -1,5 +1,5 @@
 -- Run by spec/redis_spec.lua as a separate process:
---   lua5.4 spec/support/redis_worker.lua BASE_URL TOKEN_URL AUDIENCE ID SECRET REDIS_PORT
+--   lua5.4 spec/support/workers/redis_worker.lua BASE_URL TOKEN_URL AUDIENCE ID SECRET REDIS_PORT
 --     CLIENTS CALLS [START]
 -- CLIENTS clients with the same credentials share a Redis token_cache; each
 -- makes CALLS protected calls. Waits until wall-clock START (if given) so that

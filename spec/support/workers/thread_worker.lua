@@ -1,5 +1,5 @@
 -- luacheck: read globals ARGS THREAD
--- Run by spec/support/threads.c in each thread: ARGS = { base_url, token_url,
+-- Run by spec/support/hosts/threads.c in each thread: ARGS = { base_url, token_url,
 -- audience, client_id, secret, calls [, "file"] }. Raises on any failed call.
 -- With "file" the client uses the default file token cache, else memory only.
 local ducky = require("ducky")

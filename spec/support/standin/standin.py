@@ -2,7 +2,7 @@
 """Local stand-in for the Auth0 token endpoint and the Ducky API (tests only).
 
 Usage:
-  /usr/bin/python3 spec/support/standin.py --dir DIR [--audience ducky-api-test]
+  /usr/bin/python3 spec/support/standin/standin.py --dir DIR [--audience ducky-api-test]
       [--lifetime 86400] [--exit-with PID] [--remove-dir] [--verbose]
 
 Python standard library, plus python3-cryptography to verify private_key_jwt
@@ -23,6 +23,11 @@ Counting rules
   * "exchanges" counts normal successful (200) /oauth/token answers, also when a
     modifier fault (below) is applied, except when that fault drops the
     connection (drop=...): a dropped answer is not an exchange.
+  * "token_requests_by_client" = {client_id: {received, succeeded, failed}}
+    counts /oauth/token requests by the client they name (as fault filters do;
+    "(none)" when they name none): received when one arrives, then succeeded
+    (a token issued and sent whole: an exchange) or failed (every other answer:
+    an error, an outage, a replacement fault, a dropped connection).
 
 Fault injection: POST /_control/fault {path, times=1, client_id, status, headers,
 body, content_type, delay, body_delay, drop, huge, gzip, chunked, http10}
@@ -51,8 +56,23 @@ body, content_type, delay, body_delay, drop, huge, gzip, chunked, http10}
   * `headers` values may be strings or lists of strings (repeated header).
 Every answer carries x-request-id: req-<counter> unless the route/fault sets one.
 
+Time-based faults: POST /_control/outage {path, status, seconds, client_id,
+delay, headers, body} and POST /_control/slow {path, delay, seconds, client_id}
+  * For `seconds` from now (0 ends it early), every request to `path` (and, with
+    client_id, naming that client as fault filters do) is answered by the
+    outage: `status` (an integer: that status with `headers` and `body`,
+    default an OAuth {"error":"temporarily_unavailable"} JSON body) or "drop"
+    (the connection closed before any answer); or, for slow, delayed by `delay`
+    seconds (0 < delay <= 60) and then answered as usual (queued faults still
+    apply).  An outage's own `delay` delays its answer the same way.
+  * They come before the queued faults, which wait (unconsumed) meanwhile.  A
+    new outage (or slow period) for the same path and client_id replaces the
+    one before; reset ends them all.  stats.outages lists the active ones with
+    their seconds_left.  Requests they answer are counted as any request.
+
 Controls (JSON in/out, no auth): GET|POST /_control/stats, reset, fault,
-config {client_id, expires_in} (expires_in absent: drop the override),
+outage and slow (above), config {client_id, expires_in} (expires_in absent:
+drop the override),
 revoke {client_id} -> {"ok":true,"revoked":N}, ban/unban {client_id}, shutdown,
 jwt_client and mtls_client (Client authentication, below).
 stats.last_token_request = {content_type (raw header or null), authorization
@@ -96,6 +116,11 @@ Client authentication
     second)}}, mtls_other_ca_client (CN=mtls-client from the unrelated CA),
     private_key_jwt (false without python3-cryptography), mtls_port.
 
+Footprints (standin_api.py): GET /v3/footprints?site=S&year=Y&limit=N (a fixed
+list of plausible items and those POSTed since the last reset), GET
+/v3/footprints/<id>, POST /v3/footprints (201, the item created); a token is
+needed as on every API route but /v3/ping.
+
 More methods (issue 13): LOCK, UNLOCK, MKCOL, PURGE, COPY, MOVE, PROPFIND and
 PROPPATCH are routed like GET (the echo route answers them, faults apply to
 them); without this the handler answers 501 to any method it has no do_X for.
@@ -128,6 +153,7 @@ import time
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import standin_api  # noqa: E402  the footprint routes (this directory)
 import standin_auth  # noqa: E402  private_key_jwt and tls_client_auth (this directory)
 
 VERBOSE = False
@@ -246,6 +272,7 @@ class State:
         self.generation = 0
         self.rl_window = 0
         self.rl_count = 0
+        self.footprints = standin_api.Footprints()  # own lock
         self.reset()
 
     def reset(self):  # caller holds the lock (or construction)
@@ -263,7 +290,10 @@ class State:
         self.client_lifetime = {}
         self.last_assertion = None
         self.cert_bound = set()  # client ids whose mTLS tokens are certificate-bound
+        self.outages = []  # time-based faults: outage and slow controls
+        self.token_requests_by_client = {}  # client id -> {received, succeeded, failed}
         self.jwt.reset()
+        self.footprints.reset()
 
     def next_request_id(self):
         with self.lock:
@@ -280,6 +310,38 @@ class State:
                         del queue[i]
                     return f
         return None
+
+    def time_faults(self, path, client_id):
+        """The outages and slow periods now active for path and client_id, the
+        expired ones dropped: -> (status or "drop" or None, their outage or None,
+        the longest delay)."""
+        now = time.monotonic()
+        status, which, delay = None, None, 0
+        with self.lock:
+            self.outages = [o for o in self.outages if o["until"] > now]
+            for o in self.outages:
+                if o["path"] == path and o.get("client_id") in (None, client_id):
+                    delay = max(delay, o.get("delay") or 0)
+                    if status is None and o.get("status") is not None:
+                        status, which = o["status"], o
+        return status, which, delay
+
+    def add_time_fault(self, o):
+        """Adds (or with seconds 0 ends) an outage or slow period; the one
+        before it for the same kind, path and client_id is replaced."""
+        same = (o["kind"], o["path"], o.get("client_id"))
+        self.outages = [x for x in self.outages if (x["kind"], x["path"], x.get("client_id")) != same]
+        if o["seconds"] > 0:
+            o["until"] = time.monotonic() + o["seconds"]
+            self.outages.append(o)
+
+    def count_token_request(self, client_id, outcome):
+        """outcome: "received" when a token request arrives, then "succeeded" (a
+        token issued and sent whole: an exchange) or "failed" (anything else)."""
+        key = client_id if isinstance(client_id, str) else "(none)"
+        with self.lock:
+            c = self.token_requests_by_client.setdefault(key, {"received": 0, "succeeded": 0, "failed": 0})
+            c[outcome] += 1
 
     def token_owner(self, token):
         with self.lock:
@@ -396,6 +458,50 @@ def validate_fault(f):
     if f.get("gzip") and replacement and not f.get("body") and not f.get("huge"):
         return "gzip needs a body"
     return None
+
+
+TIME_FAULT_FIELDS = {"outage": {"path", "seconds", "client_id", "status", "delay", "headers", "body"},
+                     "slow": {"path", "seconds", "client_id", "delay"}}
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def validate_time_fault(kind, f):
+    """-> error description or None (kind: "outage" or "slow")"""
+    unknown = set(f) - TIME_FAULT_FIELDS[kind]
+    if unknown:
+        return "unknown %s fields: %s" % (kind, ", ".join(sorted(unknown)))
+    if not isinstance(f.get("path"), str) or not f["path"].startswith("/"):
+        return "path must be a string starting with /"
+    if not is_number(f.get("seconds")) or not 0 <= f["seconds"] <= 86400:
+        return "seconds must be a number 0..86400 (0 ends it)"
+    if f.get("client_id") is not None and not isinstance(f["client_id"], str):
+        return "client_id must be a string"
+    d = f.get("delay")
+    if (kind == "slow" or d is not None) and (not is_number(d) or not 0 < d <= 60):
+        return "delay must be a number of seconds, more than 0 and at most 60"
+    if kind == "outage":
+        st = f.get("status")
+        if st != "drop" and (not isinstance(st, int) or isinstance(st, bool) or not 100 <= st <= 999):
+            return 'status must be an integer 100..999 or "drop"'
+        if f.get("headers") is not None and not isinstance(f["headers"], dict):
+            return "headers must be an object"
+    return None
+
+
+def outage_response(o, path):
+    """The answer of an outage with a status: its body (default: an OAuth
+    temporarily_unavailable error) and headers."""
+    body = o.get("body")
+    if body is None:
+        body = {"error": "temporarily_unavailable",
+                "error_description": "The stand-in has an outage of %s" % path}
+    resp = Response(o["status"], body)
+    for k, v in (o.get("headers") or {}).items():
+        resp.set_header(k, v)
+    return resp
 
 
 def huge_body(n):
@@ -582,6 +688,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if path == "/v3/ping":
                         st.last_ping_had_auth = auth is not None
 
+        if token_ctx is not None:
+            st.count_token_request(fault_client, "received")
+        outcome = "failed"
+        try:
+            outcome = self.respond(path, query, args, auth, body, token_ctx, fault_client)
+        finally:
+            if token_ctx is not None:
+                st.count_token_request(fault_client, outcome)
+
+    def respond(self, path, query, args, auth, body, token_ctx, fault_client):
+        """Answers a request (time-based faults, then queued faults, then the
+        route): -> "succeeded" when a token was issued and sent whole, else "failed"."""
+        st = self.server.state
+        status, outage, delay = st.time_faults(path, fault_client)
+        if delay:
+            time.sleep(delay)
+        if status == "drop":
+            self.abort()
+            return "failed"
+        if status is not None:
+            self.send(outage_response(outage, path))
+            return "failed"
         fault = st.take_fault(path, fault_client)
         if fault:
             log("fault", path, fault)
@@ -589,7 +717,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(fault["delay"])
             if fault.get("drop") == "before_headers":
                 self.abort()
-                return
+                return "failed"
             if any(k in fault for k in ("status", "body", "huge")):
                 if "huge" in fault and "body" not in fault:
                     fbody = huge_body(fault["huge"])
@@ -600,7 +728,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for k, v in (fault.get("headers") or {}).items():
                     resp.set_header(k, v)
                 self.send(resp, fault)
-                return
+                return "failed"
 
         counting = not (fault and fault.get("drop"))
         try:
@@ -618,6 +746,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fault.get("content_type"):
                 resp.set_header("Content-Type", fault["content_type"])
         self.send(resp, fault)
+        return "succeeded" if token_ctx is not None and resp.status == 200 and counting else "failed"
 
     # ---- token endpoint
 
@@ -758,6 +887,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if "retry_after" in args:
                 r.set_header("Retry-After", args["retry_after"][0])
             return r
+        if path == "/v3/footprints" or path.startswith("/v3/footprints/"):
+            _, err = self.authorize(auth)
+            if err:
+                return err
+            status, obj, headers = self.server.state.footprints.route(self.command, path, args, body)
+            return jresp(status, obj, headers)
         if path == "/v3/headers":
             return Response(200, b"{}", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
                                          ("X-Mixed-Case", "Yes"), ("x-request-id", "req-123")])
@@ -792,6 +927,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "last_api_auth": st.last_api_auth,
                     "last_assertion": st.last_assertion,
                     "faults_pending": sum(f["_left"] for q in st.faults.values() for f in q),
+                    "token_requests_by_client": st.token_requests_by_client,
+                    "outages": [dict({k: v for k, v in o.items() if k != "until"},
+                                     seconds_left=round(o["until"] - time.monotonic(), 3))
+                                for o in st.outages if o["until"] > time.monotonic()],
                 })
             if name == "reset":
                 st.reset()
@@ -805,6 +944,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 q = st.faults.setdefault(f["path"], [])
                 q.append(f)
                 return jresp(200, {"ok": True, "queued": len(q)})
+            if name in TIME_FAULT_FIELDS:
+                err = validate_time_fault(name, req)
+                if err:
+                    return jresp(400, {"error": err})
+                st.add_time_fault(dict(req, kind=name))
+                return jresp(200, {"ok": True, "active": sum(1 for o in st.outages if o["kind"] == name)})
             if name == "shutdown":
                 threading.Timer(0.2, die).start()
                 return jresp(200, {"ok": True})

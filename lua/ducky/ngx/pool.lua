@@ -1,0 +1,180 @@
+-- ducky.ngx.pool: what runs in the thread pool's Lua VMs. nginx loads this
+-- module there (ngx.run_worker_thread) and calls run() or setup(); each VM
+-- keeps one ducky.client per configuration, made on first use. Only plain
+-- data crosses to and from the worker (nginx copies it; metatables are lost).
+local ngx = ngx
+local ducky = require("ducky")
+local shared = require("ducky.ngx.shared")
+local store = require("ducky.ngx.store")
+local fleet = require("ducky.ngx.fleet")
+local stats = require("ducky.ngx.stats")
+
+local M = {}
+
+local SAFETY = 1 -- a token with less left than this is not handed out
+
+local vm = {
+  entries = {},    -- configuration id -> { client, refresher, dict, last stats, ... }
+  events = nil,    -- events of the call under way (nil: none), store errors included
+  delta = nil,     -- its stats, so far
+  dropping = nil,  -- while an invalidation runs: the token it drops
+}
+
+-- Events worth a line in nginx's log: all but the token read from memory,
+-- which every call makes.
+local function collect(event)
+  if event.event == "token" and event.source == "memory" then return end
+  local events = vm.events or {}
+  events[#events + 1] = event
+  vm.events = events
+end
+
+-- The token_cache of the configuration's clients in this VM: the dict's,
+-- with Redis behind it for a fleet; false without a dict.
+local function token_cache(conf, dict)
+  if not dict then return false end
+  local on_dict = store.new(vm, dict, conf.lock_ttl)
+  if not conf.redis then return on_dict end
+  return fleet.new(vm, dict, on_dict, conf.redis, conf.id)
+end
+
+local function make_entry(conf)
+  local dict = conf.dict and ngx.shared[conf.dict]
+  if conf.dict and not dict then
+    error("lua_shared_dict " .. conf.dict .. " is not configured", 0)
+  end
+  local cache = token_cache(conf, dict)
+  local function client(margin)
+    local o = shared.copy(conf.copts)
+    o.token_cache = cache
+    if conf.log then o.log = collect end
+    if margin then o.refresh_margin = margin end
+    return ducky.client(o)
+  end
+  return { client = client(), dict = dict, id = conf.id, last = {}, cache = cache,
+    refresher = function(self) -- a client that refreshes earlier than the others
+      self.refresher = client(conf.refresh_at)
+      return self.refresher
+    end }
+end
+
+-- What a client counted since this VM last reported it, added to delta (a
+-- table of the changed counters, nil while none changed); it goes back to the
+-- worker with the call's result. Rate-limit headers come with exchanges only.
+local function stats_delta(e, client, delta)
+  e.scratch = e.scratch or {}
+  local s = client:stats(e.scratch) -- filled in place: no table per call
+  local last = e.last[client]
+  if not last then
+    last = {}
+    e.last[client] = last
+  end
+  for _, name in ipairs(stats.CLIENT) do
+    local d = s[name] - (last[name] or 0)
+    if d ~= 0 then
+      delta = delta or {}
+      delta[name] = (delta[name] or 0) + d
+      last[name] = s[name]
+      if name == "token_fetches" and next(s.rate_limit) then -- a copy: s is reused
+        delta.rate_limit = shared.copy(s.rate_limit)
+      end
+    end
+  end
+  return delta
+end
+
+-- A token for authorization(), as { token, left, life }: the client's,
+-- unless the dict holds a different one (another worker refreshed it) or
+-- dropped this one (another worker invalidated it: then a new one).
+local function bearer(e, key)
+  local c = e.client
+  local tok, left, info = c:token()
+  if not tok then return nil, left end
+  if not e.dict or not key then return { token = tok, left = left } end
+  local entry = store.read(e.dict, key)
+  if entry then
+    local life = entry.expires_in
+    if entry.access_token ~= tok and entry.expires_at - ngx.now() > SAFETY then
+      return { token = entry.access_token, left = entry.expires_at - ngx.now(), life = life }
+    end
+    return { token = tok, left = left, life = life }
+  end
+  if info.source == "memory" and e.dict:get(shared.dropped_key(key)) == ngx.md5(tok) then
+    vm.dropping = tok
+    c:invalidate()
+    vm.dropping = nil
+    tok, left = c:token()
+    if not tok then return nil, left end
+  end
+  return { token = tok, left = left }
+end
+
+-- Drops tok (nil: whatever is current) from this process and the dict.
+local function invalidate(e, tok)
+  vm.dropping = tok
+  e.client:invalidate()
+  vm.dropping = nil
+  return true
+end
+
+local OPS = {
+  request = function(e, method, path, opts) return e.client:request(method, path, opts) end,
+  ping = function(e) return e.client:ping() end,
+  ping_protected = function(e) return e.client:ping_protected() end,
+  batch = function(e, requests, opts) return e.client:batch(requests, opts) end,
+  token = function(e)
+    local tok, left, info = e.client:token()
+    if not tok then return nil, left end
+    return { tok, left, info }
+  end,
+  bearer = bearer,
+  refresh = function(e)
+    local c = e.refresher
+    if type(c) == "function" then c = c(e) end
+    local tok, left = c:token()
+    vm.delta = stats_delta(e, c, vm.delta)
+    if not tok then return nil, left end
+    return { token = tok, left = left }
+  end,
+  invalidate = invalidate,
+  -- the machine's token and Redis's on one (a fleet's background refresh)
+  sync = function(e, key, budget)
+    return e.cache and e.cache.sync and e.cache.sync(key, budget) or false
+  end,
+}
+
+-- Runs the op; a raised error (a call's arguments the client refused) comes
+-- back as a config error marked `raised`, so that the worker can tell it
+-- from a failure of the thread pool itself.
+local function dispatch(e, what, ...)
+  vm.events, vm.delta, vm.dropping = nil, nil, nil
+  local ok, res, err = pcall(OPS[what], e, ...)
+  if not ok then
+    res, err = nil, { kind = "config", message = tostring(res), raised = true }
+  end
+  local events, delta = vm.events, stats_delta(e, e.client, vm.delta)
+  vm.events, vm.delta = nil, nil
+  return res, err, events, delta
+end
+
+-- Called by nginx in a pool VM: the call `what` for configuration `id`, or
+-- NEED_CONFIG when this VM has not seen that configuration yet.
+function M.run(id, what, ...)
+  local e = vm.entries[id]
+  if not e then return shared.NEED_CONFIG end
+  return dispatch(e, what, ...)
+end
+
+-- The same, with the configuration: its clients are made and kept in this VM.
+function M.setup(id, conf, what, ...)
+  local e = vm.entries[id]
+  if not e then
+    local ok, made = pcall(make_entry, conf)
+    if not ok then return nil, { kind = "config", message = tostring(made) } end
+    e = made
+    vm.entries[id] = e
+  end
+  return dispatch(e, what, ...)
+end
+
+return M

@@ -1,0 +1,52 @@
+-- ducky.ngx's two halves, the worker's Lua VM and the thread pool's VMs,
+-- agree here: the module nginx runs in the pool, the answer a VM gives when
+-- it needs the configuration, the lua_shared_dict's keys and its lock.
+local ngx = ngx
+local io, pairs, tostring = io, pairs, tostring
+
+local M = {}
+
+M.POOL_MODULE = "ducky.ngx.pool" -- what ngx.run_worker_thread loads in a pool VM
+M.NEED_CONFIG = "\0ducky.ngx: configuration needed"
+
+-- The dict's keys, per cache key (the C core's) or per configuration id.
+function M.lock_key(key) return key .. ":lock" end
+function M.refresh_key(key) return key .. ":refresh" end
+function M.gen_key(key) return key .. ":gen" end -- bumped on every change of the token
+function M.dropped_key(key) return key .. ":dropped" end -- ngx.md5 of the last token dropped
+function M.stat_prefix(id) return "ducky:stats:" .. id .. ":" end
+
+-- A random value naming the holder of a lock in the dict (per VM: 8 bytes
+-- of /dev/urandom, and a counter).
+local seed, counter
+function M.owner_value()
+  if not seed then
+    local f = io.open("/dev/urandom", "rb")
+    local bytes = f and f:read(8) or tostring(ngx.now()) .. tostring({})
+    if f then f:close() end
+    seed = bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+    counter = 0
+  end
+  counter = counter + 1
+  return seed .. ":" .. counter
+end
+
+-- Deletes a lock only while it still holds our value. The dict has no atomic
+-- compare-and-delete, so the delete happens only while the lock has more than a
+-- second to live: another holder can take it only after it expires, which cannot
+-- happen between our get and our delete.
+function M.unlock(dict, name, owner)
+  if dict:get(name) == owner then
+    local ttl = dict:ttl(name)
+    if ttl and (ttl == 0 or ttl > 1) then dict:delete(name) end
+  end
+end
+
+-- Copies t's fields (a table, or nil) into a new table.
+function M.copy(t)
+  local o = {}
+  for k, v in pairs(t or {}) do o[k] = v end
+  return o
+end
+
+return M
