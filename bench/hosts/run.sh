@@ -28,7 +28,7 @@ for b in build build-lua5.1 build-lua5.3 build-luajit; do
 done
 
 # ---- the stand-in (the 0.5 s answers) ----
-/usr/bin/python3 spec/support/standin.py --dir "$WORK/standin" --exit-with $$ >"$WORK/standin.log" 2>&1 &
+/usr/bin/python3 spec/support/standin/standin.py --dir "$WORK/standin" --exit-with $$ >"$WORK/standin.log" 2>&1 &
 for _ in $(seq 100); do [ -f "$WORK/standin/standin.json" ] && break; sleep 0.1; done
 export DUCKY_STANDIN_DIR=$WORK/standin DUCKY_BENCH_RUNS=$RUNS DUCKY_HOSTS_MODULE=bench.hosts.gaps
 # Lua 5.3 finds lua-http's pure-Lua dependencies Debian ships for 5.1/5.2 only in 5.2's folder
