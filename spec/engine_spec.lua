@@ -133,6 +133,22 @@ describe("the engine's traps", function()
     assert(c:ping()) -- the client goes on
   end)
 
+  it("a cancel wakes a host that waits on the descriptor", function()
+    local c = ducky.client(H.opts{})
+    assert(c:token())
+    H.fault{ path = "/v3/echo/waited", delay = 5, status = 200, body = {} }
+    local op = assert(c:start("GET", "/echo/waited"))
+    c:step()
+    local fd = c:pollfd()
+    local pollable = { getfd = function() return fd end }
+    op:cancel() -- as another coroutine of the host would
+    local t0 = socket.gettime()
+    local ready = socket.select({ pollable }, nil, 3)
+    assert.equals(1, #ready, "the descriptor stayed quiet")
+    assert.is_true(socket.gettime() - t0 < 1)
+    c:step()
+  end)
+
   it("cancelling the operation that leads an exchange leaves it to the others", function()
     local o = H.opts{}
     local c = ducky.client(o)

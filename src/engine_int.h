@@ -108,7 +108,10 @@ int io_open(ducky_engine *e);         /* descriptors and the multi: 0, or -1 (er
 void io_close(ducky_engine *e);       /* the descriptors */
 int io_poll(ducky_engine *e, int ms); /* waits up to ms for readiness, kept for the step */
 void io_read_ready(ducky_engine *e);  /* what is ready, to libcurl */
-void io_rearm(ducky_engine *e);       /* the timerfd, when a host polls the descriptor */
+void io_rearm(ducky_engine *e);
+void io_wake(ducky_engine *e);
+    /* makes the descriptor readable (the wake-up) */ /* the timerfd, when a host polls the
+                                                         descriptor */
 
 /* ---- engine.c ---- */
 void eng_add_op(ducky_engine *e, ducky_op *op);

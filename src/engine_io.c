@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -79,6 +80,14 @@ void io_close(ducky_engine *e)
 	e->w.fd = -1;
 	close_fd(&e->epfd);
 	close_fd(&e->tfd);
+}
+
+void io_wake(ducky_engine *e)
+{
+	static const uint64_t one = 1;
+	if (write(e->w.fd, &one, sizeof one) < 0) {
+		/* full: readable already */
+	}
 }
 
 static void drain(int fd)

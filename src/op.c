@@ -98,8 +98,10 @@ void ducky_op_cancel(ducky_op *op)
 {
 	if (op->state != OP_DONE) {
 		fail(op, DUCKY_E_CANCELLED, "cancelled");
-		if (op->e)
+		if (op->e) { /* a host waiting on the descriptor learns it at once */
+			io_wake(op->e);
 			eng_after_call(op->e);
+		}
 	}
 }
 
