@@ -417,6 +417,11 @@ function H.reset_clock()
   if clock_shift ~= 0 then H.shift_clock(-clock_shift) end
 end
 
+-- The seconds ducky's clocks are ahead (what H.shift_clock moved them).
+function H.clock_offset()
+  return clock_shift
+end
+
 -- The longest back-off step after a failed token exchange (DESIGN, token rule 6):
 -- moving the clock this far lets the next call try again.
 H.BACKOFF_CAP = 30

@@ -9,7 +9,9 @@
 -- each client), ping, ping_protected, token, invalidate, stats, close, use of a
 -- closed client, new and dropped (left to __gc) clients, collectgarbage, custom
 -- store modes (load returns garbage, raises, or works), token faults, revoke,
--- stand-in reset, documented misuse. Modifiers (M.PERCENT): an API fault on the
+-- stand-in reset, documented misuse, operations (start, then step at random
+-- moments, cancel, let go of, close or call the client meanwhile), outages of
+-- the token endpoint with time moved (ops_engine.lua). Modifiers (M.PERCENT): an API fault on the
 -- call's own path (5xx, 401, dropped connection, delay), an options table whose
 -- __index/__pairs runs a hostile action (M.HOSTILE_ACTIONS: close the client,
 -- call it again, collect, raise), garbage with finalizers doing the same while
@@ -40,7 +42,8 @@
 -- The model's files (spec/support/model/): rng.lua (the generator), util.lua
 -- (constants, pure helpers), world.lua (credentials, clients, stores, trace),
 -- gen.lua (calls and their faults), hostile.lua (hostile callbacks), check.lua
--- (expectations), ops_calls.lua and ops_world.lua (the ops); this file: the
+-- (expectations), ops_calls.lua, ops_world.lua and ops_engine.lua (the ops);
+-- this file: the
 -- weights, the checks after every step, and the run.
 local H = require("spec.helpers")
 local U = require("spec.support.model.util")
@@ -50,6 +53,7 @@ local socket = require("socket")
 require("spec.support.model.gen")
 require("spec.support.model.ops_calls")
 require("spec.support.model.ops_world")
+require("spec.support.model.ops_engine")
 
 local M = {}
 
@@ -63,7 +67,7 @@ M.WEIGHTS = {
   { "request", 30 }, { "batch", 16 }, { "ping", 3 }, { "ping_protected", 4 }, { "token", 4 },
   { "invalidate", 3 }, { "stats", 3 }, { "close", 2 }, { "use_closed", 2 }, { "new_client", 4 },
   { "drop_client", 1 }, { "gc", 4 }, { "store_mode", 3 }, { "token_fault", 3 }, { "revoke", 1 },
-  { "reset", 1 }, { "misuse", 2 },
+  { "reset", 1 }, { "misuse", 2 }, { "async", 8 }, { "outage", 1 },
 }
 
 M.PERCENT = {
@@ -200,6 +204,9 @@ function M.run(opts)
   io.stderr:write(string.format("model: seed %s, %d steps (DUCKY_SEED=%s DUCKY_STEPS=%d to replay)\n",
     ("%.0f"):format(seed), steps, ("%.0f"):format(seed), steps))
   local t0 = socket.gettime()
+  -- back-off steps of 0: a failed exchange does not shadow the calls after it
+  -- (op_outage moves time to check the back-off itself)
+  require("ducky")._test.fix_jitter(0)
   local ok, err = pcall(function()
     for i = 1, steps do
       w.step_no = i
@@ -207,6 +214,8 @@ function M.run(opts)
     end
   end)
   for _, cl in ipairs(w.clients) do pcall(cl.c.close, cl.c) end
+  require("ducky")._test.fix_jitter()
+  H.reset_clock()
   if _VERSION == "Lua 5.4" then collectgarbage("incremental") end
   collectgarbage()
   if w.logf then w.logf:close() end

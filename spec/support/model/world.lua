@@ -65,7 +65,7 @@ end
 function World:new_cred(bad)
   local id = H.new_id("model")
   local cred = {
-    id = id, secret = H.secret(id), good = not bad, created = socket.gettime(),
+    id = id, secret = H.secret(id), good = not bad, created = socket.gettime() + H.clock_offset(),
     token_auth = self.r:pick({ "json", "form", "basic" }),
     scheme = self:pct("https") and "https" or "http",
     lifetime = (not bad and self:pct("short_life")) and self.r:pick({ 3, 4, 6 }) or nil,
@@ -91,7 +91,7 @@ function World.bound(cred)
   if not cred.good then return 0 end
   local life = 0
   if cred.lifetime then
-    life = math.floor((socket.gettime() - cred.created) / (cred.lifetime / 2)) + 1
+    life = math.floor((socket.gettime() + H.clock_offset() - cred.created) / (cred.lifetime / 2)) + 1
   end
   return 1 + life + cred.invalidations + cred.faults_401 + cred.token_faults + cred.timeouts
     + 3 * cred.revokes
