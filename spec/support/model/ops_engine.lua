@@ -11,7 +11,7 @@ local H = require("spec.helpers")
 local ducky = require("ducky")
 local socket = require("socket")
 
-local show, is_closed = U.show, U.is_closed
+local is_closed = U.is_closed
 local expect, new_ctx = C.expect, Ho.new_ctx
 
 -- One started call: its request and op (nil: start returned nil, err).
