@@ -18,7 +18,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$WORK/lib" "$WORK/lua/ducky/ngx" "$WORK/peers"
 cp "$DUCKY_SO" "$WORK/lib/ducky.so"
-cp "$ROOT/lua/ducky/ngx.lua" "$WORK/lua/ducky/"
+cp "$ROOT/lua/ducky/ngx.lua" "$ROOT/lua/ducky/redis_store.lua" "$WORK/lua/ducky/"
 cp "$ROOT"/lua/ducky/ngx/*.lua "$WORK/lua/ducky/ngx/"
 cp -r "$PEERS/lua-resty-http" "$PEERS/lua-resty-string" "$WORK/peers/"
 chmod -R a+rX "$WORK"
