@@ -1,6 +1,7 @@
 -- ducky.ngx's admission control in real nginx: calls past the pool's threads
 -- wait in the event loop (never refused), queued request() calls go together
 -- as one batch, and a slot always comes back.
+local socket = require("socket")
 local H = require("spec.helpers")
 local N = require("spec.support.nginx.server")
 
@@ -21,11 +22,30 @@ describe("nginx with ducky.ngx", function()
   end)
 
   describe("admission control", function()
+    -- Calls i = from..to to the small pool (2 threads) at once, in the background.
+    local function calls(from, to, curl_opts)
+      return N.spawn(("seq %d %d | %sxargs -P %d -I{} curl -s %s %s"):format(from, to, H.CLEAN_ENV,
+        to - from + 1, curl_opts or "", H.quote(nginx.url("/spec/small?i={}"))))
+    end
+
+    -- n calls to the small pool: the first two hold both threads (the API
+    -- answers them after `delay` s), the others arrive once they do and wait
+    -- in the queue. Returns a function(seconds) giving their output once all
+    -- ended (each call's i, a line each).
+    local function fill_queue(n, delay)
+      H.fault{ path = "/v3/echo", delay = delay or 1, times = 2 }
+      local first = calls(1, 2)
+      N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
+      local rest = calls(3, n)
+      N.wait(n - 2 .. " queued calls", 5, function()
+        return get_json(nginx.url("/spec/stats?api=SMALL")).queued >= n - 2
+      end)
+      return function(seconds) return first.wait(seconds) .. rest.wait(seconds) end
+    end
+
     test("queues calls past the pool's threads instead of refusing them", function()
       nginx = N.start(id, { workers = 1 })
-      H.fault{ path = "/v3/echo", delay = 0.3, times = 2 } -- the first two hold both threads
-      local out = N.run(("seq 12 | %sxargs -P 12 -I{} curl -s %q")
-        :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}")))
+      local out = fill_queue(12)(10)
       local got = {}
       for line in out:gmatch("[^\n]+") do got[#got + 1] = tonumber(line) or line end
       table.sort(got, function(a, b) return tostring(a) < tostring(b) end)
@@ -36,38 +56,26 @@ describe("nginx with ducky.ngx", function()
       assert.equals(0, s.queue_timeouts)
     end)
 
-    -- 8 calls to the small pool (2 threads, the first two held 0.3 s), running
-    -- in the background; returns once 6 of them wait in the queue.
-    local function fill_queue()
-      H.fault{ path = "/v3/echo", delay = 0.3, times = 2 }
-      local bg = N.spawn(("seq 8 | %sxargs -P 8 -I{} curl -s %q")
-        :format(H.CLEAN_ENV, nginx.url("/spec/small?i={}")))
-      N.wait("6 queued calls", 5, function()
-        return get_json(nginx.url("/spec/stats?api=SMALL")).queued >= 6
-      end)
-      return bg
-    end
-
     local function each_answered(out, n)
       for i = 1, n do assert.matches("\n" .. i .. "\n", "\n" .. out .. "\n") end
     end
 
     test("a call the pool refuses (an unknown option) fails alone, not its batch", function()
       nginx = N.start(id, { workers = 1 })
-      local bg = fill_queue()
+      local queue = fill_queue(8)
       assert.equals("ducky config error: client:request: unknown option 'tiemout'\n",
         (get(nginx.url("/spec/small?bad=name"))))
-      each_answered(bg.wait(10), 8)
+      each_answered(queue(10), 8)
     end)
 
     test("refuses bad arguments where the call is made: its batch-mates never wait on it", function()
       nginx = N.start(id, { workers = 1 })
-      local bg = fill_queue()
+      local queue = fill_queue(8)
       assert.equals("raised: ducky.ngx: api:request: opts must be a table, not string\n",
         (get(nginx.url("/spec/small?bad=string"))))
       assert.equals("raised: ducky.ngx: api:request: option 'timeout' must be a positive number of seconds,"
         .. " not -1\n", (get(nginx.url("/spec/small?t=-1"))))
-      local out = bg.wait(10)
+      local out = queue(10)
       each_answered(out, 8)
       assert.is_nil(out:find("timed out", 1, true), out)
     end)
@@ -97,23 +105,29 @@ describe("nginx with ducky.ngx", function()
     test("clients that hang up leave the queue at once: their calls never take a slot", function()
       nginx = N.start(id, { workers = 1 }) -- lua_check_client_abort on; pool 'small': 2 threads
       H.fault{ path = "/v3/echo", delay = 2, times = 2 } -- the first two hold the threads 2 s
-      N.run(("seq 30 | %sxargs -P 30 -I{} curl -s --max-time 0.3 %q")
-        :format(H.CLEAN_ENV, nginx.url("/spec/abortable?i={}"))) -- all 30 go away after 0.3 s
+      local abortable = function(from, to) -- all go away after 0.3 s
+        return ("seq %d %d | %sxargs -P %d -I{} curl -s --max-time 0.3 %s"):format(from, to,
+          H.CLEAN_ENV, to - from + 1, H.quote(nginx.url("/spec/abortable?i={}")))
+      end
+      local first = N.spawn(abortable(1, 2))
+      N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
+      N.run(abortable(3, 30))
+      first.wait(5)
       -- a live call, 4 s to live: served once the two calls in the threads end
       assert.equals("live\n", (get(nginx.url("/spec/small?i=live&t=4"))))
       assert.equals(3, H.stats().requests_by_path["/v3/echo"]) -- the 28 that queued never ran
       assert.is_nil(nginx.log():find("outlived their requests", 1, true))
     end)
 
-    test("gives back the slot of a call whose request was killed, once past its deadline", function()
+    test("a call whose request was killed holds its thread only until the call ends", function()
       nginx = N.start(id, { workers = 1 }) -- pool 'abort': 1 thread, timeout 1 s; its own on_abort
-      H.fault{ path = "/v3/echo", delay = 1.5, times = 1 }
+      H.fault{ path = "/v3/echo", delay = 1.5, times = 1 } -- the call ends by its timeout, 1 s
+      local t0 = socket.gettime()
       N.run(("%scurl -s --max-time 0.3 %q"):format(H.CLEAN_ENV, nginx.url("/spec/abort"))) -- goes away
-      assert.matches("timed out after 1 s waiting in the queue", (get(nginx.url("/spec/abort"))))
-      -- back once its timeout (1 s) and the grace (2 s) passed
-      N.wait("the slot back", 8, function() return get(nginx.url("/spec/abort")) == "200\n" end)
-      assert.matches("1 call%(s%) of pool 'abort' outlived their requests; their thread slots are free again",
-        nginx.log())
+      N.wait("the thread back", 8, function() return get(nginx.url("/spec/abort")) == "200\n" end)
+      local took = socket.gettime() - t0
+      assert.is_true(took < 2.5, took) -- the call's 1 s, not its deadline and a grace (3 s)
+      assert.is_nil(nginx.log():find("outlived their requests", 1, true))
     end)
 
     test("names a thread pool nginx does not have", function()

@@ -1,13 +1,15 @@
 -- ducky.ngx.admission: admission control, per worker and thread pool (worker
--- side). `free` slots (threads = … of them), and a FIFO queue of the calls
--- that wait for one, each on its own ngx.semaphore. A call that finds a free
--- slot and no queue runs at once. A call that queues waits in the event loop
--- until a slot is handed to it (it then leads) or until a leader took it into
--- its batch and it is done: the request() calls of one configuration waiting
--- in the queue go to the pool together, as one client:batch (libcurl's multi
--- interface: one thread and one hop for them all), so a saturated worker
--- spends its threads and its CPU on HTTP rather than on thread hops. A leader
--- that is done hands its slot to the first waiting call, or frees it.
+-- side). Calls wait in a FIFO queue, each on its own ngx.semaphore, and
+-- runners take them to the pool: at most `threads` runners per pool, each a
+-- timer that lives as long as the worker and holds one pool thread while it
+-- runs. A call wakes an idle runner (or starts one); the runner wakes at the
+-- end of the event loop's iteration, so the calls that arrived in that
+-- iteration go to the pool together: the request() calls of one
+-- configuration as one client:batch (libcurl's multi interface: one thread
+-- and one hop for them all), a saturated worker spending its threads and its
+-- CPU on HTTP rather than on thread hops. Calls that find every runner busy
+-- wait for the first that is done. A runner never belongs to a request, so a
+-- request that goes away never takes a thread with it.
 local ngx = ngx
 local semaphore = require("ngx.semaphore")
 local shared = require("ducky.ngx.shared")
@@ -19,12 +21,11 @@ local unpack = unpack or table.unpack
 local M = {}
 
 local DEFAULT_THREADS = 10 -- lua_worker_thread_vm_pool_size's default
--- A slot's holder has a deadline: its calls' timeouts and this grace (its pool
--- thread is done by then). A request that goes away while its call runs (a
--- client abort nginx was told to watch, a killed light thread) never gives its
--- slot back itself; past the deadline the slot is handed over all the same.
-local LEASE_GRACE = 2
 local BATCH_MAX = 32 -- request() calls that one pool thread runs together
+local IDLE_WAIT = 1 -- an idle runner looks this often whether nginx is exiting
+-- A call in the pool ends by its own timeout (the pool's client keeps it); its
+-- caller waits this much longer for the answer before it gives up.
+local RUN_GRACE = 2
 local OPTS_AT = { request = 3, batch = 2 } -- where a call's opts are among its arguments
 
 local pools = {} -- pool name -> admission state, made in each worker on first use
@@ -48,14 +49,17 @@ end
 local function pool_state(pool)
   local P = pools[pool]
   if not P then
-    P = { name = pool, free = M.size(pool), first = 1, last = 0, leases = {} }
+    -- runners: started; idle: waiting on wake; woken: a runner will look at
+    -- the queue at the end of this iteration (woken, or starting)
+    P = { name = pool, size = M.size(pool), runners = 0, idle = 0, woken = false,
+      wake = semaphore.new(0), first = 1, last = 0 }
     pools[pool] = P
   end
   return P
 end
 
 -- The first call waiting in the queue; a call past its deadline is skipped
--- (it times out on its own), so a slot never goes to a call that cannot use it.
+-- (it times out on its own), so a thread never goes to a call that cannot use it.
 local function queued_head(P)
   local now = ngx.now()
   while P.first <= P.last do
@@ -65,45 +69,6 @@ local function queued_head(P)
     P.first = P.first + 1
   end
   return nil
-end
-
--- The slot of a call that is done: to the first waiting call, else free.
-local function hand_over(P)
-  local j = queued_head(P)
-  if j then
-    P[P.first] = nil
-    P.first = P.first + 1
-    j.state = "lead"
-    P.leases[j] = j.deadline + LEASE_GRACE -- until it takes its slot up
-    j.sema:post(1)
-  else
-    P.free = P.free + 1
-  end
-end
-
--- Gives back the slots of calls whose requests went away without a word (see
--- LEASE_GRACE); looks once a second at most.
-local function reap(P)
-  local now = ngx.now()
-  if now - (P.reaped_at or 0) < 1 then return end
-  P.reaped_at = now
-  local lost = {}
-  for lease, deadline in pairs(P.leases) do
-    if now > deadline then lost[#lost + 1] = lease end
-  end
-  for _, lease in ipairs(lost) do -- not inside pairs(): hand_over() adds leases
-    P.leases[lease] = nil
-    hand_over(P)
-  end
-  if #lost > 0 then
-    ngx.log(ngx.WARN, "ducky: ", #lost, " call(s) of pool '", P.name, "' outlived their requests;"
-      .. " their thread slots are free again")
-  end
-end
-
--- For the background timer: reaps every pool's lost slots.
-function M.reap_all()
-  for _, P in pairs(pools) do reap(P) end
 end
 
 local function run_worker_thread(api, fn, ...)
@@ -138,10 +103,13 @@ local function remaining(opts, timeout, waited)
   return o
 end
 
--- The request() calls of job's configuration waiting in the queue, with job
--- first (BATCH_MAX at most); marks them running. Returns them and the
--- latest of their deadlines.
+-- Takes job, and with it the request() calls of its configuration waiting
+-- in the queue (BATCH_MAX in all at most), out of the queue; marks them
+-- running. Returns them and the latest of their deadlines.
 local function gather(P, job)
+  P[P.first] = nil
+  P.first = P.first + 1
+  job.state = "running"
   local batch, until_ = { job }, job.deadline
   if job.what ~= "request" then return batch, until_ end
   for i = P.first, P.last do
@@ -156,9 +124,9 @@ local function gather(P, job)
   return batch, until_
 end
 
--- Runs a batch of queued request() calls as one client:batch and gives each
--- its answer. A batch that raised (one call's arguments) reruns each alone.
-local function run_batch(api, job, batch, until_, now)
+-- Runs a batch of request() calls as one client:batch and gives each its
+-- answer. A batch that raised (one call's arguments) reruns each alone.
+local function run_batch(api, batch, until_, now)
   local list = {}
   for i, j in ipairs(batch) do
     list[i] = { j[1], j[2], remaining(j[3], j.timeout, now - j.start) }
@@ -174,36 +142,83 @@ local function run_batch(api, job, batch, until_, now)
     else
       j.res, j.err = nil, err
     end
-    if j ~= job then
-      j.state = "done"
-      j.sema:post(1)
-    end
   end
   stats.count(api, "batched", #batch)
 end
 
--- A leader holds a slot: it runs its call, with the request() calls of its
--- configuration waiting in the queue when it is one, gives each its answer
--- and hands the slot over.
-local function lead(P, job)
-  local api = job.api
+-- Runs a job taken from the queue, with its batch, and gives each call its
+-- answer (a caller that stopped waiting is left alone).
+local function run(batch, until_)
+  local job = batch[1]
   local now = ngx.now()
-  local batch, until_ = gather(P, job)
-  job.state = "running"
-  P.leases[job] = until_ + LEASE_GRACE
   if #batch == 1 then
     local at = OPTS_AT[job.what] -- the queue time comes off the call's timeout
     if at then job[at] = remaining(job[at], job.timeout, now - job.start) end
-    job.res, job.err = M.in_pool(api, job.what, unpack(job, 1, job.n))
+    job.res, job.err = M.in_pool(job.api, job.what, unpack(job, 1, job.n))
   else
-    run_batch(api, job, batch, until_, now)
+    run_batch(job.api, batch, until_, now)
   end
-  job.state = "done"
-  if P.leases[job] then
-    P.leases[job] = nil
-    hand_over(P)
+  for _, j in ipairs(batch) do
+    if j.state == "running" then
+      j.state = "done"
+      j.sema:post(1)
+    end
   end
-  return job.res, job.err
+end
+
+local call_runner
+
+-- A runner: takes what waits in the queue to the pool, batch by batch, and
+-- waits to be woken when the queue is empty. It lives as long as the worker
+-- (a timer); when nginx exits, it ends once the queue is empty.
+local function serve(P, premature)
+  P.woken = false
+  while true do
+    local job = queued_head(P)
+    if job then
+      local batch, until_ = gather(P, job)
+      if queued_head(P) then call_runner(P) end -- more than a batch waits: another runner
+      run(batch, until_)
+    elseif premature or ngx.worker.exiting() then
+      return
+    else
+      P.idle = P.idle + 1
+      local woken = P.wake:wait(IDLE_WAIT)
+      P.idle = P.idle - 1
+      if woken then P.woken = false end
+    end
+  end
+end
+
+local function runner(premature, P)
+  local ok, err = pcall(serve, P, premature)
+  P.runners = P.runners - 1
+  if not ok then
+    ngx.log(ngx.ERR, "ducky: a runner of pool '", P.name, "' failed: ", tostring(err))
+    if queued_head(P) then call_runner(P) end
+  end
+end
+
+-- Sees to it that a runner looks at the queue at the end of this iteration
+-- of the event loop (an idle one woken, or a new one started while the pool
+-- has room); false when none ever will (no runner, and none can start).
+call_runner = function(P)
+  if P.woken then return true end
+  if P.idle > 0 then
+    P.woken = true
+    P.wake:post(1)
+    return true
+  end
+  if P.runners >= P.size then return true end -- all busy: the first done takes the queue
+  local ok, err = ngx.timer.at(0, runner, P)
+  if not ok then
+    log.once(P, "runner", ngx.ERR, ("pool '%s': cannot start a runner (%s): calls run"
+      .. " in their requests, one at a time (lua_max_running_timers?)"):format(P.name, tostring(err)))
+    return P.runners > 0
+  end
+  P.runners = P.runners + 1
+  P.woken = true
+  return true
 end
 
 local function queue_timeout(api, method, timeout, running)
@@ -217,20 +232,15 @@ local function queue_timeout(api, method, timeout, running)
 end
 
 -- With `lua_check_client_abort on`, a client that goes away: its call leaves
--- the queue at once (or gives back the slot it was handed), a call in the
--- pool ends first and gives its slot back; then the request ends with 499,
--- as nginx would end it without this handler. (A request has one on_abort
--- handler: when its code set its own, ducky's is not set, and a lost slot
--- comes back at its deadline, see reap().)
-local function aborted(P, job)
+-- the queue at once, a call in the pool finishes first; then the request
+-- ends with 499, as nginx would end it without this handler. (A request has
+-- one on_abort handler: when its code set its own, ducky's is not set, and
+-- a queued call of a request killed by it runs for nobody.)
+local function aborted(job)
   local state = job.state
   if state == "queued" then
     job.state = "aborted"
     job.sema:post(1)
-  elseif state == "lead" then -- handed a slot it has not taken up yet
-    P.leases[job] = nil
-    job.state = "aborted"
-    hand_over(P)
   elseif state == "running" then
     job.aborted = true
   else
@@ -241,45 +251,36 @@ end
 -- One handler per request, for the call it waits on now (ngx.ctx.ducky_job).
 local function on_abort()
   local job = ngx.ctx.ducky_job
-  if job then return aborted(job.P, job) end
+  if job then return aborted(job) end
   return ngx.exit(499)
 end
 
-local function watch_abort(P, job)
+local function watch_abort(job)
   if ngx.get_phase() == "timer" then return end
   local ctx = ngx.ctx -- the request's own table
   -- luacheck: push ignore 122
-  job.P, ctx.ducky_job = P, job
+  ctx.ducky_job = job
   if ctx.ducky_abort == nil then ctx.ducky_abort = pcall(ngx.on_abort, on_abort) end
   -- luacheck: pop
 end
 
-local function ended(job, res, err)
+local function ended(job)
   if job.aborted or job.state == "aborted" then return ngx.exit(499) end
-  return res, err
+  return job.res, job.err
 end
 
--- Waits in the queue; what the call gets when it leaves it.
-local function wait_in_queue(api, P, job, method)
-  stats.count(api, "queued")
-  job.state = "queued"
-  job.sema = semaphore.new(0)
-  P.last = P.last + 1
-  P[P.last] = job
-  job.sema:wait(job.timeout)
-  if job.state == "lead" then
-    ngx.update_time()
-    if ngx.now() < job.deadline then return ended(job, lead(P, job)) end
-    P.leases[job] = nil -- handed a slot as its time ran out
-    hand_over(P)
-  elseif job.state == "done" then
-    return ended(job, job.res, job.err)
-  elseif job.state == "aborted" then
-    return ended(job)
+-- Waits for the call's answer: until its deadline while it is queued, and
+-- RUN_GRACE more once a runner took it (it ends by its own timeout).
+local function wait(api, job, method)
+  job.sema:wait(math.max(job.deadline - ngx.now(), 0))
+  local state = job.state
+  if state == "running" then
+    job.sema:wait(RUN_GRACE)
+    state = job.state
   end
-  local running = job.state == "running"
+  if state == "done" or state == "aborted" then return ended(job) end
   job.state = "cancelled"
-  return queue_timeout(api, method, job.timeout, running)
+  return queue_timeout(api, method, job.timeout, state == "running")
 end
 
 -- Runs the pool op `what`(…) within `timeout` seconds, queue time included.
@@ -287,14 +288,16 @@ function M.submit(api, method, timeout, what, ...)
   local P = pool_state(api.pool)
   local now = ngx.now()
   local job = { api = api, what = what, n = select("#", ...), start = now, timeout = timeout,
-    deadline = now + timeout, ... }
-  watch_abort(P, job)
-  if P.free <= 0 then reap(P) end
-  if P.free > 0 and not queued_head(P) then
-    P.free = P.free - 1
-    return ended(job, lead(P, job))
+    deadline = now + timeout, state = "queued", sema = semaphore.new(0), ... }
+  watch_abort(job)
+  if P.idle == 0 and P.runners >= P.size then stats.count(api, "queued") end
+  P.last = P.last + 1
+  P[P.last] = job
+  if not call_runner(P) then -- no runner at all: the call runs here, alone
+    P[P.last], job.state = false, "running"
+    run({ job }, job.deadline)
   end
-  return wait_in_queue(api, P, job, method)
+  return wait(api, job, method)
 end
 
 return M

@@ -227,7 +227,6 @@ function M.init_worker(api)
   assert(ngx.timer.at(0, tick, api))
   assert(ngx.timer.every(api.interval, function(premature)
     stats.flush(api)
-    admission.reap_all()
     if not api.refreshing then
       api.refreshing = true
       tick(premature, api)
