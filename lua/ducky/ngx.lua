@@ -181,20 +181,31 @@ function Api:cache_key()
   return token.cache_key(self)
 end
 
+-- Whether the token this worker decoded last is still the dict's: its
+-- generation did not move. Read once per tick of nginx's clock (a
+-- millisecond, or an iteration of the event loop when slower): a change
+-- another worker makes within that tick races with the request either way.
+local function current(self, t)
+  if t == self.gen_read_at then return true end
+  local dict = self.dict
+  if dict and dict:get(self.gen_key) ~= self.gen then return false end
+  self.gen_read_at = t
+  return true
+end
+
 -- "Bearer <token>" for an Authorization header, or nil, err. A token in the
 -- dict is read in the event loop; only a miss goes to the pool. In
 -- set_by_lua, which cannot wait, a miss gives nil and an error at once (and
 -- starts a fetch in the background). The fast path: the token this worker
--- decoded last is still the dict's (its generation did not move) and far from
--- its refresh.
+-- decoded last is still the dict's and far from its refresh.
 function Api:authorization()
   local phase = get_phase()
   local set = phase == "set"
   if not CALL_PHASES[phase] and not set then phase_error("authorization", phase) end
-  local e, dict = self.entry, self.dict
-  if e and (not dict or dict:get(self.gen_key) == self.gen) then
+  local e = self.entry
+  if e then
     local t = now()
-    if e.expires_at - t > e.refresh_at then
+    if e.expires_at - t > e.refresh_at and current(self, t) then
       local counts = self.counts
       counts.authorization_hits = (counts.authorization_hits or 0) + 1
       if t - self.flushed_at >= 1 then stats.flush(self) end
