@@ -6,7 +6,9 @@
 # User space only: the kernel's part (syscalls, thread wake-ups) is not in it,
 # which is what the CPU µs/request of run.sh adds. Deterministic, so it tells
 # setups apart on a machine too busy for throughput figures to.
-# Environment: N1 (100), N2 (600), IMPLS ("proxy setvar authset luaset authz resty ducky"),
+# With PARALLEL=n, curl makes n requests at once (n connections): many
+# requests per event-loop iteration, as under load (calls go in batches).
+# Environment: N1 (100), N2 (600), PARALLEL (1), IMPLS ("proxy setvar authset luaset authz resty ducky"),
 # THREADS (8), PEERS, DUCKY_SO as for run.sh.
 set -euo pipefail
 
@@ -15,6 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$ROOT/bench/out/nginx
 N1=${N1:-100}
 N2=${N2:-600}
+PARALLEL=${PARALLEL:-1}
 IMPLS=${IMPLS:-proxy setvar authset luaset authz resty ducky}
 THREADS=${THREADS:-8}
 PIN=0
@@ -33,10 +36,11 @@ FRONT_WRAP="valgrind --tool=callgrind --callgrind-out-file=@WORK@/cg.out"
 VG=${PIDS[1]}
 check_routes "$IMPLS" 0
 
-requests() { # url n: n requests on one kept-alive connection
-	local urls=()
+requests() { # url n: n requests on one kept-alive connection, or PARALLEL at once
+	local urls=() par=()
 	for ((i = 0; i < $2; i++)); do urls+=("$1"); done
-	curl -sf "${urls[@]}" >/dev/null
+	[ "$PARALLEL" -gt 1 ] && par=(--parallel --parallel-immediate --parallel-max "$PARALLEL")
+	curl -sf "${par[@]}" "${urls[@]}" >/dev/null
 }
 ir_of() { # impl n -> Ir of n requests
 	callgrind_control -z "$VG" >/dev/null
@@ -58,7 +62,8 @@ label() {
 	esac
 }
 say "Instructions per request in the nginx under test (callgrind, user space, pool threads included;"
-say "upstream 0 ms; ($N2 − $N1 requests) on one connection; \`bench/nginx/ir.sh\`)."
+if [ "$PARALLEL" -gt 1 ]; then conns="$PARALLEL connections at once"; else conns="one connection"; fi
+say "upstream 0 ms; ($N2 − $N1 requests) on $conns; \`bench/nginx/ir.sh\`)."
 say
 say "| setup | Ir per request | × proxy_pass |"
 say "|---|---:|---:|"
