@@ -144,6 +144,7 @@ local function run_batch(api, batch, until_, now)
     end
   end
   stats.count(api, "batched", #batch)
+  stats.count(api, "batches")
 end
 
 -- Runs a job taken from the queue, with its batch, and gives each call its
@@ -255,12 +256,20 @@ local function on_abort()
   return ngx.exit(499)
 end
 
+-- The handler is set by a request's first call; ngx.ctx (the request's own
+-- table, dear to make) is touched only where the handler is ducky's: with
+-- `lua_check_client_abort off`, nginx refuses it and nothing else happens.
 local function watch_abort(job)
   if ngx.get_phase() == "timer" then return end
-  local ctx = ngx.ctx -- the request's own table
+  local ok, set, err = pcall(ngx.on_abort, on_abort)
   -- luacheck: push ignore 122
-  ctx.ducky_job = job
-  if ctx.ducky_abort == nil then ctx.ducky_abort = pcall(ngx.on_abort, on_abort) end
+  if not ok then return end
+  if set then
+    ngx.ctx.ducky_job = job
+  elseif err == "duplicate call" then -- ours, from an earlier call, or the request's own
+    local ctx = ngx.ctx
+    if ctx.ducky_job ~= nil then ctx.ducky_job = job end
+  end
   -- luacheck: pop
 end
 
