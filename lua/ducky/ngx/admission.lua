@@ -29,6 +29,9 @@ local RUN_GRACE = 2
 local OPTS_AT = { request = 3, batch = 2 } -- where a call's opts are among its arguments
 
 local pools = {} -- pool name -> admission state, made in each worker on first use
+-- Semaphores of calls that ended, for the next calls (making one costs an
+-- allocation in C and a finalizer for the GC): one whose post its caller took.
+local spare, SPARE_MAX = {}, 256
 local pool_threads = {} -- pool name -> the threads given by new{}
 
 -- Records threads = n for a pool (new{}); raises when an earlier new{} gave
@@ -281,12 +284,14 @@ end
 -- Waits for the call's answer: until its deadline while it is queued, and
 -- RUN_GRACE more once a runner took it (it ends by its own timeout).
 local function wait(api, job, method)
-  job.sema:wait(math.max(job.deadline - ngx.now(), 0))
+  local sema = job.sema
+  local posted = sema:wait(math.max(job.deadline - ngx.now(), 0))
   local state = job.state
   if state == "running" then
-    job.sema:wait(RUN_GRACE)
+    posted = sema:wait(RUN_GRACE)
     state = job.state
   end
+  if posted and #spare < SPARE_MAX then spare[#spare + 1] = sema end -- nothing more will post it
   if state == "done" or state == "aborted" then return ended(job) end
   job.state = "cancelled"
   return queue_timeout(api, method, job.timeout, state == "running")
@@ -297,7 +302,7 @@ function M.submit(api, method, timeout, what, ...)
   local P = pool_state(api.pool)
   local now = ngx.now()
   local job = { api = api, what = what, n = select("#", ...), start = now, timeout = timeout,
-    deadline = now + timeout, state = "queued", sema = semaphore.new(0), ... }
+    deadline = now + timeout, state = "queued", sema = table.remove(spare) or semaphore.new(0), ... }
   watch_abort(job)
   if P.idle == 0 and P.runners >= P.size then stats.count(api, "queued") end
   P.last = P.last + 1
