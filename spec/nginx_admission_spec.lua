@@ -130,6 +130,24 @@ describe("nginx with ducky.ngx", function()
       assert.is_nil(nginx.log():find("outlived their requests", 1, true))
     end)
 
+    test("calls made at once go to the pool as one batch, even with threads free", function()
+      nginx = N.start(id, { workers = 1 }) -- 32 threads
+      assert.same({ answered = 6, batches = 1, batched = 6 },
+        get_json(nginx.url("/spec/together?n=6&path=/echo/steady")))
+    end)
+
+    test("calls to a path whose answers vary widely go alone: none waits for another's", function()
+      nginx = N.start(id, { workers = 1 })
+      get(nginx.url("/spec/together?n=1&path=/echo/varied")) -- answered at once
+      H.fault{ path = "/v3/echo/varied", delay = 0.5, times = 1 }
+      get(nginx.url("/spec/together?n=1&path=/echo/varied")) -- after 0.5 s: the path varies
+      assert.same({ answered = 6, batches = 0, batched = 0 },
+        get_json(nginx.url("/spec/together?n=6&path=/echo/varied")))
+      -- another path still goes in a batch
+      assert.same({ answered = 6, batches = 1, batched = 6 },
+        get_json(nginx.url("/spec/together?n=6&path=/echo/steady")))
+    end)
+
     test("names a thread pool nginx does not have", function()
       nginx = N.start(id, { workers = 1 })
       local r = get_json(nginx.url("/spec/nopool"))

@@ -15,6 +15,7 @@ local semaphore = require("ngx.semaphore")
 local shared = require("ducky.ngx.shared")
 local stats = require("ducky.ngx.stats")
 local log = require("ducky.ngx.log")
+local steady = require("ducky.ngx.steady")
 
 local unpack = unpack or table.unpack
 
@@ -106,19 +107,22 @@ local function remaining(opts, timeout, waited)
   return o
 end
 
--- Takes job, and with it the request() calls of its configuration waiting
--- in the queue (BATCH_MAX in all at most), out of the queue; marks them
+-- Takes job, and with it the request() calls waiting in the queue that may
+-- share its batch (BATCH_MAX in all at most: its configuration, method and
+-- path, a steady one, see ducky.ngx.steady), out of the queue; marks them
 -- running. Returns them and the latest of their deadlines.
 local function gather(P, job)
   P[P.first] = nil
   P.first = P.first + 1
   job.state = "running"
   local batch, until_ = { job }, job.deadline
-  if job.what ~= "request" then return batch, until_ end
+  local api, method, path = job.api, job[1], job[2]
+  if job.what ~= "request" or not steady.steady(api, path) then return batch, until_ end
   for i = P.first, P.last do
     local j = P[i]
     if #batch >= BATCH_MAX then break end
-    if j and j.state == "queued" and j.api == job.api and j.what == "request" then
+    if j and j.state == "queued" and j.api == api and j.what == "request" and j[2] == path
+        and j[1] == method then
       j.state, P[i] = "running", false
       batch[#batch + 1] = j
       if j.deadline > until_ then until_ = j.deadline end
@@ -162,6 +166,7 @@ local function run(batch, until_)
   else
     run_batch(job.api, batch, until_, now)
   end
+  if job.what == "request" then steady.record(job.api, job[2], ngx.now() - now) end
   for _, j in ipairs(batch) do
     if j.state == "running" then
       j.state = "done"
