@@ -7,12 +7,15 @@
 #   resty  - lua-resty-http request_uri() (from ../shared/peers, never copied into the repo)
 #   authset - API:authorization() in set_by_lua + proxy_set_header + proxy_pass
 #   proxy  - proxy_pass with a fixed Authorization header
+#   mix, restymix - request() and lua-resty-http on an upstream route where one
+#            call in 10 takes 200 ms (what batching costs a call that shares a
+#            batch with a slow one); the mix row's ratio is to restymix
 # and, to tell where time goes, luaset and setvar: the fixed header set by
 # access_by_lua or set_by_lua (what any Lua in that phase costs).
 # Prints Markdown tables (also in bench/out/nginx/results.md) with requests/s,
 # the ratios the targets name, and the error counts wrk saw.
 # Environment: RUNS (3), DURATION (seconds per wrk run, 5), CONNS ("32 256 1024"),
-# LATENCIES ("0 20"), IMPLS ("ducky authz authset resty proxy"; also luaset, setvar),
+# LATENCIES ("0 20"), IMPLS ("ducky authz authset resty proxy mix restymix"; also luaset, setvar),
 # PIN (0: unpinned, as a user runs it; 1: the nginx under test, pool threads
 # included, on core 0, wrk and the upstream on core 1), THREADS (32: thread_pool
 # threads = lua_worker_thread_vm_pool_size = new{ threads }), PEERS
@@ -26,7 +29,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32 256 1024}
 LATENCIES=${LATENCIES:-0 20}
-IMPLS=${IMPLS:-ducky authz authset resty proxy}
+IMPLS=${IMPLS:-ducky authz authset resty proxy mix restymix}
 PIN=${PIN:-0}
 THREADS=${THREADS:-32}
 PEERS=${PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
@@ -91,6 +94,8 @@ label() {
 	proxy) echo "\`proxy_pass\`, fixed header" ;;
 	luaset) echo "\`access_by_lua\` setting a fixed header + \`proxy_pass\`" ;;
 	setvar) echo "\`set_by_lua\` setting a fixed header + \`proxy_pass\`" ;;
+	mix) echo "ducky.ngx \`request()\`, one call in 10 slow" ;;
+	restymix) echo "lua-resty-http, one call in 10 slow" ;;
 	esac
 }
 say "Machine: $(nproc) cores, $(uname -sr), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."
@@ -103,11 +108,14 @@ for ms in $LATENCIES; do
 		proxy=$(median <<<"${RPS[proxy.$ms.$c]:-0}")
 		say "#### Upstream $ms ms, $c connections"
 		say
-		say "| setup | requests/s | × lua-resty-http | × proxy_pass | errors | the $RUNS runs | nginx CPU µs/request |"
+		say "| setup | requests/s | × lua-resty-http (its mix row for mix) | × proxy_pass | errors | the $RUNS runs | nginx CPU µs/request |"
 		say "|---|---:|---:|---:|---:|---|---:|"
+		restymix=$(median <<<"${RPS[restymix.$ms.$c]:-0}")
 		for impl in $IMPLS; do
 			m=$(median <<<"${RPS[$impl.$ms.$c]}")
-			say "$(awk -v l="$(label "$impl")" -v m="$m" -v r="$resty" -v p="$proxy" -v e="${ERRS[$impl.$ms.$c]}" \
+			r=$resty p=$proxy
+			case $impl in mix | restymix) r=$restymix p=0 ;; esac
+			say "$(awk -v l="$(label "$impl")" -v m="$m" -v r="$r" -v p="$p" -v e="${ERRS[$impl.$ms.$c]}" \
 				-v runs="$(runs <<<"${RPS[$impl.$ms.$c]}")" -v cpu="$(median <<<"${CPU[$impl.$ms.$c]}")" \
 				'BEGIN { printf "| %s | **%.0f** | %s | %s | %d | %s | %.1f |\n", l, m,
 					(r > 0 ? sprintf("%.2f", m / r) : "–"), (p > 0 ? sprintf("%.2f", m / p) : "–"), e, runs, cpu }')"
