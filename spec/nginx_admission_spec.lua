@@ -148,6 +148,21 @@ describe("nginx with ducky.ngx", function()
         get_json(nginx.url("/spec/together?n=6&path=/echo/steady")))
     end)
 
+    test("with no running timer left for a runner, calls run where they are made, and say why", function()
+      -- one running timer: the background refresh's, when it first asks the pool for a token
+      nginx = N.start(id, { workers = 1, edit = function(conf)
+        return N.replace(conf, "lua_shared_dict ducky_tokens 1m;",
+          "lua_shared_dict ducky_tokens 1m;\n    lua_max_running_timers 1;")
+      end })
+      N.wait("the runner's timer found missing", 5, function()
+        return nginx.log():find("ducky: pool 'ducky': a runner's timer did not run: give"
+          .. " lua_max_running_timers room for 32 more (the pool's threads)", 1, true)
+      end)
+      local out = N.run(("seq 3 | %sxargs -P 3 -I{} curl -s %s"):format(H.CLEAN_ENV,
+        H.quote(nginx.url("/spec/echo"))))
+      assert.equals((id .. "\n"):rep(3), out)
+    end)
+
     test("names a thread pool nginx does not have", function()
       nginx = N.start(id, { workers = 1 })
       local r = get_json(nginx.url("/spec/nopool"))

@@ -24,6 +24,10 @@ local M = {}
 local DEFAULT_THREADS = 10 -- lua_worker_thread_vm_pool_size's default
 local BATCH_MAX = 32 -- request() calls that one pool thread runs together
 local IDLE_WAIT = 1 -- an idle runner looks this often whether nginx is exiting
+-- A runner's timer that has not run after this long never will (nginx drops
+-- timers past lua_max_running_timers); the calls then run where they are made.
+local START_WAIT = 1
+local NO_TIMERS = 60 -- then no runner is tried for this long
 -- A call in the pool ends by its own timeout (the pool's client keeps it); its
 -- caller waits this much longer for the answer before it gives up.
 local RUN_GRACE = 2
@@ -53,10 +57,10 @@ end
 local function pool_state(pool)
   local P = pools[pool]
   if not P then
-    -- runners: started; idle: waiting on wake; woken: a runner will look at
-    -- the queue at the end of this iteration (woken, or starting)
-    P = { name = pool, size = M.size(pool), runners = 0, idle = 0, woken = false,
-      wake = semaphore.new(0), first = 1, last = 0 }
+    -- runners: running; pending: made, their timers not run yet (since
+    -- pending_at); idle: waiting on wake; kicked: wake posted, not yet taken
+    P = { name = pool, size = M.size(pool), runners = 0, pending = 0, idle = 0, kicked = false,
+      wake = semaphore.new(0), first = 1, last = 0, draining = 0, timers_at = 0 }
     pools[pool] = P
   end
   return P
@@ -181,7 +185,6 @@ local call_runner
 -- waits to be woken when the queue is empty. It lives as long as the worker
 -- (a timer); when nginx exits, it ends once the queue is empty.
 local function serve(P, premature)
-  P.woken = false
   while true do
     local job = queued_head(P)
     if job then
@@ -192,14 +195,16 @@ local function serve(P, premature)
       return
     else
       P.idle = P.idle + 1
-      local woken = P.wake:wait(IDLE_WAIT)
+      local posted = P.wake:wait(IDLE_WAIT)
       P.idle = P.idle - 1
-      if woken then P.woken = false end
+      if posted then P.kicked = false end
     end
   end
 end
 
 local function runner(premature, P)
+  P.pending = math.max(P.pending - 1, 0)
+  P.runners = P.runners + 1
   local ok, err = pcall(serve, P, premature)
   P.runners = P.runners - 1
   if not ok then
@@ -208,25 +213,38 @@ local function runner(premature, P)
   end
 end
 
+local function no_timer(P, why)
+  log.once(P, "runner", ngx.ERR, ("pool '%s': a runner's timer %s: give lua_max_running_timers"
+    .. " room for %d more (the pool's threads)"):format(P.name, why, P.size))
+end
+
 -- Sees to it that a runner looks at the queue at the end of this iteration
--- of the event loop (an idle one woken, or a new one started while the pool
--- has room); false when none ever will (no runner, and none can start).
+-- of the event loop: an idle one woken, one starting, or a new one started
+-- while the pool has room; false when none ever will (no runner, and none
+-- can start).
 call_runner = function(P)
-  if P.woken then return true end
+  if P.kicked then return true end
   if P.idle > 0 then
-    P.woken = true
+    P.kicked = true
     P.wake:post(1)
     return true
   end
+  local now = ngx.now()
+  if P.pending > 0 then
+    if now - P.pending_at < START_WAIT then return true end
+    P.pending = 0 -- their timers never ran: nginx ran out of running timers
+    P.timers_at = now + NO_TIMERS
+    no_timer(P, "did not run")
+  end
   if P.runners >= P.size then return true end -- all busy: the first done takes the queue
+  if now < P.timers_at then return P.runners > 0 end
   local ok, err = ngx.timer.at(0, runner, P)
   if not ok then
-    log.once(P, "runner", ngx.ERR, ("pool '%s': cannot start a runner (%s): calls run"
-      .. " in their requests, one at a time (lua_max_running_timers?)"):format(P.name, tostring(err)))
+    P.timers_at = now + NO_TIMERS
+    no_timer(P, "could not be made (" .. tostring(err) .. ")")
     return P.runners > 0
   end
-  P.runners = P.runners + 1
-  P.woken = true
+  P.pending, P.pending_at = P.pending + 1, now
   return true
 end
 
@@ -286,15 +304,40 @@ local function ended(job)
   return job.res, job.err
 end
 
--- Waits for the call's answer: until its deadline while it is queued, and
--- RUN_GRACE more once a runner took it (it ends by its own timeout).
-local function wait(api, job, method)
+-- No runner takes the queue (nginx ran no timer for one): callers take it
+-- themselves, `threads` of them at most; the others wait for them.
+local function take_queue(P)
+  if call_runner(P) or P.draining >= P.size then return end
+  P.draining = P.draining + 1
+  local ok, err = pcall(function()
+    local job = queued_head(P)
+    while job do
+      run(gather(P, job))
+      job = queued_head(P)
+    end
+  end)
+  P.draining = P.draining - 1
+  if not ok then error(err, 0) end
+end
+
+-- Waits for the call's answer: until its deadline while it is queued
+-- (looking every START_WAIT whether a runner is coming), and RUN_GRACE past
+-- it once a runner took it (the call ends by its own timeout).
+local function wait(api, P, job, method)
   local sema = job.sema
-  local posted = sema:wait(math.max(job.deadline - ngx.now(), 0))
+  local posted = false
+  while job.state == "queued" do
+    local left = job.deadline - ngx.now()
+    if left <= 0 then break end
+    posted = sema:wait(math.min(left, START_WAIT))
+    if not posted and job.state == "queued" then take_queue(P) end
+  end
   local state = job.state
   if state == "running" then
-    posted = sema:wait(RUN_GRACE)
+    posted = sema:wait(math.max(job.deadline - ngx.now(), 0) + RUN_GRACE)
     state = job.state
+  elseif not posted then -- done by take_queue(), or aborted: its post is there to take
+    posted = sema:wait(0)
   end
   if posted and #spare < SPARE_MAX then spare[#spare + 1] = sema end -- nothing more will post it
   if state == "done" or state == "aborted" then return ended(job) end
@@ -309,14 +352,11 @@ function M.submit(api, method, timeout, what, ...)
   local job = { api = api, what = what, n = select("#", ...), start = now, timeout = timeout,
     deadline = now + timeout, state = "queued", sema = table.remove(spare) or semaphore.new(0), ... }
   watch_abort(job)
-  if P.idle == 0 and P.runners >= P.size then stats.count(api, "queued") end
+  if P.idle == 0 and P.runners + P.pending >= P.size then stats.count(api, "queued") end
   P.last = P.last + 1
   P[P.last] = job
-  if not call_runner(P) then -- no runner at all: the call runs here, alone
-    P[P.last], job.state = false, "running"
-    run({ job }, job.deadline)
-  end
-  return wait(api, job, method)
+  take_queue(P)
+  return wait(api, P, job, method)
 end
 
 return M
