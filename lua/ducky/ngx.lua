@@ -12,19 +12,21 @@
 --
 -- Calls run on the nginx thread pool (ngx.run_worker_thread): the request's
 -- coroutine yields while a pool thread waits on libcurl. Each worker admits at
--- most `threads` calls to the pool at once; the others wait in the event loop,
--- inside their timeout, so no call is ever refused for want of a thread or a
--- thread VM, and request() calls that wait go to the pool together, as one
--- client:batch. Tokens live in the lua_shared_dict, shared by every worker:
+-- most `threads` calls to the pool at once (its runners); the others wait in
+-- the event loop, inside their timeout, so no call is ever refused for want of
+-- a thread or a thread VM, and request() calls made together, or waiting
+-- together, go to the pool as one client:batch when their path is steady
+-- (ducky.ngx.steady). Tokens live in the lua_shared_dict, shared by every worker:
 -- authorization() reads it in the event loop, and only a miss goes to the
 -- pool; a timer started by init_worker() refreshes the token ahead of its
 -- refresh margin, one worker at a time.
 --
 -- The rooms: this file is the API (the object in the worker's own Lua VM);
 -- ducky/ngx/pool.lua and store.lua run in the thread pool's VMs;
--- admission.lua (queue, batches, the hop to the pool), token.lua (the token
--- in the worker, the background refresh), stats.lua, log.lua, options.lua
--- (new{}'s checks) and shared.lua (what both halves agree on).
+-- admission.lua (queue, runners, batches, the hop to the pool), steady.lua,
+-- token.lua (the token in the worker, the background refresh), stats.lua,
+-- log.lua, options.lua (new{}'s checks) and shared.lua (what both halves
+-- agree on).
 local ngx = ngx
 local ducky = require("ducky")
 local admission = require("ducky.ngx.admission")
