@@ -120,6 +120,19 @@ describe("ducky.TOKEN_AUTHS, SIGNING_ALGS and ERROR_KINDS", function()
     for _, name in ipairs(ducky.SIGNING_ALGS) do assert.matches('"' .. name .. '"', e, 1, true) end
   end)
 
+  it("REQUEST_OPTIONS are the options request() takes, and no other", function()
+    local c = ducky.client(H.opts {})
+    local opts = { query = {}, json = {}, headers = {}, timeout = 1, retries = 0, auth = true }
+    for _, name in ipairs(ducky.REQUEST_OPTIONS) do
+      if name ~= "body" then
+        assert(c:request("POST", "/echo/opts", { [name] = opts[name] }))
+      end
+    end
+    assert.is_true(in_list(ducky.REQUEST_OPTIONS, "body"))
+    H.raises(function() c:request("GET", "/echo/opts", { bogus = 1 }) end, "unknown option 'bogus'")
+    c:close()
+  end)
+
   it("ERROR_KINDS holds every kind an error can have, cancelled last", function()
     assert.equals("cancelled", ducky.ERROR_KINDS[#ducky.ERROR_KINDS])
     for _, kind in ipairs { "config", "network", "timeout", "tls", "auth", "http", "decode", "limit" } do

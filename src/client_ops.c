@@ -62,11 +62,7 @@ static int start_token_body(lua_State *L)
 {
 	client *c = cl_self(L);
 	ducky_err err;
-	ducky_call k = {.method = "TOKEN",
-	                .url = c->creds.token_url,
-	                .token_only = 1,
-	                .retries = c->lim.retries,
-	                .timeout = c->lim.timeout};
+	ducky_call k = cl_token_call(c);
 	ducky_engine *e = cl_engine(L, c);
 	ducky_err_init(&err);
 	ducky_op *op = ducky_op_start(e, &k, &err);
