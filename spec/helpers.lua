@@ -88,6 +88,11 @@ function H.free_port()
   return tonumber(port)
 end
 
+-- A client made from H.opts(overrides).
+function H.client(overrides)
+  return require("ducky").client(H.opts(overrides))
+end
+
 -- A client made from H.opts(overrides), and the list its `log` fills.
 function H.client_with_log(overrides)
   local events = {}
@@ -248,6 +253,18 @@ function H.config(id, expires_in) return H.control("config", { client_id = id, e
 
 function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
+end
+
+-- How many requests the stand-in saw for `path` (e.g. "/oauth/token"), 0 for none.
+function H.requests_to(path)
+  return H.stats().requests_by_path[path] or 0
+end
+
+-- The token endpoint answers the next token request of client id `id` with a 200
+-- and `body` (a table, JSON-encoded, or a string as it is).
+function H.token_answer(id, body)
+  return H.fault { path = "/oauth/token", client_id = id, status = 200,
+    body = type(body) == "string" and body or cjson.encode(body) }
 end
 
 -- Time-based faults (standin.py's docstring): t = { path, status (or "drop"),
