@@ -80,6 +80,16 @@ function H.show(s)
   return (("%q"):format(s):gsub("\\\n", "\\n"):gsub("\r", "\\r"))
 end
 
+-- How many times `plain` (plain text, not a pattern) occurs in s.
+function H.occurrences(s, plain)
+  local n, at = 0, 1
+  while true do
+    local i, j = s:find(plain, at, true)
+    if not i then return n end
+    n, at = n + 1, j + 1
+  end
+end
+
 -- A TCP port on 127.0.0.1 that nothing listens on (free to take).
 function H.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))

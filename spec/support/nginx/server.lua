@@ -132,16 +132,37 @@ local function environment(id, env)
   return table.concat(out, " ")
 end
 
+-- the handles of the nginx N.start started and nobody stopped yet
+local running = {}
+
 local function handle(prefix, port, pid)
   local h = { prefix = prefix, port = port, pid = pid }
   function h.url(path) return ("http://127.0.0.1:%d%s"):format(port, path) end
   function h.log() return H.read_file(prefix .. "/logs/error.log") or "" end
   function h.stop()
+    if not running[h] then return end
+    running[h] = nil
     os.execute("kill " .. pid .. " 2>/dev/null")
     pcall(N.wait, "nginx to stop", 10, function() return not alive(pid) end)
     os.execute("rm -rf " .. prefix)
   end
+  running[h] = true
   return h
+end
+
+-- Before each spec: the stand-in's faults and counts reset; returns a fresh
+-- client id for the nginx the spec starts.   before_each(function() id = N.reset() end)
+function N.reset()
+  H.reset()
+  return H.new_id("nginx")
+end
+
+-- Stops every nginx N.start started that is still running: a spec file's
+-- after_each(N.stop_all), so none outlives its spec.
+function N.stop_all()
+  local list = {}
+  for h in pairs(running) do list[#list + 1] = h end
+  for _, h in ipairs(list) do h.stop() end
 end
 
 -- Starts nginx; returns a handle with url(), log() and stop(). opts: workers,
