@@ -9,8 +9,7 @@ local get, get_json, answer = N.get, N.get_json, N.answer
 
 describe("nginx with ducky.ngx", function()
   local nginx, id
-  before_each(function() id = N.reset() end)
-  after_each(N.stop_all)
+  N.each(function(i) id = i end)
 
   describe("admission control", function()
     test("queues calls past the pool's threads instead of refusing them", function()

@@ -41,8 +41,7 @@ end
 
 describe("nginx with ducky.ngx, when things go wrong", function()
   local nginx, id
-  before_each(function() id = N.reset() end)
-  after_each(N.stop_all)
+  N.each(function(i) id = i end)
 
   test("a failing token endpoint: the dict's token served until it expires, refreshes paced", function()
     local flaky = H.new_id("nginx-flaky")

@@ -8,8 +8,7 @@ local get = N.get
 
 describe("nginx with ducky.ngx", function()
   local nginx, id
-  before_each(function() id = N.reset() end)
-  after_each(N.stop_all)
+  N.each(function(i) id = i end)
 
   describe("authorization()", function()
     test("answers from the shared dict in the event loop: one pool call per worker at most", function()

@@ -12,6 +12,7 @@ local cjson = require("cjson")
 local socket = require("socket")
 local http = require("socket.http")
 local ltn12 = require("ltn12")
+local busted = require("busted") -- the hooks a spec file sees as globals
 
 local N = {}
 
@@ -150,19 +151,22 @@ local function handle(prefix, port, pid)
   return h
 end
 
--- Before each spec: the stand-in's faults and counts reset; returns a fresh
--- client id for the nginx the spec starts.   before_each(function() id = N.reset() end)
-function N.reset()
-  H.reset()
-  return H.new_id("nginx")
-end
-
--- Stops every nginx N.start started that is still running: a spec file's
--- after_each(N.stop_all), so none outlives its spec.
+-- Stops every nginx N.start started that is still running.
 function N.stop_all()
   local list = {}
   for h in pairs(running) do list[#list + 1] = h end
   for _, h in ipairs(list) do h.stop() end
+end
+
+-- In a describe block: before each test the stand-in's faults and counts reset
+-- and set(id), a fresh client id for the nginx the test starts; after it, every
+-- nginx it started stopped.   N.each(function(i) id = i end)
+function N.each(set)
+  busted.before_each(function()
+    H.reset()
+    set(H.new_id("nginx"))
+  end)
+  busted.after_each(N.stop_all)
 end
 
 -- Starts nginx; returns a handle with url(), log() and stop(). opts: workers,
