@@ -80,12 +80,27 @@ function H.show(s)
   return (("%q"):format(s):gsub("\\\n", "\\n"):gsub("\r", "\\r"))
 end
 
+-- How many times `plain` (plain text, not a pattern) occurs in s.
+function H.occurrences(s, plain)
+  local n, at = 0, 1
+  while true do
+    local i, j = s:find(plain, at, true)
+    if not i then return n end
+    n, at = n + 1, j + 1
+  end
+end
+
 -- A TCP port on 127.0.0.1 that nothing listens on (free to take).
 function H.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, port = s:getsockname()
   s:close()
   return tonumber(port)
+end
+
+-- A client made from H.opts(overrides).
+function H.client(overrides)
+  return require("ducky").client(H.opts(overrides))
 end
 
 -- A client made from H.opts(overrides), and the list its `log` fills.
@@ -248,6 +263,18 @@ function H.config(id, expires_in) return H.control("config", { client_id = id, e
 
 function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
+end
+
+-- How many requests the stand-in saw for `path` (e.g. "/oauth/token"), 0 for none.
+function H.requests_to(path)
+  return H.stats().requests_by_path[path] or 0
+end
+
+-- The token endpoint answers the next token request of client id `id` with a 200
+-- and `body` (a table, JSON-encoded, or a string as it is).
+function H.token_answer(id, body)
+  return H.fault { path = "/oauth/token", client_id = id, status = 200,
+    body = type(body) == "string" and body or cjson.encode(body) }
 end
 
 -- Time-based faults (standin.py's docstring): t = { path, status (or "drop"),

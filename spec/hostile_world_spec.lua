@@ -12,8 +12,6 @@ local RETRY_NOW = { ["Retry-After"] = "0" }
 
 local named = H.events_named
 
-local function token_requests() return H.stats().requests_by_path[TOKEN] or 0 end
-
 -- no byte below 0x20 and no DEL
 local function assert_clean(line)
   assert.is_string(line)
@@ -128,7 +126,7 @@ describe("a hostile world (issue 13)", function()
       assert.equals(1, #stale)
       assert.equals("invalid_client", stale[1].reason)
       local refused_at = socket.gettime()
-      local asked = token_requests()
+      local asked = H.requests_to(TOKEN)
 
       sleep_until(refused_at + 1.9) -- the next refresh is due (margin / 4 = 1.75 s)
       res, err = c:ping_protected()
@@ -140,7 +138,7 @@ describe("a hostile world (issue 13)", function()
       res, err = c:ping_protected()
       assert.is_nil(err, "5.2 s after the refusal: " .. tostring(err))
       assert.equals(200, res.status)
-      assert.equals(asked, token_requests(), "the token endpoint was asked during auth_backoff")
+      assert.equals(asked, H.requests_to(TOKEN), "the token endpoint was asked during auth_backoff")
       assert.equals(1, H.exchanges(id))
 
       sleep_until(expires_at + 0.1) -- expired: nothing valid to serve
@@ -148,7 +146,7 @@ describe("a hostile world (issue 13)", function()
       assert.is_nil(res)
       assert.equals("auth", err.kind, tostring(err))
       assert.equals("invalid_client", err.code)
-      assert.equals(asked, token_requests(), "the token endpoint was asked during auth_backoff")
+      assert.equals(asked, H.requests_to(TOKEN), "the token endpoint was asked during auth_backoff")
       c:close()
     end)
   end)
