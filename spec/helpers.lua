@@ -442,6 +442,15 @@ end
 
 function H.reset_clock()
   if clock_shift ~= 0 then H.shift_clock(-clock_shift) end
+  H.fix_jitter(nil)
+end
+
+-- Every back-off step after a failed exchange becomes this fraction of its cap
+-- (nil: random again, as H.reset_clock leaves it), so a spec knows when the
+-- next try may go.
+function H.fix_jitter(fraction)
+  local hooks = require("ducky")._test
+  if hooks then hooks.fix_jitter(fraction) end
 end
 
 -- The seconds ducky's clocks are ahead (what H.shift_clock moved them).

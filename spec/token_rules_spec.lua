@@ -4,7 +4,6 @@
 -- cache, the token request and answer, the endpoint's errors.)
 local H = require("spec.helpers")
 local ducky = require("ducky")
-local socket = require("socket")
 
 local TOKEN_PATH = "/oauth/token"
 local PING_PATH = "/v3/ping/protected"
@@ -112,6 +111,7 @@ end)
 
 describe("refresh margin (rule 2)", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   it("is capped at half a token's life", function()
     local c, events, o = H.client_with_log { refresh_margin = 60 }
@@ -122,7 +122,7 @@ describe("refresh margin (rule 2)", function()
     assert.is_true(left > 3 and left <= 4, tostring(left))
     assert(c:ping_protected()) -- right away: cached
     assert.equals(1, H.exchanges(o.client_id))
-    socket.sleep(2.2) -- 1.8 s left: inside the (capped) 2 s margin
+    H.shift_clock(2.2) -- 1.8 s left: inside the (capped) 2 s margin
     assert(c:ping_protected())
     assert.equals(2, H.exchanges(o.client_id))
     local tok2, left2 = c:token()
@@ -136,13 +136,14 @@ end)
 
 describe("serve-stale (rule 6)", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   it("keeps the still-valid token when a refresh inside the margin fails (503)", function()
     local c, events, o = H.client_with_log()
     H.config(o.client_id, 4)
     assert(c:ping_protected())
     local tok = c:token()
-    socket.sleep(2.2)
+    H.shift_clock(2.2)
     H.fault { path = TOKEN_PATH, client_id = o.client_id, status = 503, times = 1 }
     local res, err = c:ping_protected()
     assert.is_nil(err, err and tostring(err))
@@ -165,7 +166,7 @@ describe("serve-stale (rule 6)", function()
     local c, events, o = H.client_with_log()
     H.config(o.client_id, 4)
     assert(c:ping_protected())
-    socket.sleep(2.2)
+    H.shift_clock(2.2)
     H.ban(o.client_id)
     local res, err = c:ping_protected()
     assert.is_nil(err, err and tostring(err))
@@ -201,7 +202,7 @@ describe("revocation protection (rule 7)", function()
     assert.equals(1, H.requests_to(TOKEN_PATH))
     -- after the backoff the endpoint is asked again
     H.unban(o.client_id)
-    socket.sleep(0.8)
+    H.shift_clock(0.8)
     assert(c:ping_protected())
     assert.equals(2, H.requests_to(TOKEN_PATH))
     assert.equals(1, H.exchanges(o.client_id))
@@ -235,6 +236,7 @@ describe("revocation protection (rule 7)", function()
   end)
 
   it("failed exchanges never spend max_exchanges_per_hour: the back-off paces them", function()
+    H.fix_jitter(1) -- whole steps: the call right after a failure finds the back-off on
     local o = H.opts { max_exchanges_per_hour = 2 }
     local c = ducky.client(o)
     H.fault { path = TOKEN_PATH, client_id = o.client_id, status = 503, times = 5 }
