@@ -167,7 +167,9 @@ end
 -- H.run of `sh -c cmd` in the checkout, without the sanitizer runtime the suite
 -- may preload and without the flags of a make that may be running the suite.
 function H.sh(cmd)
-  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. H.quote(cmd))
+  -- as from a shell of its own: not the make (and its LUA=, BUILD=) that runs the suite
+  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u LUA -u BUILD -u TEST_HOOKS sh -c "
+    .. H.quote(cmd))
 end
 
 -- Runs a Lua script in a child process of the interpreter and build under test
