@@ -160,10 +160,13 @@ describe("a fleet of nginx machines on one token through Redis", function()
         return conf
       end })
     serve_all()
-    assert.equals(2, H.exchanges(fleet))
+    -- one exchange where the garbage was met; none if machine 1's background
+    -- refresh wrote the token back over it before machine 2 read it
+    local n = H.exchanges(fleet)
+    assert.is_true(n == 1 or n == 2, "exchanges: " .. n)
     assert.is_true(redis_errors(machines[2]) <= 2)
     converged(20)
-    assert.equals(2, H.exchanges(fleet))
+    assert.equals(n, H.exchanges(fleet))
     assert.truthy(select(2, redis_entry(c)))
     c:quit()
   end)
