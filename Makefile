@@ -141,6 +141,16 @@ host-builds:
 	@$(foreach l,$(HOST_LUAS),$(if $(shell $(PKG_CONFIG) --exists $(l) 2>/dev/null && echo y),\
 		$(MAKE) --no-print-directory LUA=$(l) all &&)) :
 
+# Where there is no epoll (BSD, macOS) the engine polls libcurl's sockets with
+# poll() and there is no descriptor for hosts: the blocking calls' specs, on a
+# build that pretends so (DUCKY_NO_EPOLL), show they work the same.
+NOEPOLL_SPECS = spec/ping_spec.lua spec/request_spec.lua spec/batch_spec.lua spec/retry_spec.lua \
+	spec/token_spec.lua spec/availability_spec.lua spec/file_store_spec.lua
+.PHONY: check-noepoll
+check-noepoll:
+	$(MAKE) BUILD=build-noepoll TEST_HOOKS=1 CFLAGS="$(CFLAGS) -DDUCKY_NO_EPOLL" all
+	tools/test.sh build-noepoll $(NOEPOLL_SPECS)
+
 # The suite under ASan+UBSan (clang).
 check-asan: asan
 	DUCKY_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \

@@ -19,7 +19,7 @@ static const char *const names[] = {
  * carried a NUL byte (libcurl fails such a response: "Nul byte in header"). */
 static void check_pairs(const ducky_http *h)
 {
-	const char *p = h->head.data, *end = p ? p + h->head.len : NULL;
+	const char *p = h->ans.head.data, *end = p ? p + h->ans.head.len : NULL;
 	size_t n = 0;
 	while (p && p < end) {
 		const char *value = p + strlen(p) + 1;
@@ -31,14 +31,14 @@ static void check_pairs(const ducky_http *h)
 				abort();
 		if (vlen && (strchr(" \t", value[0]) || strchr(" \t\r\n", value[vlen - 1])))
 			abort();
-		if (ducky_http_header(h, p) == NULL)
+		if (ducky_answer_header(&h->ans, p) == NULL)
 			abort();
 		n++;
 		p = value + vlen + 1;
 	}
 	if (p && p != end)
 		abort();
-	if (n != h->nheaders)
+	if (n != h->ans.nheaders)
 		abort();
 }
 
@@ -69,14 +69,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!nul)
 		check_pairs(&h);
 	for (int i = 0; names[i]; i++) {
-		const char *v = ducky_http_header(&h, names[i]);
-		if (v && strlen(v) > h.head.len)
+		const char *v = ducky_answer_header(&h.ans, names[i]);
+		if (v && strlen(v) > h.ans.head.len)
 			abort();
 	}
-	const char *ra = ducky_http_header(&h, "retry-after");
+	const char *ra = ducky_answer_header(&h.ans, "retry-after");
 	if (ra)
 		(void)ducky_retry_after(ra, 1.8e9);
-	ducky_buf_free(&h.head);
-	ducky_buf_free(&h.body);
+	ducky_answer_free(&h.ans);
 	return 0;
 }

@@ -8,10 +8,6 @@ local ducky = require("ducky")
 
 local TOKEN = "/oauth/token"
 
-local function token_requests()
-  return H.stats().requests_by_path[TOKEN] or 0
-end
-
 describe("token availability under faults", function()
   before_each(function() H.reset() end)
   after_each(function() H.reset_clock() end)
@@ -28,14 +24,14 @@ describe("token availability under faults", function()
         recovered_at = t
       else
         kinds[err.kind] = true
-        if token_requests() == down and not failed_at then failed_at = t end
+        if H.requests_to(TOKEN) == down and not failed_at then failed_at = t end
       end
       assert.is_true(t < 600, "not back after 10 minutes of calls")
       H.shift_clock(0.5) -- a call every 0.5 s
       t = t + 0.5
     end
     assert.same({ http = true }, kinds) -- never "limit": failures do not spend the budget
-    assert.equals(down + 1, token_requests()) -- one try per step, not one per call
+    assert.equals(down + 1, H.requests_to(TOKEN)) -- one try per step, not one per call
     assert.is_true(recovered_at - failed_at <= H.BACKOFF_CAP,
       ("back %.1f s after the endpoint was"):format(recovered_at - failed_at))
     assert.is_true(t > down, "the calls came faster than the tries") -- they were paced
@@ -50,10 +46,10 @@ describe("token availability under faults", function()
     H.fault{ path = TOKEN, client_id = o.client_id, status = 503, times = 1 }
     assert.equals("http", select(2, a:token()).kind)
     assert.equals("http", select(2, b:token()).kind) -- told, not asked again
-    assert.equals(1, token_requests())
+    assert.equals(1, H.requests_to(TOKEN))
     H.shift_clock(H.BACKOFF_CAP)
     assert(b:token())
-    assert.equals(2, token_requests())
+    assert.equals(2, H.requests_to(TOKEN))
   end)
 
   it("a store's valid token inside its margin is served while the refresh fails", function()
@@ -76,7 +72,7 @@ describe("token availability under faults", function()
       H.shift_clock(0.5)
     end
     assert(c:ping_protected()) -- the API takes it
-    assert.is_true(token_requests() <= 6, "tries: " .. token_requests())
+    assert.is_true(H.requests_to(TOKEN) <= 6, "tries: " .. H.requests_to(TOKEN))
     local stale = H.events_named(events, "stale_token")
     assert.is_true(#stale >= 1)
     assert.equals("http", stale[1].reason)
@@ -124,13 +120,13 @@ describe("token availability under faults", function()
     ]]):format(o.client_id, o.client_secret, dir .. "/t.token")
     local out = H.run_lua(script, { SHIFT = 0 })
     assert.matches("^http", out)
-    assert.equals(1, token_requests())
+    assert.equals(1, H.requests_to(TOKEN))
     out = H.run_lua(script, { SHIFT = 0 }) -- another process, a moment later
     assert.matches("^http%s.*another process", out)
-    assert.equals(1, token_requests()) -- told by the file, not asked again
+    assert.equals(1, H.requests_to(TOKEN)) -- told by the file, not asked again
     out = H.run_lua(script, { SHIFT = H.BACKOFF_CAP + 1 }) -- a back-off step later
     assert.matches("^token", out)
-    assert.equals(2, token_requests())
+    assert.equals(2, H.requests_to(TOKEN))
     os.execute("rm -rf '" .. dir .. "'")
   end)
 

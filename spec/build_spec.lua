@@ -164,8 +164,9 @@ describe("the build", function()
       local stage = dir .. "/stage"
       ok_sh(("make -s install DESTDIR=%s PREFIX=/opt/ducky"):format(stage))
       local files = ok_sh(("cd %s && find . -type f | LC_ALL=C sort"):format(q(stage)))
-      local expected = { "./opt/ducky/bin/ducky", "./opt/ducky/include/ducky.h", "./opt/ducky/lib/lua/5.4/ducky.so",
-        "./opt/ducky/share/bash-completion/completions/ducky", "./opt/ducky/share/man/man1/ducky.1" }
+      local expected = { "./opt/ducky/bin/ducky", "./opt/ducky/include/ducky.h",
+        "./opt/ducky/lib/lua/5.4/ducky.so", "./opt/ducky/share/bash-completion/completions/ducky",
+        "./opt/ducky/share/man/man1/ducky.1" }
       for _, f in ipairs(lua_files()) do expected[#expected + 1] = "./opt/ducky/share/lua/5.4/" .. f end
       table.sort(expected)
       assert.equals(table.concat(expected, "\n") .. "\n", files)

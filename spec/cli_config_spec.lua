@@ -9,13 +9,7 @@ local q, write, sh, failed, esc = R.q, R.write, R.sh, R.failed, R.esc
 describe("ducky (the command line): settings", function()
   local run, dir, id, secret
   local function ducky(args, env, stdin) return run:ducky(args, env, stdin) end
-
-  before_each(function()
-    run = R.new()
-    dir, id, secret = run.dir, run.id, run.secret
-  end)
-
-  after_each(function() run:close() end)
+  R.each(function(r) run, dir, id, secret = r, r.dir, r.id, r.secret end)
 
   describe("configuration", function()
     local function config(text, mode)

@@ -10,13 +10,7 @@ local write, failed, esc = R.write, R.failed, R.esc
 describe("ducky (the command line)", function()
   local run, dir
   local function ducky(args, env, stdin) return run:ducky(args, env, stdin) end
-
-  before_each(function()
-    run = R.new()
-    dir = run.dir
-  end)
-
-  after_each(function() run:close() end)
+  R.each(function(r) run, dir = r, r.dir end)
 
   describe("without a shared secret (issue 14): private_key_jwt and tls_client_auth", function()
     -- the PEM text's base64 lines and the password must never come back on stdout or stderr

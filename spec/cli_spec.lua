@@ -14,13 +14,7 @@ local ROOT = io.popen("pwd"):read("*l") -- the checkout
 describe("ducky (the command line)", function()
   local run, dir, id, secret
   local function ducky(args, env, stdin) return run:ducky(args, env, stdin) end
-
-  before_each(function()
-    run = R.new()
-    dir, id, secret = run.dir, run.id, run.secret
-  end)
-
-  after_each(function() run:close() end)
+  R.each(function(r) run, dir, id, secret = r, r.dir, r.id, r.secret end)
 
   describe("ping", function()
     it("prints /ping's JSON pretty, nothing on stderr, exit 0, no token", function()

@@ -1,5 +1,7 @@
--- Custom token stores with lock/unlock (token rule 3 beyond the process): the
--- order of calls, a lock not granted, and errors inside the store.
+-- Custom token stores (token_cache = { load, store [, lock, unlock] }): what load
+-- and store receive, an entry from another key or expired, errors inside them;
+-- with lock/unlock (token rule 3 beyond the process): the order of calls, a lock
+-- not granted.
 local H = require("spec.helpers")
 local ducky = require("ducky")
 
@@ -135,5 +137,130 @@ describe("custom token store", function()
       if e.event == "store_error" then found = e end
     end
     assert.matches("own log or token_cache callbacks", found.reason)
+  end)
+end)
+
+describe("custom token store", function()
+  before_each(function() H.reset() end)
+
+  it("store receives (key, entry) after an exchange", function()
+    local calls = {}
+    local store = {
+      load = function() return nil end,
+      store = function(key, entry) calls[#calls + 1] = { key = key, entry = entry } end,
+    }
+    local c, _, o = H.client_with_log { token_cache = store }
+    H.config(o.client_id, 600)
+    local t0 = os.time()
+    assert(c:ping_protected())
+    assert(c:ping_protected())
+    assert.equals(1, #calls)
+    local key, e = calls[1].key, calls[1].entry
+    assert.is_string(key)
+    assert.is_true(#key > 0)
+    assert.is_nil(key:find(o.client_secret, 1, true))
+    assert.equals((c:token()), e.access_token)
+    assert.equals("Bearer", e.token_type)
+    assert.equals(600, e.expires_in)
+    assert.is_true(e.expires_at >= t0 + 599 and e.expires_at <= os.time() + 601, tostring(e.expires_at))
+    -- invalidate drops it from the store
+    c:invalidate()
+    assert.equals(2, #calls)
+    assert.equals(key, calls[2].key)
+    assert.is_nil(calls[2].entry)
+  end)
+
+  it("a client with a different key does not see another key's entry", function()
+    local db = {}
+    local store = {
+      load = function(key) return db[key] end,
+      store = function(key, entry) db[key] = entry end,
+    }
+    local o = H.opts { token_cache = store }
+    assert(ducky.client(o):ping_protected())
+    local o2 = {}
+    for k, v in pairs(o) do o2[k] = v end
+    o2.token_auth = "form"
+    local c2 = ducky.client(o2)
+    assert(c2:ping_protected())
+    assert.equals(2, H.exchanges(o.client_id))
+    assert.equals(0, c2:stats().token_store_hits)
+  end)
+
+  it("a valid entry from load makes a client skip the exchange", function()
+    local slot
+    local loads = 0
+    local store = { -- one slot whatever the key: both clients map to it
+      load = function() loads = loads + 1; return slot end,
+      store = function(_, entry) slot = entry end,
+    }
+    local o = H.opts { token_cache = store }
+    local a = ducky.client(o)
+    assert(a:ping_protected())
+    assert.equals(1, H.exchanges(o.client_id))
+    assert.is_table(slot)
+    local o2 = {}
+    for k, v in pairs(o) do o2[k] = v end
+    o2.token_auth = "form" -- another cache key: the memory cache cannot help
+    local events = {}
+    o2.log = function(ev) events[#events + 1] = ev end
+    local b = ducky.client(o2)
+    local res, err = b:ping_protected()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.equals(1, H.exchanges(o.client_id))
+    assert.equals(1, H.requests_to("/oauth/token"))
+    assert.equals(1, b:stats().token_store_hits)
+    assert.equals(0, b:stats().token_fetches)
+    assert.equals("store", H.events_named(events, "token")[1].source)
+    assert.equals(slot.access_token, (b:token()))
+    assert.is_true(loads >= 2)
+  end)
+
+  it("an expired entry from load is not used", function()
+    local o = H.opts()
+    local real = assert(ducky.client(o):token())
+    local o2 = {}
+    for k, v in pairs(o) do o2[k] = v end
+    o2.token_auth = "form"
+    o2.token_cache = {
+      load = function()
+        return { access_token = real, token_type = "Bearer", expires_at = os.time() - 10, expires_in = 3600 }
+      end,
+      store = function() end,
+    }
+    local b = ducky.client(o2)
+    assert(b:ping_protected())
+    assert.equals(2, H.exchanges(o.client_id))
+    assert.equals(0, b:stats().token_store_hits)
+  end)
+
+  it("errors raised in load and store are logged as store_error; the request succeeds", function()
+    local c, events, o = H.client_with_log { token_cache = {
+      load = function() error("load exploded") end,
+      store = function() error("store exploded") end,
+    } }
+    local res, err = c:ping_protected()
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.equals(1, H.exchanges(o.client_id))
+    local errs = H.events_named(events, "store_error")
+    local loads, stores = 0, 0
+    for _, ev in ipairs(errs) do
+      assert.equals("store", ev.source)
+      assert.is_string(ev.reason)
+      if ev.reason:find("load exploded", 1, true) then loads = loads + 1 end
+      if ev.reason:find("store exploded", 1, true) then stores = stores + 1 end
+    end
+    assert.is_true(loads >= 1, "a store_error for load")
+    assert.equals(1, stores)
+    assert.equals(#errs, loads + stores)
+    assert(c:ping_protected()) -- from memory: the store is not asked again
+    assert.equals(#errs, #H.events_named(events, "store_error"))
+    c:invalidate() -- store(key, nil) raising is logged too, not raised
+    local after = H.events_named(events, "store_error")
+    assert.equals(#errs + 1, #after)
+    assert.matches("store exploded", after[#after].reason, 1, true)
+    assert.equals(1, H.exchanges(o.client_id))
   end)
 end)

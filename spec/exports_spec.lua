@@ -100,24 +100,33 @@ describe("ducky.defaults()", function()
 end)
 
 describe("ducky.TOKEN_AUTHS, SIGNING_ALGS and ERROR_KINDS", function()
-  it("TOKEN_AUTHS are the names ducky.client takes, and no other", function()
-    assert.is_true(#ducky.TOKEN_AUTHS >= 5)
-    for _, name in ipairs(ducky.TOKEN_AUTHS) do
-      ducky.client(H.opts { token_auth = name }):close()
-    end
-    local ok, e = pcall(ducky.client, H.opts { token_auth = "kerberos" })
-    assert.is_false(ok)
-    for _, name in ipairs(ducky.TOKEN_AUTHS) do assert.matches('"' .. name .. '"', e, 1, true) end
-  end)
+  -- the list, the option its names are for, how many at least, a name it refuses
+  for _, case in ipairs {
+    { "TOKEN_AUTHS", "token_auth", 5, "kerberos" }, { "SIGNING_ALGS", "signing_alg", 4, "HS256" },
+  } do
+    local list, option, least, refused = case[1], case[2], case[3], case[4]
+    it(list .. " are the names ducky.client takes, and no other", function()
+      assert.is_true(#ducky[list] >= least)
+      for _, name in ipairs(ducky[list]) do
+        ducky.client(H.opts { [option] = name }):close()
+      end
+      local ok, e = pcall(ducky.client, H.opts { [option] = refused })
+      assert.is_false(ok)
+      for _, name in ipairs(ducky[list]) do assert.matches('"' .. name .. '"', e, 1, true) end
+    end)
+  end
 
-  it("SIGNING_ALGS are the names ducky.client takes, and no other", function()
-    assert.is_true(#ducky.SIGNING_ALGS >= 4)
-    for _, name in ipairs(ducky.SIGNING_ALGS) do
-      ducky.client(H.opts { signing_alg = name }):close()
+  it("REQUEST_OPTIONS are the options request() takes, and no other", function()
+    local c = ducky.client(H.opts {})
+    local opts = { query = {}, json = {}, headers = {}, timeout = 1, retries = 0, auth = true }
+    for _, name in ipairs(ducky.REQUEST_OPTIONS) do
+      if name ~= "body" then
+        assert(c:request("POST", "/echo/opts", { [name] = opts[name] }))
+      end
     end
-    local ok, e = pcall(ducky.client, H.opts { signing_alg = "HS256" })
-    assert.is_false(ok)
-    for _, name in ipairs(ducky.SIGNING_ALGS) do assert.matches('"' .. name .. '"', e, 1, true) end
+    assert.is_true(in_list(ducky.REQUEST_OPTIONS, "body"))
+    H.raises(function() c:request("GET", "/echo/opts", { bogus = 1 }) end, "unknown option 'bogus'")
+    c:close()
   end)
 
   it("ERROR_KINDS holds every kind an error can have, cancelled last", function()

@@ -80,12 +80,27 @@ function H.show(s)
   return (("%q"):format(s):gsub("\\\n", "\\n"):gsub("\r", "\\r"))
 end
 
+-- How many times `plain` (plain text, not a pattern) occurs in s.
+function H.occurrences(s, plain)
+  local n, at = 0, 1
+  while true do
+    local i, j = s:find(plain, at, true)
+    if not i then return n end
+    n, at = n + 1, j + 1
+  end
+end
+
 -- A TCP port on 127.0.0.1 that nothing listens on (free to take).
 function H.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, port = s:getsockname()
   s:close()
   return tonumber(port)
+end
+
+-- A client made from H.opts(overrides).
+function H.client(overrides)
+  return require("ducky").client(H.opts(overrides))
 end
 
 -- A client made from H.opts(overrides), and the list its `log` fills.
@@ -152,7 +167,9 @@ end
 -- H.run of `sh -c cmd` in the checkout, without the sanitizer runtime the suite
 -- may preload and without the flags of a make that may be running the suite.
 function H.sh(cmd)
-  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c " .. H.quote(cmd))
+  -- as from a shell of its own: not the make (and its LUA=, BUILD=) that runs the suite
+  return H.run(H.CLEAN_ENV .. "-u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u LUA -u BUILD -u TEST_HOOKS sh -c "
+    .. H.quote(cmd))
 end
 
 -- Runs a Lua script in a child process of the interpreter and build under test
@@ -248,6 +265,18 @@ function H.config(id, expires_in) return H.control("config", { client_id = id, e
 
 function H.exchanges(id)
   return H.stats().exchanges_by_client[id] or 0
+end
+
+-- How many requests the stand-in saw for `path` (e.g. "/oauth/token"), 0 for none.
+function H.requests_to(path)
+  return H.stats().requests_by_path[path] or 0
+end
+
+-- The token endpoint answers the next token request of client id `id` with a 200
+-- and `body` (a table, JSON-encoded, or a string as it is).
+function H.token_answer(id, body)
+  return H.fault { path = "/oauth/token", client_id = id, status = 200,
+    body = type(body) == "string" and body or cjson.encode(body) }
 end
 
 -- Time-based faults (standin.py's docstring): t = { path, status (or "drop"),
@@ -415,6 +444,15 @@ end
 
 function H.reset_clock()
   if clock_shift ~= 0 then H.shift_clock(-clock_shift) end
+  H.fix_jitter(nil)
+end
+
+-- Every back-off step after a failed exchange becomes this fraction of its cap
+-- (nil: random again, as H.reset_clock leaves it), so a spec knows when the
+-- next try may go.
+function H.fix_jitter(fraction)
+  local hooks = require("ducky")._test
+  if hooks then hooks.fix_jitter(fraction) end
 end
 
 -- The seconds ducky's clocks are ahead (what H.shift_clock moved them).

@@ -25,16 +25,6 @@ local function get(port, path)
   return table.concat(out), code, socket.gettime() - t0
 end
 
--- Waits until cond() holds, at most `seconds`; returns whether it did.
-local function wait_for(cond, seconds)
-  local deadline = socket.gettime() + seconds
-  while not cond() do
-    if socket.gettime() > deadline then return false end
-    socket.sleep(0.02)
-  end
-  return true
-end
-
 -- HAProxy on the example's configuration (edit(text) changes it) for a fresh
 -- client id (t.id: this one; t.secret: another secret); returns { port, id, stop = fn }.
 local function start(t)
@@ -58,7 +48,7 @@ local function start(t)
     :format(H.CLEAN_ENV, table.concat(vars, " "), dir, dir, dir))
   assert(code == 0, out)
   local pid = assert(tonumber(H.read_file(dir .. "/pid")))
-  local up = wait_for(function()
+  local up = pcall(H.wait_until, function()
     local s = socket.connect("127.0.0.1", port)
     if s then s:close() end
     return s ~= nil
@@ -96,8 +86,7 @@ describe("ducky.haproxy, examples/hosts/haproxy.cfg", function()
     finally(hp.stop)
     local body, code = get(hp.port, "/v3/echo")
     assert.equals(200, code, body)
-    assert.is_true(wait_for(function() return H.exchanges(hp.id) >= 2 end, 10),
-      "no second exchange within 10 s")
+    H.wait_until(function() return H.exchanges(hp.id) >= 2 end, 10, "a second exchange")
     local later, code2 = get(hp.port, "/v3/echo")
     assert.equals(200, code2, later)
     assert.is_true(H.exchanges(hp.id) <= 3)
@@ -111,18 +100,18 @@ describe("ducky.haproxy, examples/hosts/haproxy.cfg", function()
     finally(hp.stop)
     assert.equals(200, select(2, get(hp.port, "/ducky/ping"))) -- the token is in
     H.fault { path = "/v3/ping/protected", delay = 2, client_id = hp.id }
-    local function arrived() return H.stats().requests_by_path["/v3/ping/protected"] or 0 end
+    local function arrived() return H.requests_to("/v3/ping/protected") end
     local before = arrived()
     local out = hp.dir .. "/slow"
     os.execute(("%scurl -s -o '%s' -w '%%{time_total}' http://127.0.0.1:%d/ducky/ping >'%s.time' &")
       :format(H.CLEAN_ENV, out, hp.port, out))
-    assert.is_true(wait_for(function() return arrived() > before end, 10),
-      "the slow call never reached the stand-in")
+    H.wait_until(function() return arrived() > before end, 10, "the slow call to reach the stand-in")
     local body, code, took = get(hp.port, "/health")
     assert.equals(200, code)
     assert.equals("ok", body)
     assert.is_true(took < 0.5, ("/health took %.3f s"):format(took))
-    assert.is_true(wait_for(function() return (H.read_file(out .. ".time") or "") ~= "" end, 10))
+    H.wait_until(function() return (H.read_file(out .. ".time") or "") ~= "" end, 10,
+      "the slow call's answer")
     assert.matches('"ready": true', H.read_file(out))
     assert.is_true(tonumber(H.read_file(out .. ".time")) >= 1.9)
   end)

@@ -10,16 +10,7 @@ local get, get_json, answer = N.get, N.get_json, N.answer
 
 describe("nginx with ducky.ngx", function()
   local nginx, id
-
-  before_each(function()
-    H.reset()
-    id = H.new_id("nginx")
-  end)
-
-  after_each(function()
-    if nginx then nginx.stop() end
-    nginx = nil
-  end)
+  N.each(function(i) id = i end)
 
   describe("admission control", function()
     -- Calls i = from..to to the small pool (2 threads) at once, in the background.

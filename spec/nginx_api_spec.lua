@@ -11,16 +11,7 @@ local get, get_json, answer = N.get, N.get_json, N.answer
 
 describe("nginx with ducky.ngx", function()
   local nginx, id
-
-  before_each(function()
-    H.reset()
-    id = H.new_id("nginx")
-  end)
-
-  after_each(function()
-    if nginx then nginx.stop() end
-    nginx = nil
-  end)
+  N.each(function(i) id = i end)
 
   describe("the example's routes", function()
     test("answer with Ducky calls, a health check and a plain route", function()
@@ -235,14 +226,7 @@ describe("nginx with ducky.ngx", function()
       return function(conf) return N.replace(conf, line .. "\n", "") end
     end
 
-    local function count(s, plain)
-      local n, at = 0, 1
-      while true do
-        local i, j = s:find(plain, at, true)
-        if not i then return n end
-        n, at = n + 1, j + 1
-      end
-    end
+    local count = H.occurrences
 
     test("no thread_pool directive: said once at start, in each call's error, not every second", function()
       nginx = N.start(id, { workers = 2, env = { DUCKY_SPEC_NOPOOL_TIMER = "1" },

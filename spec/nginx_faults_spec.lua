@@ -15,16 +15,6 @@ local function used(n)
   return n - H.stats().faults_pending
 end
 
--- How many times pattern (plain text) occurs in s.
-local function occurrences(s, pattern)
-  local n, at = 0, 1
-  while true do
-    local i, j = s:find(pattern, at, true)
-    if not i then return n end
-    n, at = n + 1, j + 1
-  end
-end
-
 -- The README's set_by_lua snippet (the ```nginx block that has one), as the
 -- body of a location proxying /spec/readme-set/ to the API.
 local function readme_set_location(prefix)
@@ -51,16 +41,7 @@ end
 
 describe("nginx with ducky.ngx, when things go wrong", function()
   local nginx, id
-
-  before_each(function()
-    H.reset()
-    id = H.new_id("nginx")
-  end)
-
-  after_each(function()
-    if nginx then nginx.stop() end
-    nginx = nil
-  end)
+  N.each(function(i) id = i end)
 
   test("a failing token endpoint: the dict's token served until it expires, refreshes paced", function()
     local flaky = H.new_id("nginx-flaky")
@@ -97,7 +78,8 @@ describe("nginx with ducky.ngx, when things go wrong", function()
     for _ = 1, 40 do assert.matches("^Bearer %S+\n$", (get(nginx.url("/spec/authorization?api=TINY")))) end
     assert.is_true(H.exchanges(tiny) >= 1 and H.exchanges(tiny) <= 2, "exchanges: " .. H.exchanges(tiny))
     local log = nginx.log()
-    local warned = occurrences(log, "ducky: token store error (dict): lua_shared_dict cannot hold the token")
+    local warned = H.occurrences(log,
+      "ducky: token store error (dict): lua_shared_dict cannot hold the token")
     assert.is_true(warned >= 1 and warned <= 2, "warnings: " .. warned .. "\n" .. log)
     assert.matches("%[warn%][^\n]*ducky: token store error %(dict%): lua_shared_dict cannot hold the token"
       .. " %(%d+ bytes%): no memory; it stays in this process's memory", log)

@@ -13,16 +13,6 @@ local cjson = require("cjson")
 local test = (N.runnable() and R.runnable) and it or pending
 local get = N.get
 
--- How many times plain occurs in s.
-local function count(s, plain)
-  local n, at = 0, 1
-  while true do
-    local i, j = s:find(plain, at, true)
-    if not i then return n end
-    n, at = n + 1, j + 1
-  end
-end
-
 describe("a fleet of nginx machines on one token through Redis", function()
   local redis, machines, fleet
 
@@ -33,7 +23,7 @@ describe("a fleet of nginx machines on one token through Redis", function()
   end)
 
   after_each(function()
-    for _, m in ipairs(machines) do m.stop() end
+    N.stop_all()
     R.stop(redis)
     redis = nil
   end)
@@ -73,7 +63,7 @@ describe("a fleet of nginx machines on one token through Redis", function()
   end
 
   -- store_error lines about Redis in a machine's error_log
-  local function redis_errors(m) return count(m.log(), "ducky: token store error (redis): ") end
+  local function redis_errors(m) return H.occurrences(m.log(), "ducky: token store error (redis): ") end
 
   -- Redis's entry for the fleet: its key and decoded value
   local function redis_entry(c)
@@ -170,10 +160,13 @@ describe("a fleet of nginx machines on one token through Redis", function()
         return conf
       end })
     serve_all()
-    assert.equals(2, H.exchanges(fleet))
+    -- one exchange where the garbage was met; none if machine 1's background
+    -- refresh wrote the token back over it before machine 2 read it
+    local n = H.exchanges(fleet)
+    assert.is_true(n == 1 or n == 2, "exchanges: " .. n)
     assert.is_true(redis_errors(machines[2]) <= 2)
     converged(20)
-    assert.equals(2, H.exchanges(fleet))
+    assert.equals(n, H.exchanges(fleet))
     assert.truthy(select(2, redis_entry(c)))
     c:quit()
   end)

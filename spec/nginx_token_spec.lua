@@ -8,16 +8,7 @@ local get = N.get
 
 describe("nginx with ducky.ngx", function()
   local nginx, id
-
-  before_each(function()
-    H.reset()
-    id = H.new_id("nginx")
-  end)
-
-  after_each(function()
-    if nginx then nginx.stop() end
-    nginx = nil
-  end)
+  N.each(function(i) id = i end)
 
   describe("authorization()", function()
     test("answers from the shared dict in the event loop: one pool call per worker at most", function()

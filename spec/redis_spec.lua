@@ -3,67 +3,14 @@
 -- processes (one exchange between them), across a Redis restart, and with no
 -- Redis at all.
 local H = require("spec.helpers")
+local R = require("spec.support.redis_server")
 local socket = require("socket")
 local ducky = require("ducky")
 
 package.path = "./lua/?.lua;" .. package.path
 local redis_store = require("ducky.redis_store")
 
-local build = os.getenv("DUCKY_BUILD") or "build"
-
-local LUA_PID = tonumber(H.read_file("/proc/self/stat"):match("^(%d+)"))
-
--- lua-redis for the spec's own inspection (see the note in redis_store.lua)
-local function raw_client(port)
-  local saved = package.path
-  package.path = saved .. ";/usr/share/lua/5.3/?.lua"
-  local ok, redis = pcall(require, "redis")
-  package.path = saved
-  assert(ok, redis)
-  return redis.connect("127.0.0.1", port, 2)
-end
-
-local function answers_ping(port)
-  local c = socket.tcp()
-  c:settimeout(0.5)
-  local ok = c:connect("127.0.0.1", port)
-  local line = ok and c:send("PING\r\n") and c:receive("*l")
-  c:close()
-  return line == "+PONG"
-end
-
-local alive = H.alive
-
--- Starts redis-server on port in the background; it dies with this Lua process.
-local function start_redis(port)
-  local dir = H.tmpdir()
-  H.write_file(dir .. "/run.sh", ([[
-redis-server --port %d --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir %s >%s/log 2>&1 &
-r=$!
-echo $r >%s/pid
-( while kill -0 %d 2>/dev/null; do sleep 0.5; done; kill $r 2>/dev/null ) &
-w=$!
-wait $r
-kill $w 2>/dev/null
-rm -rf %s
-]]):format(port, dir, dir, dir, LUA_PID, dir))
-  os.execute(("%ssh %s/run.sh >/dev/null 2>&1 </dev/null &"):format(H.CLEAN_ENV, dir))
-  local deadline = socket.gettime() + 10
-  while socket.gettime() < deadline do
-    local pid = tonumber(H.read_file(dir .. "/pid") or "")
-    if pid and answers_ping(port) then return pid end
-    socket.sleep(0.02)
-  end
-  error("redis-server did not start on port " .. port .. "; log:\n"
-    .. (H.read_file(dir .. "/log") or "(none)"))
-end
-
-local function stop_redis(pid, port)
-  if not pid then return end
-  os.execute(("%skill %d 2>/dev/null"):format(H.CLEAN_ENV, pid))
-  local deadline = socket.gettime() + 10
-  while socket.gettime() < deadline and (alive(pid) or answers_ping(port)) do socket.sleep(0.02) end
-end
+local build = H.BUILD
 
 local function new_key()
   local t = {}
@@ -123,22 +70,22 @@ local function run_workers(port, id, specs)
 end
 
 describe("redis_store", function()
-  local port, pid
+  local port, server
 
   setup(function()
-    port = H.free_port()
-    pid = start_redis(port)
+    server = R.start()
+    port = server.port
   end)
 
   teardown(function()
-    stop_redis(pid, port)
+    R.stop(server)
   end)
 
   describe("on its own", function()
     local store, raw
     before_each(function()
       store = redis_store.new{ port = port }
-      raw = raw_client(port)
+      raw = R.client(port)
     end)
     after_each(function()
       raw:quit()
@@ -302,9 +249,9 @@ describe("redis_store", function()
     assert(c1:ping_protected())
     assert.equals(1, H.exchanges(id))
 
-    stop_redis(pid, port)
+    R.stop(server)
     assert(c1:ping_protected()) -- from process memory
-    pid = start_redis(port) -- empty: --save ""
+    server = R.start(port) -- empty: --save ""
     assert.equals(1, H.exchanges(id))
 
     -- a new process with a fresh client: exactly one more exchange
@@ -337,7 +284,7 @@ describe("redis_store", function()
       log = function(ev) events[#events + 1] = ev end,
     })
     local tok = assert(c:token())
-    local raw = raw_client(port)
+    local raw = R.client(port)
     local key
     for _, k in ipairs(raw:keys("ducky:*")) do
       local v = raw:get(k)
@@ -366,7 +313,7 @@ describe("redis_store", function()
     local id, events = H.new_id("redis-garbage"), {}
     local store = redis_store.new{ port = port }
     local c = client_with(store, id, events)
-    local raw = raw_client(port)
+    local raw = R.client(port)
     local name = "ducky:" .. c:cache_key()
     raw:set(name, '{"access_token":"left by something else"}')
     local tok = assert(c:token())

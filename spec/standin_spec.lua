@@ -32,6 +32,16 @@ local function run_example(file, args, id)
   return run_as(id, ("%s %s %s"):format(H.LUA, file, args or ""))
 end
 
+-- Runs Lua source `script` from a file of its own (run_example), as a fresh
+-- client of the stand-in.
+local function run_script(script)
+  local dir = H.tmpdir()
+  H.write_file(dir .. "/script.lua", script)
+  local out, code = run_example(dir .. "/script.lua", "", H.new_id("readme"))
+  os.execute("rm -rf " .. q(dir))
+  return out, code
+end
+
 -- The ```lua (or ```LANG) block of README.md that holds `needle`.
 local function readme_block(needle, lang)
   local readme = assert(H.read_file("README.md"))
@@ -212,20 +222,14 @@ describe("the examples against the stand-in", function()
   end)
 
   it("README's first example", function()
-    local dir = H.tmpdir()
-    H.write_file(dir .. "/first.lua", readme_block('client:request("GET", "/footprints"'))
-    local out, code = run_example(dir .. "/first.lua", "", H.new_id("readme"))
-    os.execute("rm -rf " .. q(dir))
+    local out, code = run_script(readme_block('client:request("GET", "/footprints"'))
     assert.equals(0, code, out)
     assert.matches("^200%s+pong\n200%s+{\"footprints\": %[", out)
   end)
 
   it("README's batch example", function()
-    local dir = H.tmpdir()
-    H.write_file(dir .. "/batch.lua", "local client = require('ducky').client{}\n"
+    local out, code = run_script("local client = require('ducky').client{}\n"
       .. readme_block("client:batch({"))
-    local out, code = run_example(dir .. "/batch.lua", "", H.new_id("readme"))
-    os.execute("rm -rf " .. q(dir))
     assert.equals(0, code, out)
     assert.equals("1\t200\n2\t200\n", out)
   end)

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "answer.h"
 #include "call.h"
 #include "client_engine.h"
 #include "url.h"
@@ -125,6 +124,15 @@ static const cl_opt call_options[] = {
 };
 #undef O
 
+void cl_push_call_options(lua_State *L)
+{
+	lua_newtable(L);
+	for (int i = 0; call_options[i].name; i++) {
+		lua_pushstring(L, call_options[i].name);
+		lua_rawseti(L, -2, i + 1);
+	}
+}
+
 /* The body (json encoded, or as given) on top, or nil; its type's header into *ctype. */
 static void push_body(lua_State *L, const call_opts *o, const char *what, const char **ctype)
 {
@@ -200,20 +208,7 @@ int cl_parse_call(lua_State *L, client *c, call *k, ducky_err *err)
 	return rc;
 }
 
-/* ---- one call: start, wait, the answer ----------------------------------- */
-
-static int do_call(lua_State *L, client *c, const ducky_call *k)
-{
-	ducky_err err;
-	ducky_err_init(&err);
-	ducky_op *op = ducky_op_start(cl_engine(L, c), k, &err);
-	if (!op)
-		return cl_push_error(L, c, &err);
-	cl_wait(c, op);
-	int n = cl_push_result(L, c, ducky_op_result(op));
-	ducky_op_release(op);
-	return n;
-}
+/* ---- the blocking calls ------------------------------------------------- */
 
 static int simple_get(lua_State *L, const char *path, int auth)
 {
@@ -227,7 +222,7 @@ static int simple_get(lua_State *L, const char *path, int auth)
 	                .auth = auth,
 	                .retries = c->lim.retries,
 	                .timeout = c->lim.timeout};
-	return do_call(L, c, &k);
+	return cl_call(L, c, &k);
 }
 
 static int ping_body(lua_State *L)
@@ -261,7 +256,7 @@ static int request_body(lua_State *L)
 	ducky_err_init(&err);
 	if (cl_parse_single(L, c, &k, &err))
 		return cl_push_error(L, c, &err);
-	return do_call(L, c, &k.k);
+	return cl_call(L, c, &k.k);
 }
 
 int cl_ping(lua_State *L)

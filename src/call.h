@@ -24,6 +24,9 @@ int cl_parse_call(lua_State *L, client *c, call *k, ducky_err *err);
  * buffers for a single call. */
 int cl_parse_single(lua_State *L, client *c, call *k, ducky_err *err);
 
+/* Pushes the names of request()'s options, in an array (ducky.REQUEST_OPTIONS). */
+void cl_push_call_options(lua_State *L);
+
 int cl_ping(lua_State *L);           /* client:ping() */
 int cl_ping_protected(lua_State *L); /* client:ping_protected() */
 int cl_request(lua_State *L);        /* client:request(method, path, opts) */

@@ -1,6 +1,7 @@
 /* The client's engine: made on first use from the client's settings, with the
  * host callbacks it runs — the log (client.c), the token endpoint's answer
  * (client_exchange.c) and the store (client_store.c). */
+#include "answer.h"
 #include "client_engine.h"
 #include "client_exchange.h"
 #include "client_store.h"
@@ -46,4 +47,17 @@ void cl_wait(client *c, ducky_op *op)
 		ducky_engine_wait(c->eng, 3600);
 		ducky_engine_step(c->eng);
 	}
+}
+
+int cl_call(lua_State *L, client *c, const ducky_call *k)
+{
+	ducky_err err;
+	ducky_err_init(&err);
+	ducky_op *op = ducky_op_start(cl_engine(L, c), k, &err);
+	if (!op)
+		return cl_push_error(L, c, &err);
+	cl_wait(c, op);
+	int n = cl_push_result(L, c, ducky_op_result(op));
+	ducky_op_release(op);
+	return n;
 }

@@ -9,5 +9,17 @@
 ducky_engine *cl_engine(lua_State *L, client *c);
 /* Runs the engine until op is done: the blocking calls. */
 void cl_wait(client *c, ducky_op *op);
+/* A blocking call: starts k, waits for it, pushes what it gives (returns the count). */
+int cl_call(lua_State *L, client *c, const ducky_call *k);
+
+/* token() as a call: the token, and no request. */
+static inline ducky_call cl_token_call(const client *c)
+{
+	return (ducky_call){.method = "TOKEN",
+	                    .url = c->creds.token_url,
+	                    .token_only = 1,
+	                    .retries = c->lim.retries,
+	                    .timeout = c->lim.timeout};
+}
 
 #endif

@@ -62,11 +62,7 @@ static int start_token_body(lua_State *L)
 {
 	client *c = cl_self(L);
 	ducky_err err;
-	ducky_call k = {.method = "TOKEN",
-	                .url = c->creds.token_url,
-	                .token_only = 1,
-	                .retries = c->lim.retries,
-	                .timeout = c->lim.timeout};
+	ducky_call k = cl_token_call(c);
 	ducky_engine *e = cl_engine(L, c);
 	ducky_err_init(&err);
 	ducky_op *op = ducky_op_start(e, &k, &err);
@@ -131,9 +127,15 @@ int cl_events(lua_State *L)
 	return 1;
 }
 
+/* Runs no Lua and may be asked between every step: no guard needed, only a
+ * live client (from inside a step it reads what the step left). */
 int cl_timeout(lua_State *L)
 {
-	return cl_guarded(L, timeout_body, "timeout");
+	client *c = cl_client(L, "timeout");
+	if (c->closed)
+		return luaL_error(L, "client:timeout: attempt to use a closed ducky client");
+	lua_settop(L, 1);
+	return timeout_body(L);
 }
 
 /* ---- the operation ------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client_store.h"
+#include "exports.h"
 
 /* ---- the file store ---------------------------------------------------- */
 
@@ -93,7 +94,7 @@ static void file_backoff_set(void *ud, const char *key, double until, ducky_kind
  * reports a store_error and goes on as if nothing was stored. */
 static int read_entry(lua_State *L, ducky_fresh *out, int *found)
 {
-	size_t len = 0;
+	cl_entry e;
 	ducky_err bad;
 	*found = 0;
 	if (!lua_toboolean(L, -1))
@@ -101,22 +102,17 @@ static int read_entry(lua_State *L, ducky_fresh *out, int *found)
 	if (!lua_istable(L, -1))
 		return luaL_error(L, "returned a %s, not nil or an entry table",
 		                  luaL_typename(L, -1));
-	lua_getfield(L, -1, "access_token");
-	lua_getfield(L, -2, "expires_at");
-	lua_getfield(L, -3, "expires_in");
-	const char *tok = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &len) : NULL;
-	double at = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : NAN;
-	double life = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
 	ducky_err_init(&bad);
-	int ok = ducky_token_validate(tok, len, "Bearer", 1, &bad) == 0;
-	ducky_err_clear(&bad);
-	if (!ok || !isfinite(at) || !isfinite(life) || (!lua_isnil(L, -1) && life <= 0))
-		return luaL_error(L, "returned an entry without a usable access_token, expires_at "
-		                     "and expires_in");
-	if (!(out->token = ducky_strndup(tok, len)))
+	if (cl_entry_read(L, -1, &e, &bad)) { /* the one entry check (exports.c) */
+		lua_pushfstring(L, "returned an entry that is not usable: %s",
+		                bad.message ? bad.message : "out of memory");
+		ducky_err_clear(&bad);
+		return lua_error(L);
+	}
+	if (!(out->token = ducky_strndup(e.token, e.len)))
 		return luaL_error(L, "out of memory");
-	out->expires_at = at;
-	out->lifetime = life;
+	out->expires_at = e.expires_at;
+	out->lifetime = e.expires_in;
 	*found = 1;
 	return 0;
 }

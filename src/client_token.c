@@ -1,28 +1,14 @@
 /* token(), start_token()'s blocking twin, and invalidate(). */
 #include <string.h>
 
-#include "answer.h"
 #include "client_engine.h"
 #include "client_token.h"
 
 static int token_body(lua_State *L)
 {
 	client *c = cl_self(L);
-	ducky_engine *e = cl_engine(L, c);
-	ducky_err err;
-	ducky_call k = {.method = "TOKEN",
-	                .url = c->creds.token_url,
-	                .token_only = 1,
-	                .retries = c->lim.retries,
-	                .timeout = c->lim.timeout};
-	ducky_err_init(&err);
-	ducky_op *op = ducky_op_start(e, &k, &err);
-	if (!op)
-		return cl_push_error(L, c, &err);
-	cl_wait(c, op);
-	int n = cl_push_result(L, c, ducky_op_result(op));
-	ducky_op_release(op);
-	return n;
+	ducky_call k = cl_token_call(c);
+	return cl_call(L, c, &k);
 }
 
 int cl_token(lua_State *L)

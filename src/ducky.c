@@ -137,6 +137,8 @@ int luaopen_ducky(lua_State *L)
 	lua_setfield(L, -2, "TOKEN_URL");
 	lua_pushliteral(L, DEFAULT_AUDIENCE);
 	lua_setfield(L, -2, "AUDIENCE");
+	cl_push_call_options(L);
+	lua_setfield(L, -2, "REQUEST_OPTIONS");
 	open_test_hooks(L);
 	return 1;
 }

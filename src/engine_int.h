@@ -110,8 +110,8 @@ int io_poll(ducky_engine *e, int ms); /* waits up to ms for readiness, kept for 
 void io_read_ready(ducky_engine *e);  /* what is ready, to libcurl */
 void io_rearm(ducky_engine *e);
 void io_wake(ducky_engine *e);
-    /* makes the descriptor readable (the wake-up) */ /* the timerfd, when a host polls the
-                                                         descriptor */
+/* makes the descriptor readable (the wake-up) */ /* the timerfd, when a host polls the
+                                                     descriptor */
 
 /* ---- engine.c ---- */
 void eng_add_op(ducky_engine *e, ducky_op *op);

@@ -388,8 +388,10 @@ int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, cons
 	/* flock: the kernel lets go when the holder dies, so a killed process blocks nobody */
 	for (;;) {
 		struct timespec ts = {0, pause_ns};
-		if (flock(s->lockfd, LOCK_EX | LOCK_NB) == 0)
+		if (flock(s->lockfd, LOCK_EX | LOCK_NB) == 0) {
+			s->lock_pid = (long)getpid();
 			return 1;
+		}
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			*reason = "cannot lock the token cache lock file";
 			break;
@@ -408,7 +410,9 @@ int ducky_store_lock(ducky_file_store *s, const char *key, double deadline, cons
 void ducky_store_unlock(ducky_file_store *s)
 {
 	if (s->lockfd >= 0) {
-		flock(s->lockfd, LOCK_UN);
+		/* a forked child shares the parent's lock: closing its copy keeps it held */
+		if (s->lock_pid == (long)getpid())
+			flock(s->lockfd, LOCK_UN);
 		close(s->lockfd);
 		s->lockfd = -1;
 	}

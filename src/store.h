@@ -12,10 +12,11 @@
 
 /* Owns file, dir and the descriptors (closed by ducky_store_close). */
 typedef struct ducky_file_store {
-	char *file; /* the user's file, or NULL: <dir>/<key>.token */
-	char *dir;  /* directory path */
-	int dirfd;  /* -1 until opened and checked */
-	int lockfd; /* the held lock, or -1 */
+	char *file;    /* the user's file, or NULL: <dir>/<key>.token */
+	char *dir;     /* directory path */
+	int dirfd;     /* -1 until opened and checked */
+	int lockfd;    /* the held lock, or -1 */
+	long lock_pid; /* the process that took it: a child after fork() never lets it go */
 } ducky_file_store;
 
 /* path NULL: the per-user default directory. 0, or -1 with *reason. */

@@ -55,6 +55,22 @@ void ducky_token_stepping(ducky_waker *w)
 	stepping = w;
 }
 
+/* fork() with the registry's mutex held by another thread would leave the
+ * child a mutex nobody unlocks: held across the fork, let go on both sides. */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void before_fork(void)
+{
+	pthread_mutex_lock(&lock);
+}
+static void after_fork(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+static void install_atfork(void)
+{
+	pthread_atfork(before_fork, after_fork, after_fork);
+}
+
 static entry *find(const char *key, int create)
 {
 	entry *e;
@@ -295,6 +311,7 @@ ducky_tok_rc ducky_token_acquire(ducky_asker *a, ducky_tokref *ref, ducky_token_
                                  ducky_err *err)
 {
 	ducky_tok_rc rc = DUCKY_TOK_FAIL;
+	pthread_once(&atfork_once, install_atfork);
 	pthread_mutex_lock(&lock);
 	entry *e = find(a->key, 1);
 	if (!e)

@@ -32,19 +32,6 @@ function R.answers_ping(port)
   return line == "+PONG"
 end
 
-local function alive(pid)
-  local stat = H.read_file("/proc/" .. pid .. "/stat")
-  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
-end
-
-local function wait(what, seconds, fn)
-  local deadline = socket.gettime() + seconds
-  while not fn() do
-    if socket.gettime() > deadline then error("waited " .. seconds .. " s for " .. what, 3) end
-    socket.sleep(0.02)
-  end
-end
-
 -- Runs `cmd` (a server on port) in the background, killed with this Lua
 -- process; returns its pid once ready() holds.
 local function background(cmd, what, ready)
@@ -61,10 +48,11 @@ rm -rf %s
 ]]):format(cmd, dir, dir, LUA_PID, dir))
   os.execute(("%ssh %s/run.sh >/dev/null 2>&1 </dev/null &"):format(H.CLEAN_ENV, dir))
   local pid
-  wait(what, 10, function()
+  local ok, e = pcall(H.wait_until, function()
     pid = tonumber(H.read_file(dir .. "/pid") or "")
     return pid and ready()
-  end)
+  end, 10, what)
+  if not ok then error(e .. "; its output:\n" .. (H.read_file(dir .. "/log") or "(none)"), 3) end
   return pid
 end
 
@@ -81,9 +69,9 @@ end
 function R.stop(server)
   if not server or not server.pid then return end
   os.execute(("%skill %d 2>/dev/null"):format(H.CLEAN_ENV, server.pid))
-  wait("redis-server to stop", 10, function()
-    return not alive(server.pid) and not R.answers_ping(server.port)
-  end)
+  H.wait_until(function()
+    return not H.alive(server.pid) and not R.answers_ping(server.port)
+  end, 10, "redis-server to stop")
   server.pid = nil
 end
 

@@ -170,6 +170,16 @@ local function store(opts, o, value)
   end
 end
 
+-- The value of option `shown` (as written: --name, -c), which takes one (arg
+-- names it): `value` when the word itself held it, else the next word, argv[i + 1];
+-- returns the value and the index of the last word it took.
+local function option_value(argv, i, value, shown, arg)
+  if value ~= nil then return value, i end
+  i = i + 1
+  if argv[i] == nil then usage("%s needs a value (%s)", shown, arg) end
+  return argv[i], i
+end
+
 -- --name or --name=value at argv[i]; returns the index of the last word it took.
 local function long_option(argv, i, opts)
   local a = argv[i]
@@ -182,11 +192,7 @@ local function long_option(argv, i, opts)
     unknown_option("--" .. name, name)
   end
   if value ~= nil and not o.arg then usage("--%s takes no value", name) end
-  if o.arg and value == nil then
-    i = i + 1
-    value = argv[i]
-    if value == nil then usage("--%s needs a value (%s)", name, o.arg) end
-  end
+  if o.arg then value, i = option_value(argv, i, value, "--" .. name, o.arg) end
   store(opts, o, value)
   return i
 end
@@ -199,12 +205,9 @@ local function short_options(argv, i, opts)
     local o = M.SHORT[c]
     if not o then unknown_option("-" .. c, c) end
     if o.arg then
-      local value = a:sub(j + 1)
-      if value == "" then
-        i = i + 1
-        value = argv[i]
-        if value == nil then usage("-%s needs a value (%s)", c, o.arg) end
-      end
+      local rest = a:sub(j + 1)
+      local value
+      value, i = option_value(argv, i, rest ~= "" and rest or nil, "-" .. c, o.arg)
       store(opts, o, value)
       return i
     end

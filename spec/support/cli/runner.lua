@@ -3,10 +3,12 @@
 -- config and cache homes), a fresh client id of the stand-in and its secret, and
 -- an environment pointing at the stand-in.
 --   local R = require("spec.support.cli.runner")
---   local run = R.new()            -- in before_each; run:close() in after_each
+--   local run
+--   R.each(function(r) run = r end) -- in a describe block: a fresh run for each test
 --   local out, err, code = run:ducky({ "ping" }, { DUCKY_TIMEOUT = "1" }, stdin)
 local H = require("spec.helpers")
 local assert = require("luassert")
+local busted = require("busted") -- the hooks a spec file sees as globals
 
 local R = {}
 
@@ -74,6 +76,17 @@ function R.new()
 end
 
 function Run:close() os.execute(H.CLEAN_ENV .. "rm -rf " .. q(self.dir)) end
+
+-- In a describe block: before each test a fresh run (R.new) given to set(run),
+-- after it that run closed.
+function R.each(set)
+  local run
+  busted.before_each(function()
+    run = R.new()
+    set(run)
+  end)
+  busted.after_each(function() run:close() end)
+end
 
 -- This run's environment with env added (false: removed).
 function Run:env_with(env)

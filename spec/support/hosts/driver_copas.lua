@@ -4,9 +4,10 @@
 -- object that is dirty() once the condition holds.
 local copas = require("copas")
 local socket = require("socket")
+local W = require("spec.support.hosts.ways")
 
 local D = { host = "copas", adapter = require("ducky.copas"), now = socket.gettime }
-local gap, ticks, last, counting = 0, 0, 0, false
+local meter -- the running ticker's (spec/support/hosts/ways.lua), or nil
 -- a descriptor select() never finds readable (nothing is sent to it)
 local quiet = assert((socket.udp4 or socket.udp)())
 
@@ -27,10 +28,11 @@ function D.wait_until(cond, seconds)
 end
 
 function D.ticker()
-  gap, ticks, last, counting = 0, 0, D.now(), true
+  local m = W.meter(D.now)
+  meter = m
   return function()
-    counting = false
-    return math.max(gap, D.now() - last), ticks
+    meter = nil
+    return m.result()
   end
 end
 
@@ -42,10 +44,7 @@ function D.run(main)
   end)
   while not finished do
     copas.step(0.01)
-    if counting then
-      local now = D.now()
-      gap, ticks, last = math.max(gap, now - last), ticks + 1, now
-    end
+    if meter then meter.tick() end
   end
 end
 

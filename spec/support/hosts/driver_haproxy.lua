@@ -9,32 +9,11 @@ local D = { host = "haproxy", adapter = require("ducky.haproxy") }
 -- held, which is what the ticker must be able to see.
 D.now = require("socket").gettime
 
+function D.sleep(seconds) core.msleep(math.floor(seconds * 1000 + 0.5)) end
+
 function D.spawn(fn) core.register_task(fn) end
-
-function D.wait_until(cond, seconds)
-  local deadline = D.now() + seconds
-  while not cond() do
-    if D.now() > deadline then return false end
-    core.msleep(5)
-  end
-  return true
-end
-
-function D.ticker()
-  local stop, gap, ticks, last = false, 0, 0, D.now()
-  core.register_task(function()
-    while not stop do
-      core.msleep(10)
-      local now = D.now()
-      gap, ticks, last = math.max(gap, now - last), ticks + 1, now
-    end
-  end)
-  return function()
-    stop = true
-    return math.max(gap, D.now() - last), ticks
-  end
-end
 
 function D.run(main) core.register_task(main) end
 
+require("spec.support.hosts.ways").sleeping(D)
 require("spec.support.hosts.child").main(D, function() os.exit(0) end)

@@ -4,6 +4,8 @@
 -- vim.schedule; default: at once), D.loop(finished) runs the loop (default:
 -- uv.run()). The scenarios run in coroutines (ducky.luv's coroutine style), the
 -- callbacks scenario with trailing callbacks; the ticker is a repeating 10 ms timer.
+local W = require("spec.support.hosts.ways")
+
 local function resume(co)
   local ok, err = coroutine.resume(co)
   if not ok then error(err, 0) end
@@ -33,16 +35,13 @@ return function(D)
   end
 
   function D.ticker()
-    local gap, ticks, last = 0, 0, D.now()
+    local m = W.meter(D.now)
     local t = uv.new_timer()
-    t:start(10, 10, function()
-      local now = D.now()
-      gap, ticks, last = math.max(gap, now - last), ticks + 1, now
-    end)
+    t:start(10, 10, m.tick)
     return function()
       t:stop()
       t:close()
-      return math.max(gap, D.now() - last), ticks
+      return m.result()
     end
   end
 

@@ -18,14 +18,19 @@ function K.collector(list)
   end
 end
 
--- a fault on the token endpoint for this row's client only
-function K.token_fault(t)
-  return function(ctx)
-    local f = { path = TOKEN, client_id = ctx.id }
-    for k, v in pairs(t) do f[k] = v end
-    H.fault(f)
+-- fault_on(path)(t): a row's setup that puts fault t on path for the row's client
+local function fault_on(path)
+  return function(t)
+    return function(ctx)
+      local f = { path = path, client_id = ctx.id }
+      for k, v in pairs(t) do f[k] = v end
+      H.fault(f)
+    end
   end
 end
+
+-- a fault on the token endpoint for this row's client only
+K.token_fault = fault_on(TOKEN)
 
 -- a 200 token answer carrying `body` (a JSON string, or a table to encode)
 function K.token_answer(body)
@@ -33,13 +38,7 @@ function K.token_answer(body)
 end
 
 -- a fault on /v3/ping/protected for requests carrying this row's token
-function K.api_fault(t)
-  return function(ctx)
-    local f = { path = PROTECTED, client_id = ctx.id }
-    for k, v in pairs(t) do f[k] = v end
-    H.fault(f)
-  end
-end
+K.api_fault = fault_on(PROTECTED)
 
 function K.lifetime(value)
   return function(ctx) H.config(ctx.id, value) end
@@ -49,19 +48,23 @@ function K.http_date(t)
   return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
 end
 
-function K.retry_events(ctx)
-  local out = {}
-  for _, ev in ipairs(ctx.events) do
-    if ev.event == "retry" then out[#out + 1] = ev end
+-- the row's log events named name, in order
+function K.events_named(ctx, name) return H.events_named(ctx.events, name) end
+function K.retry_events(ctx) return H.events_named(ctx.events, "retry") end
+
+-- a row's check: the call took less than `seconds`
+function K.took_under(seconds)
+  return function(ctx, assert)
+    assert.is_true(ctx.elapsed < seconds, "took " .. ctx.elapsed)
   end
-  return out
 end
-function K.events_named(ctx, name)
-  local out = {}
-  for _, ev in ipairs(ctx.events) do
-    if ev.event == name then out[#out + 1] = ev end
+
+-- a row's check: the error's retry_after is a number of at least `seconds`
+function K.retry_after_at_least(seconds)
+  return function(ctx, assert)
+    local v = ctx.err.retry_after
+    assert.is_true(type(v) == "number" and v >= seconds, tostring(v))
   end
-  return out
 end
 
 -- the secret as ducky sends it: raw, JSON-escaped (without the quotes), form

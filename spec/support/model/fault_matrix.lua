@@ -21,9 +21,9 @@
 --   check    optional function(ctx, assert) for row-specific assertions
 --   needs    optional "ipv6": pending when the stand-in has no [::1] listener
 --
--- The rows live by area in fault_rows_token.lua, fault_rows_api.lua and
--- fault_rows_hostile.lua (in that order in the matrix), their builders in
--- fault_kit.lua.
+-- The rows live by area in fault_rows_token.lua, fault_rows_api.lua,
+-- fault_rows_hostile.lua and fault_rows_availability.lua (in that order in the
+-- matrix), their builders in fault_kit.lua.
 local H = require("spec.helpers")
 local K = require("spec.support.model.fault_kit")
 local ducky = require("ducky")
@@ -41,7 +41,7 @@ M.header_bytes = K.header_bytes
 
 local rows = {}
 M.rows = rows
-for _, area in ipairs { "token", "api", "hostile" } do
+for _, area in ipairs { "token", "api", "hostile", "availability" } do
   for _, r in ipairs(require("spec.support.model.fault_rows_" .. area)) do rows[#rows + 1] = r end
 end
 

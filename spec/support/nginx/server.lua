@@ -12,6 +12,7 @@ local cjson = require("cjson")
 local socket = require("socket")
 local http = require("socket.http")
 local ltn12 = require("ltn12")
+local busted = require("busted") -- the hooks a spec file sees as globals
 
 local N = {}
 
@@ -132,16 +133,40 @@ local function environment(id, env)
   return table.concat(out, " ")
 end
 
+-- the handles of the nginx N.start started and nobody stopped yet
+local running = {}
+
 local function handle(prefix, port, pid)
   local h = { prefix = prefix, port = port, pid = pid }
   function h.url(path) return ("http://127.0.0.1:%d%s"):format(port, path) end
   function h.log() return H.read_file(prefix .. "/logs/error.log") or "" end
   function h.stop()
+    if not running[h] then return end
+    running[h] = nil
     os.execute("kill " .. pid .. " 2>/dev/null")
     pcall(N.wait, "nginx to stop", 10, function() return not alive(pid) end)
     os.execute("rm -rf " .. prefix)
   end
+  running[h] = true
   return h
+end
+
+-- Stops every nginx N.start started that is still running.
+function N.stop_all()
+  local list = {}
+  for h in pairs(running) do list[#list + 1] = h end
+  for _, h in ipairs(list) do h.stop() end
+end
+
+-- In a describe block: before each test the stand-in's faults and counts reset
+-- and set(id), a fresh client id for the nginx the test starts; after it, every
+-- nginx it started stopped.   N.each(function(i) id = i end)
+function N.each(set)
+  busted.before_each(function()
+    H.reset()
+    set(H.new_id("nginx"))
+  end)
+  busted.after_each(N.stop_all)
 end
 
 -- Starts nginx; returns a handle with url(), log() and stop(). opts: workers,
