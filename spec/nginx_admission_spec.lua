@@ -1,6 +1,6 @@
 -- ducky.ngx's admission control in real nginx: calls past the pool's threads
 -- wait in the event loop (never refused), queued request() calls go together
--- as one batch, and a slot always comes back.
+-- as one batch (a steady path's), and a thread always comes back.
 local socket = require("socket")
 local H = require("spec.helpers")
 local N = require("spec.support.nginx.server")
