@@ -237,7 +237,7 @@ call_runner = function(P)
     no_timer(P, "did not run")
   end
   if P.runners >= P.size then return true end -- all busy: the first done takes the queue
-  if now < P.timers_at then return P.runners > 0 end
+  if now < P.timers_at or ngx.worker.exiting() then return P.runners > 0 end
   local ok, err = ngx.timer.at(0, runner, P)
   if not ok then
     P.timers_at = now + NO_TIMERS
