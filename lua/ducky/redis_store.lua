@@ -14,8 +14,10 @@
 -- LuaSocket: it keeps time with ngx.now and waits for a lock with ngx.sleep in
 -- OpenResty, and elsewhere with os.time, trying a held lock once.
 --
--- Keys: prefix .. key (the token, as JSON, expiring with it) and
--- prefix .. key .. ":lock" (the exchange lock). Errors are raised, and so is
+-- Keys: prefix .. key (the token, as JSON, expiring with it),
+-- prefix .. key .. ":lock" (the exchange lock) and, after drop(),
+-- prefix .. key .. ":dropped" (the SHA-1 of the token dropped, never the
+-- token: offer() refuses to write that token back). Errors are raised, and so is
 -- a value under a key that is not a token entry (ducky.check_entry); ducky
 -- reports them as `store_error` events and carries on from process memory, as
 -- if nothing was stored. ducky passes each call a time budget (its last
@@ -35,6 +37,21 @@ local ATTEMPT = 0.2 -- seconds one lock attempt may take, even with no time left
 local UNLOCK = [[
 if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0]]
+
+-- drop(): the entry goes unless it holds another token (a newer one, which
+-- stays); the dropped token's SHA-1 is kept for ARGV[2] ms.
+local DROP = [[
+local v = redis.call("GET", KEYS[1])
+local ok, e = pcall(cjson.decode, v or "null")
+if not (ok and type(e) == "table" and e.access_token ~= ARGV[1]) then redis.call("DEL", KEYS[1]) end
+redis.call("SET", KEYS[2], redis.sha1hex(ARGV[1]), "PX", ARGV[2])
+return 1]]
+
+-- offer(): the entry is written unless its token was dropped.
+local OFFER = [[
+if redis.call("GET", KEYS[2]) == redis.sha1hex(ARGV[1]) then return 0 end
+redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+return 1]]
 
 local function load_lua_redis()
   local ok, mod = pcall(require, "redis")
@@ -162,17 +179,39 @@ function Store:load(key, budget)
   }
 end
 
-function Store:store(key, entry, budget)
+-- The entry as stored, and the ms it has left (nil: none).
+function Store:encode(entry)
   local ms = entry and math.floor((entry.expires_at - self.now()) * 1000)
-  if not ms or ms <= 0 then
+  if not ms or ms <= 0 then return nil end
+  return cjson.encode{
+    access_token = entry.access_token, token_type = entry.token_type or "Bearer",
+    expires_at = entry.expires_at, expires_in = entry.expires_in,
+  }, ms
+end
+
+function Store:store(key, entry, budget)
+  local json, ms = self:encode(entry)
+  if not json then
     self:call(budget, "del", self.prefix .. key)
     return
   end
-  local json = cjson.encode{
-    access_token = entry.access_token, token_type = entry.token_type or "Bearer",
-    expires_at = entry.expires_at, expires_in = entry.expires_in,
-  }
   self:call(budget, "set", self.prefix .. key, json, "PX", ms)
+end
+
+-- Drops token under key (the entry goes unless it holds another token), and
+-- remembers it dropped for ttl seconds, so that offer() never writes it back.
+function Store:drop(key, token, ttl, budget)
+  local name = self.prefix .. key
+  self:call(budget, "eval", DROP, 2, name, name .. ":dropped", token,
+    math.max(math.floor(ttl * 1000), 1))
+end
+
+-- Writes entry under key unless its token was dropped: true when written.
+function Store:offer(key, entry, budget)
+  local json, ms = self:encode(entry)
+  if not json then return false end
+  local name = self.prefix .. key
+  return self:call(budget, "eval", OFFER, 2, name, name .. ":dropped", entry.access_token, json, ms) == 1
 end
 
 -- true once we hold key's exchange lock; false when `timeout` seconds pass
@@ -221,6 +260,8 @@ function M.new(opts)
   return {
     load = function(key, timeout) return self:load(key, timeout) end,
     store = function(key, entry, timeout) return self:store(key, entry, timeout) end,
+    drop = function(key, token, ttl, timeout) return self:drop(key, token, ttl, timeout) end,
+    offer = function(key, entry, timeout) return self:offer(key, entry, timeout) end,
     lock = function(key, timeout) return self:lock(key, timeout) end,
     unlock = function(key, timeout) return self:unlock(key, timeout) end,
     close = function() self:drop_connection() end,

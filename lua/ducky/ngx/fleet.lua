@@ -12,7 +12,9 @@
 -- exchanges stay single-flight among its own workers: one per machine at
 -- worst. sync(), from the background refresh, brings the fleet back onto
 -- one token once Redis answers: the newer token wins (Redis's is adopted,
--- or ours written there), which every machine agrees on.
+-- or ours written there), which every machine agrees on; a token one
+-- machine dropped (an invalidation, a 401) is never written back, so the
+-- machine that dropped it does not meet it again.
 local ngx = ngx
 local redis_store = require("ducky.redis_store")
 local store = require("ducky.ngx.store")
@@ -20,6 +22,7 @@ local store = require("ducky.ngx.store")
 local M = {}
 
 M.RETRY = 5
+M.DROPPED_TTL = 86400 -- seconds a dropped token of unknown life stays marked
 
 -- Newer: the later expiry (the token's text breaks a tie), so that every
 -- machine picks the same of two.
@@ -68,15 +71,18 @@ function Fleet:load(key, budget)
 end
 
 -- A drop (entry nil) leaves a newer token alone in Redis as in the dict
--- (ctx.dropping names the one dropped), and clears a value that is not one.
+-- (ctx.dropping names the one dropped, else the dict's), and Redis keeps
+-- the dropped token's fingerprint while it would have lived, so that no
+-- machine's sync() writes it back.
 function Fleet:store(key, entry, budget)
+  local d = not entry and self.local_.load(key)
   self.local_.store(key, entry)
   if not self:up() then return end
-  if not entry and self.ctx.dropping then
-    local ok, r = self:remote(key, budget)
-    if ok and r and r.access_token ~= self.ctx.dropping then return end
-  end
-  self:put_remote(key, entry, budget)
+  local gone = not entry and (self.ctx.dropping or (d and d.access_token))
+  if not gone then return self:put_remote(key, entry, budget) end
+  local ttl = d and d.access_token == gone and d.expires_at - ngx.now() or M.DROPPED_TTL
+  local ok, err = pcall(self.R.drop, key, gone, math.max(ttl, 1), budget)
+  if not ok then self:failed(err, true) end
 end
 
 function Fleet:lock(key, timeout)
@@ -105,8 +111,10 @@ function Fleet:unlock(key, budget)
   self.local_.unlock(key)
 end
 
--- The machine and Redis on one token: the newer of the two. Returns what
--- it did: "adopted", "written", "same", or nil when Redis is left alone.
+-- The machine and Redis on one token: the newer of the two; ours is never
+-- written where another machine dropped it (the machine keeps serving it
+-- until Redis holds a newer one). Returns what it did: "adopted",
+-- "written", "kept", "same", or nil when Redis is left alone.
 function Fleet:sync(key, budget)
   if not self:up() then return nil end
   local d = self.local_.load(key)
@@ -114,10 +122,15 @@ function Fleet:sync(key, budget)
   if newer(r, d) then
     self.local_.store(key, r)
     return "adopted"
-  elseif d and (not ok or not r or r.access_token ~= d.access_token) then
-    return self:put_remote(key, d, budget) and "written" or nil
+  elseif not d or (ok and r and r.access_token == d.access_token) then
+    return "same"
   end
-  return "same"
+  local done, written = pcall(self.R.offer, key, d, budget)
+  if not done then
+    self:failed(written, true)
+    return nil
+  end
+  return written and "written" or "kept"
 end
 
 -- ctx: the pool VM's state (events, dropping); dict: the machine's; local_:

@@ -83,28 +83,33 @@ local function stats_delta(e, client, delta)
   return delta
 end
 
+-- Client c's token, unless it is one a worker dropped (the dict keeps the
+-- fingerprint of the last one): the process's memory may still hold that
+-- one, which then goes, and a new one comes. tok, left or nil, err.
+local function live_token(e, c)
+  local tok, left, info = c:token()
+  if not (tok and e.dict and info.source == "memory") then return tok, left end
+  local key = c:cache_key()
+  if not (key and e.dict:get(shared.dropped_key(key)) == ngx.md5(tok)) then return tok, left end
+  vm.dropping = tok
+  c:invalidate()
+  vm.dropping = nil
+  return c:token()
+end
+
 -- A token for authorization(), as { token, left, life }: the client's,
 -- unless the dict holds a different one (another worker refreshed it) or
 -- dropped this one (another worker invalidated it: then a new one).
 local function bearer(e, key)
-  local c = e.client
-  local tok, left, info = c:token()
+  local tok, left = live_token(e, e.client)
   if not tok then return nil, left end
-  if not e.dict or not key then return { token = tok, left = left } end
-  local entry = store.read(e.dict, key)
+  local entry = e.dict and key and store.read(e.dict, key)
   if entry then
     local life = entry.expires_in
     if entry.access_token ~= tok and entry.expires_at - ngx.now() > SAFETY then
       return { token = entry.access_token, left = entry.expires_at - ngx.now(), life = life }
     end
     return { token = tok, left = left, life = life }
-  end
-  if info.source == "memory" and e.dict:get(shared.dropped_key(key)) == ngx.md5(tok) then
-    vm.dropping = tok
-    c:invalidate()
-    vm.dropping = nil
-    tok, left = c:token()
-    if not tok then return nil, left end
   end
   return { token = tok, left = left }
 end
@@ -131,7 +136,7 @@ local OPS = {
   refresh = function(e)
     local c = e.refresher
     if type(c) == "function" then c = c(e) end
-    local tok, left = c:token()
+    local tok, left = live_token(e, c)
     vm.delta = stats_delta(e, c, vm.delta)
     if not tok then return nil, left end
     return { token = tok, left = left }
