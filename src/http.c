@@ -171,6 +171,8 @@ static int env_proxy(void)
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
+	/* the user's proxy, else libcurl's from the environment (NULL), else none */
+	const char *proxy = conf->proxy ? conf->proxy : env_proxy() ? NULL : "";
 	if (ducky_global_init(err))
 		return -1;
 	if (!(h->easy = e = curl_easy_init()))
@@ -195,10 +197,10 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)h) ||
-	    curl_easy_setopt(e, CURLOPT_PROXY,
-	                     conf->proxy   ? conf->proxy
-	                     : env_proxy() ? NULL
-	                                   : "") ||
+	    curl_easy_setopt(e, CURLOPT_PROXY, proxy) ||
+	    /* no proxy at all: then no_proxy does not matter, and libcurl need not
+	     * read it from the environment on every transfer (two getenv calls) */
+	    (proxy && !*proxy && curl_easy_setopt(e, CURLOPT_NOPROXY, "")) ||
 	    /* ca_path alone: that directory, not libcurl's built-in bundle besides */
 	    ((conf->ca_file || conf->ca_path) &&
 	     curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||

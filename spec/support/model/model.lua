@@ -111,7 +111,7 @@ function World:check_callbacks()
       cl.name)
     self:check(not garbage or seen or self.percent.garbage_event == 0,
       "%s: token_cache.load returned garbage (%s) but no store_error event was logged", cl.name, garbage)
-    st.events, st.loads = {}, {}
+    st.last_events, st.events, st.loads = st.events, {}, {}
   end
   if #self.violations > 0 then
     local v = self.violations
@@ -120,14 +120,39 @@ function World:check_callbacks()
   end
 end
 
+-- What the log of cred's clients saw in the step just checked (for a failure).
+local function cred_events(self, cred)
+  local out = {}
+  for _, cl in ipairs(self.clients) do
+    if cl.cred == cred then
+      local evs = {}
+      for _, ev in ipairs(cl.state.last_events or {}) do
+        evs[#evs + 1] = ev.event .. (ev.source and ("/" .. ev.source) or "")
+          .. (ev.kind and ("/" .. tostring(ev.kind)) or "")
+      end
+      out[#out + 1] = cl.name .. ": " .. table.concat(evs, " ")
+    end
+  end
+  return table.concat(out, "; ")
+end
+
 function World:check_exchanges()
   local st = H.stats()
   for _, cred in ipairs(self.creds) do
     local n = cred.base + (st.exchanges_by_client[cred.id] or 0)
+    if n ~= (cred.seen or 0) then -- the steps that made exchanges, for a failure's message
+      cred.seen, cred.history = n, (cred.history or "") .. (" %d@step%d"):format(n, self.step_no)
+    end
     local ub = World.bound(cred)
-    self:check(n <= ub, "%s: %d token exchanges, the model allows %d (invalidations %d, 401 faults %d, "
-      .. "token faults %d, timeouts %d, revocations %d, lifetime %s)", cred.id, n, ub, cred.invalidations,
-      cred.faults_401, cred.token_faults, cred.timeouts, cred.revokes, tostring(cred.lifetime))
+    if n > ub then
+      local tr = st.token_requests_by_client and st.token_requests_by_client[cred.id] or {}
+      self:fail("%s: %d token exchanges, the model allows %d (invalidations %d, 401 faults %d, "
+        .. "token faults %d, timeouts %d, revocations %d, lifetime %s); exchanges:%s; token requests "
+        .. "received %s, succeeded %s, failed %s; the logs of its clients this step: %s", cred.id, n, ub,
+        cred.invalidations, cred.faults_401, cred.token_faults, cred.timeouts, cred.revokes,
+        tostring(cred.lifetime), cred.history, tostring(tr.received), tostring(tr.succeeded),
+        tostring(tr.failed), cred_events(self, cred))
+    end
   end
   if st.faults_pending == 0 then
     for _, cred in ipairs(self.creds) do cred.risk = false end

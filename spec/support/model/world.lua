@@ -20,7 +20,7 @@ function World:fail(fmt, ...)
   local cl = self.current
   if cl then -- what the client's log saw during this step
     local evs = {}
-    for _, ev in ipairs(cl.state.events) do
+    for _, ev in ipairs(#cl.state.events > 0 and cl.state.events or cl.state.last_events or {}) do
       evs[#evs + 1] = ev.event .. (ev.source and ("/" .. ev.source) or "")
         .. (ev.reason and ("(" .. tostring(ev.reason) .. ")") or "")
     end
