@@ -147,10 +147,11 @@ function World:check_exchanges()
     if n > ub then
       local tr = st.token_requests_by_client and st.token_requests_by_client[cred.id] or {}
       self:fail("%s: %d token exchanges, the model allows %d (invalidations %d, 401 faults %d, "
-        .. "token faults %d, timeouts %d, revocations %d, lifetime %s); exchanges:%s; token requests "
+        .. "token faults %d, timeouts %d, revocations %d, closed under way %d, lifetime %s); "
+        .. "exchanges:%s; token requests "
         .. "received %s, succeeded %s, failed %s; the logs of its clients this step: %s", cred.id, n, ub,
         cred.invalidations, cred.faults_401, cred.token_faults, cred.timeouts, cred.revokes,
-        tostring(cred.lifetime), cred.history, tostring(tr.received), tostring(tr.succeeded),
+        cred.abandoned, tostring(cred.lifetime), cred.history, tostring(tr.received), tostring(tr.succeeded),
         tostring(tr.failed), cred_events(self, cred))
     end
   end

@@ -31,6 +31,13 @@ local function wait_and_step(cl, budget)
   cl.c:step()
 end
 
+local function all_done(slots)
+  for _, s in ipairs(slots) do
+    if s.op and not s.dropped and not s.op:done() then return false end
+  end
+  return true
+end
+
 -- One random move while the operations are under way.
 local function move(self, cl, slots, ctx)
   local i = self.r:int(1, #slots)
@@ -49,17 +56,11 @@ local function move(self, cl, slots, ctx)
     self:check(res or err, "%s ping between operations: nothing", cl.name)
   elseif what == 19 and self.r:chance(0.15) then
     ctx.may_close[cl] = true
+    if not all_done(slots) then cl.cred.abandoned = cl.cred.abandoned + 1 end
     cl.c:close()
     cl.closed = true
     self:note("  %s closed with operations under way", cl.name)
   end
-end
-
-local function all_done(slots)
-  for _, s in ipairs(slots) do
-    if s.op and not s.dropped and not s.op:done() then return false end
-  end
-  return true
 end
 
 function World:check_slot(cl, s, where)

@@ -71,6 +71,7 @@ function World:new_cred(bad)
     lifetime = (not bad and self:pct("short_life")) and self.r:pick({ 3, 4, 6 }) or nil,
     -- what the exchange bound counts (see bound)
     invalidations = 0, faults_401 = 0, token_faults = 0, timeouts = 0, revokes = 0, base = 0,
+    abandoned = 0,
     risk = false, -- a token fault may be pending at the stand-in
     revoked_ever = false,
   }
@@ -83,7 +84,9 @@ end
 -- The most token exchanges the stand-in may have counted for cred: one for the
 -- first token, one per token life, and one per thing that drops or loses a token
 -- (invalidate, a 401 answer, an injected token fault, a call that timed out,
--- perhaps while the token answer was on its way). A revocation counts three: the
+-- perhaps while the token answer was on its way, a client closed with
+-- operations under way: an exchange it led goes with it, perhaps after the
+-- stand-in sent the token). A revocation counts three: the
 -- revoked token may come back once from the custom store and once from the file
 -- store (clients of one credential with different stores share the memory cache
 -- but not the stores), each time answered 401 and replaced.
@@ -94,7 +97,7 @@ function World.bound(cred)
     life = math.floor((socket.gettime() + H.clock_offset() - cred.created) / (cred.lifetime / 2)) + 1
   end
   return 1 + life + cred.invalidations + cred.faults_401 + cred.token_faults + cred.timeouts
-    + 3 * cred.revokes
+    + cred.abandoned + 3 * cred.revokes
 end
 
 -- ---- the custom token store: one table shared by every client that has one
