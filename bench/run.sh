@@ -161,8 +161,8 @@ say
 say "| client | Ir per request | over the floor |"
 say "|---|---:|---:|"
 say "| floor | $IR_FLOOR | |"
-say "$(awk -v d="$IR_DUCKY" -v f="$IR_FLOOR" 'BEGIN { printf "| ducky, Lua 5.4, \`request()\` | **%d** | **%+.1f%%** (target ≤ +25%%) |\n", d, 100 * (d - f) / f }')"
-say "$(awk -v d="$IR_START" -v f="$IR_FLOOR" -v r="$IR_DUCKY" 'BEGIN { printf "| ducky, Lua 5.4, \`start\` + a select/\`step\` loop in Lua (\`bench/ducky_start_seq.lua\`) | **%d** | %+.1f%% (%.2f × \`request()\`) |\n", d, 100 * (d - f) / f, d / r }')"
+say "$(awk -v d="$IR_DUCKY" -v f="$IR_FLOOR" 'BEGIN { printf "| ducky, Lua 5.4, `request()` | **%d** | **%+.1f%%** (target ≤ +25%%) |\n", d, 100 * (d - f) / f }')"
+say "$(awk -v d="$IR_START" -v f="$IR_FLOOR" -v r="$IR_DUCKY" 'BEGIN { printf "| ducky, Lua 5.4, `start` + a select/`step` loop in Lua (`bench/ducky_start_seq.lua`) | **%d** | %+.1f%% (%.2f × `request()`) |\n", d, 100 * (d - f) / f, d / r }')"
 if [ "$HAVE_LUAJIT" = 1 ]; then
 	IR_JIT=$(per_req ducky_jit)
 	say "$(awk -v d="$IR_JIT" -v f="$IR_FLOOR" 'BEGIN { printf "| ducky, LuaJIT 2.1 | %d | %+.1f%% |\n", d, 100 * (d - f) / f }')"
