@@ -15,9 +15,9 @@
 -- OpenResty, and elsewhere with os.time, trying a held lock once.
 --
 -- Keys: prefix .. key (the token, as JSON, expiring with it),
--- prefix .. key .. ":lock" (the exchange lock) and, after drop(),
--- prefix .. key .. ":dropped" (the SHA-1 of the token dropped, never the
--- token: offer() refuses to write that token back). Errors are raised, and so is
+-- prefix .. key .. ":lock" (the exchange lock) and, after drop(), one
+-- prefix .. key .. ":dropped:" .. SHA-1 of the token per token dropped (never
+-- the token), expiring with it: offer() refuses to write such a token back. Errors are raised, and so is
 -- a value under a key that is not a token entry (ducky.check_entry); ducky
 -- reports them as `store_error` events and carries on from process memory, as
 -- if nothing was stored. ducky passes each call a time budget (its last
@@ -39,17 +39,17 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) 
 return 0]]
 
 -- drop(): the entry goes unless it holds another token (a newer one, which
--- stays); the dropped token's SHA-1 is kept for ARGV[2] ms.
+-- stays); the dropped token is marked (KEYS[2] .. its SHA-1) for ARGV[2] ms.
 local DROP = [[
 local v = redis.call("GET", KEYS[1])
 local ok, e = pcall(cjson.decode, v or "null")
 if not (ok and type(e) == "table" and e.access_token ~= ARGV[1]) then redis.call("DEL", KEYS[1]) end
-redis.call("SET", KEYS[2], redis.sha1hex(ARGV[1]), "PX", ARGV[2])
+redis.call("SET", KEYS[2] .. redis.sha1hex(ARGV[1]), "1", "PX", ARGV[2])
 return 1]]
 
 -- offer(): the entry is written unless its token was dropped.
 local OFFER = [[
-if redis.call("GET", KEYS[2]) == redis.sha1hex(ARGV[1]) then return 0 end
+if redis.call("EXISTS", KEYS[2] .. redis.sha1hex(ARGV[1])) == 1 then return 0 end
 redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
 return 1]]
 
@@ -202,7 +202,7 @@ end
 -- remembers it dropped for ttl seconds, so that offer() never writes it back.
 function Store:drop(key, token, ttl, budget)
   local name = self.prefix .. key
-  self:call(budget, "eval", DROP, 2, name, name .. ":dropped", token,
+  self:call(budget, "eval", DROP, 2, name, name .. ":dropped:", token,
     math.max(math.floor(ttl * 1000), 1))
 end
 
@@ -211,7 +211,7 @@ function Store:offer(key, entry, budget)
   local json, ms = self:encode(entry)
   if not json then return false end
   local name = self.prefix .. key
-  return self:call(budget, "eval", OFFER, 2, name, name .. ":dropped", entry.access_token, json, ms) == 1
+  return self:call(budget, "eval", OFFER, 2, name, name .. ":dropped:", entry.access_token, json, ms) == 1
 end
 
 -- true once we hold key's exchange lock; false when `timeout` seconds pass
