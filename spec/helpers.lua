@@ -292,6 +292,17 @@ function H.token_requests(id)
   return H.stats().token_requests_by_client[id] or { received = 0, succeeded = 0, failed = 0 }
 end
 
+-- The same, once every token request received has its outcome counted: the
+-- stand-in counts succeeded or failed after its answer is sent, so a client
+-- that has the answer may read the counts first.
+function H.token_requests_settled(id)
+  return H.wait_until(function()
+    local t = H.token_requests(id)
+    return t.received == t.succeeded + t.failed and t, ("%d received, %d counted"):format(t.received,
+      t.succeeded + t.failed)
+  end, 5, "the outcomes of " .. id .. "'s token requests")
+end
+
 -- ------------------------------------------------------------------------
 -- private_key_jwt and tls_client_auth (spec/support/standin/standin_auth.py)
 

@@ -130,8 +130,8 @@ describe("the stand-in", function()
       assert.is_true(st.outages[1].seconds_left > 0 and st.outages[1].seconds_left <= 30)
       H.outage { path = TOKEN, status = 503, seconds = 0, client_id = id }
       assert.equals(200, (H.post_token { client_id = id, client_secret = H.secret(id) }))
-      assert.same({ received = 4, succeeded = 1, failed = 3 }, H.token_requests(id))
-      assert.same({ received = 1, succeeded = 1, failed = 0 }, H.token_requests(other))
+      assert.same({ received = 4, succeeded = 1, failed = 3 }, H.token_requests_settled(id))
+      assert.same({ received = 1, succeeded = 1, failed = 0 }, H.token_requests_settled(other))
     end)
 
     it("an outage of N seconds ends by itself", function()
@@ -150,7 +150,7 @@ describe("the stand-in", function()
       assert.is_nil(tok)
       assert.equals("http", err.kind)
       assert.equals(503, err.status)
-      assert.equals(0, H.token_requests(o.client_id).succeeded)
+      assert.equals(0, H.token_requests_settled(o.client_id).succeeded)
       assert.equals(1, H.token_requests(o.client_id).failed)
       c:close()
       local d = ducky.client(H.opts())
@@ -181,7 +181,7 @@ describe("the stand-in", function()
       H.fault { path = TOKEN, client_id = id, drop = "mid_body" }
       H.post_token { client_id = id, client_secret = H.secret(id) }
       assert.equals(200, (H.post_token { client_id = id, client_secret = H.secret(id) }))
-      assert.same({ received = 3, succeeded = 1, failed = 2 }, H.token_requests(id))
+      assert.same({ received = 3, succeeded = 1, failed = 2 }, H.token_requests_settled(id))
       assert.equals(1, H.exchanges(id))
     end)
 
