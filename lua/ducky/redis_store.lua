@@ -17,7 +17,8 @@
 -- Keys: prefix .. key (the token, as JSON, expiring with it),
 -- prefix .. key .. ":lock" (the exchange lock) and, after drop(), one
 -- prefix .. key .. ":dropped:" .. SHA-1 of the token per token dropped (never
--- the token), expiring with it: offer() refuses to write such a token back. Errors are raised, and so is
+-- the token), expiring with it: offer() refuses to write such a token back.
+-- Errors are raised, and so is
 -- a value under a key that is not a token entry (ducky.check_entry); ducky
 -- reports them as `store_error` events and carries on from process memory, as
 -- if nothing was stored. ducky passes each call a time budget (its last

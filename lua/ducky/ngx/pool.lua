@@ -90,7 +90,7 @@ local function live_token(e, c)
   local tok, left, info = c:token()
   if not (tok and e.dict and info.source == "memory") then return tok, left end
   local key = c:cache_key()
-  if not (key and e.dict:get(shared.dropped_key(key)) == ngx.md5(tok)) then return tok, left end
+  if not (key and shared.was_dropped(e.dict, key, tok)) then return tok, left end
   vm.dropping = tok
   c:invalidate()
   vm.dropping = nil

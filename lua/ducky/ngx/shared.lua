@@ -13,8 +13,13 @@ M.NEED_CONFIG = "\0ducky.ngx: configuration needed"
 function M.lock_key(key) return key .. ":lock" end
 function M.refresh_key(key) return key .. ":refresh" end
 function M.gen_key(key) return key .. ":gen" end -- bumped on every change of the token
-function M.dropped_key(key) return key .. ":dropped" end -- ngx.md5 of the last token dropped
 function M.stat_prefix(id) return "ducky:stats:" .. id .. ":" end
+
+-- The last token dropped for key (an invalidation, a 401), by its fingerprint
+-- in the dict: workers and pool VMs that still hold it in memory drop theirs.
+local function dropped_key(key) return key .. ":dropped" end
+function M.mark_dropped(dict, key, token) dict:set(dropped_key(key), ngx.md5(token)) end
+function M.was_dropped(dict, key, token) return dict:get(dropped_key(key)) == ngx.md5(token) end
 
 -- A random value naming the holder of a lock in the dict (per VM: 8 bytes
 -- of /dev/urandom, and a counter).

@@ -52,7 +52,7 @@ local function drop(ctx, dict, key)
   local gone = ctx.dropping or (cur and cur.access_token)
   if ctx.dropping and cur and cur.access_token ~= ctx.dropping then return end
   dict:delete(key)
-  if gone then dict:set(shared.dropped_key(key), ngx.md5(gone)) end
+  if gone then shared.mark_dropped(dict, key, gone) end
 end
 
 -- The dict's lock for key, polled until taken or `timeout` passes. A dict

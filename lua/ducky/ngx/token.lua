@@ -57,7 +57,7 @@ end
 -- (the dict keeps the fingerprint of the last one dropped).
 local function memory(api)
   local m = api.mem
-  if m and api.dict and api.dict:get(shared.dropped_key(api.key)) == ngx.md5(m.token) then
+  if m and api.dict and shared.was_dropped(api.dict, api.key, m.token) then
     api.mem, m = nil, nil
   end
   return m
