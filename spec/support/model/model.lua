@@ -124,14 +124,7 @@ end
 local function cred_events(self, cred)
   local out = {}
   for _, cl in ipairs(self.clients) do
-    if cl.cred == cred then
-      local evs = {}
-      for _, ev in ipairs(cl.state.last_events or {}) do
-        evs[#evs + 1] = ev.event .. (ev.source and ("/" .. ev.source) or "")
-          .. (ev.kind and ("/" .. tostring(ev.kind)) or "")
-      end
-      out[#out + 1] = cl.name .. ": " .. table.concat(evs, " ")
-    end
+    if cl.cred == cred then out[#out + 1] = cl.name .. ": " .. World.step_events(cl) end
   end
   return table.concat(out, "; ")
 end

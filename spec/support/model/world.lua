@@ -13,19 +13,24 @@ local STORE_MODES, LOG_MODES = U.STORE_MODES, U.LOG_MODES
 local World = {}
 World.__index = World
 
+-- What cl's log saw in this step (the step just checked, once its events
+-- were cleared), one word each: event/source/kind(reason).
+function World.step_events(cl)
+  local evs = {}
+  for _, ev in ipairs(#cl.state.events > 0 and cl.state.events or cl.state.last_events or {}) do
+    evs[#evs + 1] = ev.event .. (ev.source and ("/" .. ev.source) or "")
+      .. (ev.kind and ("/" .. tostring(ev.kind)) or "")
+      .. (ev.reason and ("(" .. tostring(ev.reason) .. ")") or "")
+  end
+  return table.concat(evs, " ")
+end
+
 function World:fail(fmt, ...)
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   local trace = {}
   for i = math.max(1, #self.trace - 19), #self.trace do trace[#trace + 1] = "  " .. self.trace[i] end
   local cl = self.current
-  if cl then -- what the client's log saw during this step
-    local evs = {}
-    for _, ev in ipairs(#cl.state.events > 0 and cl.state.events or cl.state.last_events or {}) do
-      evs[#evs + 1] = ev.event .. (ev.source and ("/" .. ev.source) or "")
-        .. (ev.reason and ("(" .. tostring(ev.reason) .. ")") or "")
-    end
-    trace[#trace + 1] = string.format("  %s's log this step: %s", cl.name, table.concat(evs, " "))
-  end
+  if cl then trace[#trace + 1] = string.format("  %s's log this step: %s", cl.name, World.step_events(cl)) end
   error(string.format("model invariant broken (seed %s, step %d of %d): %s\n"
     .. "replay: DUCKY_SEED=%s DUCKY_STEPS=%d tools/test.sh %s spec/model_spec.lua\nlast ops:\n%s",
     ("%.0f"):format(self.seed), self.step_no, self.steps, msg, ("%.0f"):format(self.seed), self.step_no,
