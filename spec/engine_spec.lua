@@ -105,6 +105,34 @@ describe("the engine's pollable protocol", function()
     assert(c:ping())
   end)
 
+  it("step(seconds) blocks until an operation ends or the seconds pass, whichever is first", function()
+    local c = ducky.client(H.opts{})
+    assert.equals(0, c:step(5)) -- nothing under way: nothing to wait for
+    assert(c:token())
+    H.fault{ path = "/v3/echo/slow", delay = 1.5, status = 200, body = {} }
+    local slow = assert(c:start("GET", "/echo/slow"))
+    local fast = assert(c:start("GET", "/echo/fast"))
+    local ended = 0
+    while not fast:done() do ended = ended + c:step(5) end -- returns as the fast one ends
+    assert.equals(1, ended)
+    assert.is_false(slow:done())
+    assert.equals(0, c:step(0.05)) -- the seconds pass first
+    assert.is_false(slow:done())
+    while not slow:done() do ended = ended + c:step(5) end
+    assert.equals(2, ended)
+    assert.equals(200, assert(slow:result()).status)
+    assert.equals(200, assert(fast:result()).status)
+  end)
+
+  it("step(seconds) refuses what is not a number of seconds", function()
+    local c = ducky.client(H.opts{})
+    assert.has_error(function() c:step(-1) end, "client:step: seconds is out of range (0 to 1e6): -1")
+    assert.has_error(function() c:step(0 / 0) end)
+    assert.has_error(function() c:step(math.huge) end)
+    assert.has_error(function() c:step("1") end, "client:step: seconds must be a number, not string")
+    assert.equals(0, c:step(0))
+  end)
+
   it("a blocking call and started operations share the engine", function()
     local c = ducky.client(H.opts{})
     H.fault{ path = "/v3/echo/bg", delay = 0.3, status = 200, body = {} }

@@ -72,10 +72,32 @@ static int start_token_body(lua_State *L)
 	return 1;
 }
 
+/* step(): never blocks. step(seconds): blocks until an operation ends or the
+ * seconds pass, whichever is first (at once when none is under way): for a
+ * plain Lua program or a thread that runs many operations and answers each as
+ * it ends (ducky.ngx's pool does). */
 static int step_body(lua_State *L)
 {
 	client *c = cl_self(L);
-	lua_pushinteger(L, c->eng ? ducky_engine_step(c->eng) : 0);
+	double wait = 0;
+	if (!lua_isnoneornil(L, 2)) {
+		if (lua_type(L, 2) != LUA_TNUMBER)
+			return luaL_error(L, "client:step: seconds must be a number, not %s",
+			                  luaL_typename(L, 2));
+		wait = lua_tonumber(L, 2);
+		if (!(wait >= 0 && wait <= 1e6))
+			return luaL_error(L, "client:step: seconds is out of range (0 to 1e6): %s",
+			                  lua_tostring(L, 2));
+	}
+	int ended = c->eng ? ducky_engine_step(c->eng) : 0;
+	if (!ended && wait > 0 && c->eng && ducky_engine_busy(c->eng)) {
+		double until = ducky_now() + wait, left;
+		while (!ended && ducky_engine_busy(c->eng) && (left = until - ducky_now()) > 0) {
+			ducky_engine_wait(c->eng, left);
+			ended = ducky_engine_step(c->eng);
+		}
+	}
+	lua_pushinteger(L, ended);
 	return 1;
 }
 
