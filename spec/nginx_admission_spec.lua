@@ -123,20 +123,78 @@ describe("nginx with ducky.ngx", function()
 
     test("calls made at once go to the pool as one batch, even with threads free", function()
       nginx = N.start(id, { workers = 1 }) -- 32 threads
-      assert.same({ answered = 6, batches = 1, batched = 6 },
+      assert.same({ answered = 6, batches = 1, batched = 6, streamed = 0 },
         get_json(nginx.url("/spec/together?n=6&path=/echo/steady")))
     end)
 
-    test("calls to a path whose answers vary widely go alone: none waits for another's", function()
+    test("calls to a path whose answers vary widely go alone while threads are free", function()
       nginx = N.start(id, { workers = 1 })
       get(nginx.url("/spec/together?n=1&path=/echo/varied")) -- answered at once
       H.fault{ path = "/v3/echo/varied", delay = 0.5, times = 1 }
       get(nginx.url("/spec/together?n=1&path=/echo/varied")) -- after 0.5 s: the path varies
-      assert.same({ answered = 6, batches = 0, batched = 0 },
+      assert.same({ answered = 6, batches = 0, batched = 0, streamed = 0 },
         get_json(nginx.url("/spec/together?n=6&path=/echo/varied")))
       -- another path still goes in a batch
-      assert.same({ answered = 6, batches = 1, batched = 6 },
+      assert.same({ answered = 6, batches = 1, batched = 6, streamed = 0 },
         get_json(nginx.url("/spec/together?n=6&path=/echo/steady")))
+    end)
+
+    -- Makes the small pool's path (/echo) one that varies: its calls go in streams.
+    local function varying()
+      assert.equals("a\n", (get(nginx.url("/spec/small?i=a"))))
+      H.fault{ path = "/v3/echo", delay = 0.5, times = 1 }
+      assert.equals("b\n", (get(nginx.url("/spec/small?i=b"))))
+    end
+
+    test("slow calls to a varying path hold no thread from the calls behind them", function()
+      nginx = N.start(id, { workers = 1 }) -- pool 'small': 2 threads
+      varying()
+      local before = H.stats().requests_by_path["/v3/echo"]
+      H.fault{ path = "/v3/echo", delay = 3, times = 2 } -- two calls of 3 s: as many as threads
+      local slow = H.tmpdir()
+      os.execute(("unset LD_PRELOAD; for i in 1 2; do %scurl -s %q >>%s/slow.txt & done")
+        :format(H.CLEAN_ENV, nginx.url("/spec/small?i=slow"), slow))
+      N.wait("both slow calls at the API", 5, function()
+        return H.stats().requests_by_path["/v3/echo"] == before + 2
+      end)
+      local out = N.run(("seq 3 10 | %sxargs -P 8 -I{} curl -s %s"):format(H.CLEAN_ENV,
+        H.quote(nginx.url("/spec/small?i={}"))))
+      for i = 3, 10 do assert.matches("\n" .. i .. "\n", "\n" .. out .. "\n") end
+      assert.equals("", H.read_file(slow .. "/slow.txt") or "") -- all 8 answered before them
+      N.wait("the slow answers", 10, function()
+        return H.read_file(slow .. "/slow.txt") == "slow\nslow\n"
+      end)
+      local s = get_json(nginx.url("/spec/stats?api=SMALL"))
+      assert.is_true(s.streamed >= 8, "streamed: " .. s.streamed) -- the second slow call, or its followers
+      assert.equals(0, s.queue_timeouts)
+      assert.is_nil(nginx.log():find("another Lua VM", 1, true))
+      os.execute("rm -rf " .. slow)
+    end)
+
+    test("a stream's calls end each its own way: an answer, a refusal, a timeout", function()
+      nginx = N.start(id, { workers = 1 }) -- pool 'small': 2 threads
+      varying()
+      local before = H.stats().requests_by_path["/v3/echo"]
+      H.fault{ path = "/v3/echo", delay = 3, times = 2 }
+      local function spawn(query)
+        return N.spawn(("%scurl -s %s"):format(H.CLEAN_ENV, H.quote(nginx.url("/spec/small?" .. query))))
+      end
+      local hold = spawn("i=hold") -- alone in a thread: the other one is free
+      N.wait("the first call at the API", 5, function()
+        return H.stats().requests_by_path["/v3/echo"] == before + 1
+      end)
+      local late = spawn("i=late&t=1") -- every thread taken: from here, calls go in a stream
+      N.wait("the late call at the API", 5, function()
+        return H.stats().requests_by_path["/v3/echo"] == before + 2
+      end)
+      assert.equals("ducky config error: client:request: unknown option 'tiemout'\n",
+        (get(nginx.url("/spec/small?bad=name"))))
+      assert.equals("c\n", (get(nginx.url("/spec/small?i=c"))))
+      assert.matches("^ducky timeout error: ", late.wait(10))
+      assert.equals("d\n", (get(nginx.url("/spec/small?i=d")))) -- the stream goes on
+      assert.equals("hold\n", hold.wait(10))
+      local streamed = get_json(nginx.url("/spec/stats?api=SMALL")).streamed
+      assert.is_true(streamed >= 4, "streamed: " .. streamed) -- late, the refused one, c and d
     end)
 
     test("with no running timer left for a runner, calls run where they are made, and say why", function()

@@ -23,6 +23,12 @@ local M = {}
 
 local DEFAULT_THREADS = 10 -- lua_worker_thread_vm_pool_size's default
 local BATCH_MAX = 32 -- request() calls that one pool thread runs together
+-- Calls to a varying path go in streams; one stream per configuration
+-- listens: its runner comes back from its VM this often at most, with the
+-- calls queued meanwhile, so that such calls need no runner of their own.
+-- The others come back when one of their calls ends (or after IDLE_WAIT).
+local STREAM_WAIT = 0.002
+local STALE = 1 -- a listener not back for this long is taken over
 local IDLE_WAIT = 1 -- an idle runner looks this often whether nginx is exiting
 -- A runner's timer that has not run after this long never will (nginx drops
 -- timers past lua_max_running_timers); the calls then run where they are made.
@@ -38,6 +44,7 @@ local pools = {} -- pool name -> admission state, made in each worker on first u
 -- allocation in C and a finalizer for the GC): one whose post its caller took.
 local spare, SPARE_MAX = {}, 256
 local pool_threads = {} -- pool name -> the threads given by new{}
+local streaming, stream_ids = {}, 0 -- id -> a streamed call under way in a pool VM
 
 -- Records threads = n for a pool (new{}); raises when an earlier new{} gave
 -- the same pool another figure.
@@ -158,6 +165,108 @@ local function run_batch(api, batch, until_, now)
   stats.count(api, "batches")
 end
 
+local call_runner
+
+-- Gives a call taken from the queue its answer (a caller that stopped
+-- waiting is left alone).
+local function answer(j, res, err)
+  if j.state == "running" then
+    j.res, j.err, j.state = res, err, "done"
+    j.sema:post(1)
+  end
+end
+
+-- Whether job goes in a stream: a request() call to a path that varies
+-- widely (ducky.ngx.steady), which must not wait for its batch-mates.
+local function streams(job)
+  return job.what == "request" and not steady.steady(job.api, job[2])
+end
+
+-- Whether every thread of the pool is taken (no runner idle, none may
+-- start): calls to a varying path then share threads in streams; until
+-- then each goes alone, one hop and no wait.
+local function full(P)
+  return P.idle == 0 and P.runners + P.pending >= P.size
+end
+
+-- Takes up to `room` queued calls of api that go in a stream out of the
+-- queue into `into`, marked running.
+local function take_streamed(P, api, room, into)
+  local now = ngx.now()
+  for i = P.first, P.last do
+    if room <= 0 then break end
+    local j = P[i]
+    if j and j.state == "queued" and j.api == api and j.deadline > now and streams(j) then
+      j.state, P[i] = "running", false
+      into[#into + 1] = j
+      room = room - 1
+    end
+  end
+  return into
+end
+
+-- Runs job and the calls that may share its stream: each starts in a pool
+-- VM as an operation and answers as soon as it ends; the runner comes
+-- straight back to that VM (nginx hands out the VM freed last: no yield
+-- comes in between) with the calls queued meanwhile, BATCH_MAX under way at
+-- most, until none is. A call's answer reaches it whichever stream's runner
+-- finds it ended.
+local function stream(P, job)
+  local api, chain, vm = job.api, { left = 0 }, nil
+  P[P.first] = nil
+  P.first = P.first + 1
+  job.state = "running"
+  local jobs, left = take_streamed(P, api, BATCH_MAX - 1, { job }), 0
+  while #jobs > 0 or left > 0 do
+    local list, now = {}, ngx.now()
+    for i, j in ipairs(jobs) do
+      stream_ids = stream_ids + 1
+      streaming[stream_ids], j.sent, j.chain = j, now, chain
+      list[i] = { stream_ids, j[1], j[2], remaining(j[3], j.timeout, now - j.start) }
+    end
+    stats.count(api, "streamed", #jobs)
+    if queued_head(P) then call_runner(P) end -- more waits than this stream takes
+    local listener = api.listener
+    if not listener or now - listener.at > STALE then api.listener, listener = chain, chain end
+    chain.at = now
+    local out, err = M.in_pool(api, "stream", list, listener == chain and STREAM_WAIT or IDLE_WAIT)
+    now = ngx.now()
+    if not out then -- the pool failed: this stream's calls end with its error (their
+      -- operations, left in the VM, end unseen or reach the next stream there)
+      for id, j in pairs(streaming) do
+        if j.chain == chain then
+          streaming[id] = nil
+          answer(j, nil, err)
+        end
+      end
+      break
+    end
+    if vm and out.vm ~= vm then
+      log.once(P, "stream", ngx.ERR, ("pool '%s': a stream came back to another Lua VM:"
+        .. " its calls answer late (this nginx hands out VMs another way)"):format(P.name))
+    end
+    vm, left = out.vm, out.left
+    chain.left = left
+    for _, e in ipairs(out.ended) do
+      local j = streaming[e[1]]
+      if j then
+        streaming[e[1]] = nil
+        steady.record(api, j[2], now - j.sent)
+        answer(j, e[2], e[3])
+      end
+    end
+    jobs = left < BATCH_MAX and take_streamed(P, api, BATCH_MAX - left, {}) or {}
+  end
+  if api.listener == chain then api.listener = nil end
+end
+
+-- Whether a listening stream will take job at its next return (then no
+-- runner need come for it).
+local function listened(P, job)
+  local l = streams(job) and full(P) and job.api.listener
+  return l and l.left < BATCH_MAX and ngx.now() - l.at <= STALE
+end
+
 -- Runs a job taken from the queue, with its batch, and gives each call its
 -- answer (a caller that stopped waiting is left alone).
 local function run(batch, until_)
@@ -171,15 +280,9 @@ local function run(batch, until_)
     run_batch(job.api, batch, until_, now)
   end
   if job.what == "request" then steady.record(job.api, job[2], ngx.now() - now) end
-  for _, j in ipairs(batch) do
-    if j.state == "running" then
-      j.state = "done"
-      j.sema:post(1)
-    end
-  end
+  for _, j in ipairs(batch) do answer(j, j.res, j.err) end
 end
 
-local call_runner
 
 -- A runner: takes what waits in the queue to the pool, batch by batch, and
 -- waits to be woken when the queue is empty. It lives as long as the worker
@@ -187,7 +290,9 @@ local call_runner
 local function serve(P, premature)
   while true do
     local job = queued_head(P)
-    if job then
+    if job and streams(job) and full(P) then
+      stream(P, job)
+    elseif job then
       local batch, until_ = gather(P, job)
       if queued_head(P) then call_runner(P) end -- more than a batch waits: another runner
       run(batch, until_)
@@ -306,8 +411,8 @@ end
 
 -- No runner takes the queue (nginx ran no timer for one): callers take it
 -- themselves, `threads` of them at most; the others wait for them.
-local function take_queue(P)
-  if call_runner(P) or P.draining >= P.size then return end
+local function take_queue(P, new)
+  if (new and listened(P, new)) or call_runner(P) or P.draining >= P.size then return end
   P.draining = P.draining + 1
   local ok, err = pcall(function()
     local job = queued_head(P)
@@ -355,7 +460,7 @@ function M.submit(api, method, timeout, what, ...)
   if P.idle == 0 and P.runners + P.pending >= P.size then stats.count(api, "queued") end
   P.last = P.last + 1
   P[P.last] = job
-  take_queue(P)
+  take_queue(P, job)
   return wait(api, P, job, method)
 end
 

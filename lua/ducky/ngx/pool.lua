@@ -19,6 +19,9 @@ local vm = {
   delta = nil,     -- its stats, so far
   dropping = nil,  -- while an invalidation runs: the token it drops
 }
+-- This VM, as streams tell it (the address of a table it keeps: no other VM
+-- of the process has it while this one lives).
+local VM_ID = tostring(vm)
 
 -- Events worth a line in nginx's log: all but the token read from memory,
 -- which every call makes.
@@ -122,11 +125,57 @@ local function invalidate(e, tok)
   return true
 end
 
+-- Adds the streamed calls that ended to `ended`, and lets them go.
+local function take_ended(e, ended)
+  local ops = e.ops
+  for id, op in pairs(ops) do
+    if op:done() then
+      local res, err = op:result()
+      ended[#ended + 1] = { id, res, err }
+      ops[id], e.nops = nil, e.nops - 1
+    end
+  end
+end
+
+-- Streamed request() calls (ducky.ngx.admission): each started as an
+-- operation on the configuration's client and kept in this VM between
+-- calls; a call answers as soon as it ends, never waiting for another. The
+-- worker's runner comes straight back to this VM while any is under way
+-- (nginx hands out the VM freed last). calls: { id, method, path, opts }
+-- each; wait: seconds at most for one to end. Returns { ended = { { id, res,
+-- err }, … }, left = the calls still under way here }.
+local function stream(e, calls, wait)
+  local c, ops, ended = e.client, e.ops, {}
+  if not ops then
+    ops = {}
+    e.ops, e.nops = ops, 0
+  end
+  for _, call in ipairs(calls) do
+    local id, method, path, opts = call[1], call[2], call[3], call[4]
+    local ok, op, err = pcall(c.start, c, method, path, opts)
+    if ok and op then
+      ops[id], e.nops = op, e.nops + 1
+    elseif ok then
+      ended[#ended + 1] = { id, nil, err }
+    else -- its arguments: refused as request() refuses them, in request()'s words
+      local _, raised = pcall(c.request, c, method, path, opts)
+      ended[#ended + 1] = { id, nil, { kind = "config", message = tostring(raised), raised = true } }
+    end
+  end
+  take_ended(e, ended)
+  if #ended == 0 and e.nops > 0 then
+    c:step(wait) -- until one ends
+    take_ended(e, ended)
+  end
+  return { ended = ended, left = e.nops, vm = VM_ID }
+end
+
 local OPS = {
   request = function(e, method, path, opts) return e.client:request(method, path, opts) end,
   ping = function(e) return e.client:ping() end,
   ping_protected = function(e) return e.client:ping_protected() end,
   batch = function(e, requests, opts) return e.client:batch(requests, opts) end,
+  stream = stream,
   token = function(e)
     local tok, left, info = e.client:token()
     if not tok then return nil, left end

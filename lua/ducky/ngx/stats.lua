@@ -12,7 +12,7 @@ local M = {}
 -- Counted by ducky.client in the pool, and by ducky.ngx in the worker.
 M.CLIENT = { "requests", "token_fetches", "token_cache_hits", "token_store_hits",
   "retries", "replays_401", "stale_tokens", "errors" }
-M.LOOP = { "queued", "queue_timeouts", "batched", "batches", "authorization_hits",
+M.LOOP = { "queued", "queue_timeouts", "batched", "batches", "streamed", "authorization_hits",
   "authorization_misses", "background_refreshes" }
 
 function M.flush(api)
