@@ -24,7 +24,7 @@ describe("nginx with ducky.ngx", function()
     -- in the queue. Returns a function(seconds) giving their output once all
     -- ended (each call's i, a line each).
     local function fill_queue(n, delay)
-      H.fault{ path = "/v3/echo", delay = delay or 1, times = 2 }
+      H.fault{ path = "/v3/echo", delay = delay or 3, times = 2 }
       local first = calls(1, 2)
       N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
       local rest = calls(3, n)
