@@ -20,18 +20,32 @@ describe("nginx with ducky.ngx", function()
     end
 
     -- n calls to the small pool: the first two hold both threads (the API
-    -- answers them after `delay` s), the others arrive once they do and wait
-    -- in the queue. Returns a function(seconds) giving their output once all
+    -- answers them after 3 s), the others arrive once they do and wait in
+    -- the queue. Returns a function(seconds) giving their output once all
     -- ended (each call's i, a line each).
-    local function fill_queue(n, delay)
-      H.fault{ path = "/v3/echo", delay = delay or 3, times = 2 }
-      local first = calls(1, 2)
-      N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
+    -- Starts spawn(1) and spawn(2) one after the other, each once the one
+    -- before is at the API (two calls made at once may share one thread, a
+    -- batch): the small pool's two threads are then both busy. Returns a
+    -- function(seconds) giving their output once both ended.
+    local function both_threads(spawn)
+      local bg = {}
+      for i = 1, 2 do
+        bg[i] = spawn(i)
+        N.wait(("call %d at the API"):format(i), 5, function()
+          return H.stats().requests_by_path["/v3/echo"] == i
+        end)
+      end
+      return function(seconds) return bg[1].wait(seconds) .. bg[2].wait(seconds) end
+    end
+
+    local function fill_queue(n)
+      H.fault{ path = "/v3/echo", delay = 3, times = 2 }
+      local first = both_threads(function(i) return calls(i, i) end)
       local rest = calls(3, n)
       N.wait(n - 2 .. " queued calls", 5, function()
         return get_json(nginx.url("/spec/stats?api=SMALL")).queued >= n - 2
       end)
-      return function(seconds) return first.wait(seconds) .. rest.wait(seconds) end
+      return function(seconds) return first(seconds) .. rest.wait(seconds) end
     end
 
     test("queues calls past the pool's threads instead of refusing them", function()
@@ -73,17 +87,22 @@ describe("nginx with ducky.ngx", function()
 
     test("times out a call that waited its whole timeout in the queue, and says so", function()
       nginx = N.start(id, { workers = 1, env = { DUCKY_SPEC_TIMEOUT = "1" } })
-      H.fault{ path = "/v3/echo", delay = 2, times = 2 } -- both threads busy for 2 s (timeout 3 s)
-      local bg = N.spawn(("seq 2 | %sxargs -P 2 -I{} curl -s %q")
-        :format(H.CLEAN_ENV, nginx.url("/spec/small?t=3&i={}")))
-      N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
+      H.fault{ path = "/v3/echo", delay = 3, times = 2 } -- both threads busy for 3 s (timeout 5 s)
+      local bg = both_threads(function(i)
+        return N.spawn(("%scurl -s %q"):format(H.CLEAN_ENV, nginx.url("/spec/small?t=5&i=" .. i)))
+      end)
       assert.equals("ducky timeout error: api:request() timed out after 1 s waiting in the queue for"
         .. " a thread of pool 'small' (at most 2 calls in flight per worker: the threads option)\n",
         (get(nginx.url("/spec/small"))))
-      local out = bg.wait(10)
+      -- its last wait under a millisecond (the semaphore's unit): over, not a wait of 0 ms
+      -- returning at once with ngx.now() standing still, round and round (seen: the worker hung)
+      assert.equals("ducky timeout error: api:request() timed out after 1.0005 s waiting in the queue"
+        .. " for a thread of pool 'small' (at most 2 calls in flight per worker: the threads option)\n",
+        (get(nginx.url("/spec/small?t=1.0005"))))
+      local out = bg(10)
       assert.matches("\n1\n", "\n" .. out .. "\n") -- the two that held the threads answered
       assert.matches("\n2\n", "\n" .. out .. "\n")
-      assert.equals(1, get_json(nginx.url("/spec/stats?api=SMALL")).queue_timeouts)
+      assert.equals(2, get_json(nginx.url("/spec/stats?api=SMALL")).queue_timeouts)
     end)
 
     test("holds 300 connections at once with the example's configuration", function()
@@ -100,10 +119,9 @@ describe("nginx with ducky.ngx", function()
         return ("seq %d %d | %sxargs -P %d -I{} curl -s --max-time 0.3 %s"):format(from, to,
           H.CLEAN_ENV, to - from + 1, H.quote(nginx.url("/spec/abortable?i={}")))
       end
-      local first = N.spawn(abortable(1, 2))
-      N.wait("both threads busy", 5, function() return H.stats().requests_by_path["/v3/echo"] == 2 end)
+      local first = both_threads(function(i) return N.spawn(abortable(i, i)) end)
       N.run(abortable(3, 30))
-      first.wait(5)
+      first(5)
       -- a live call, 4 s to live: served once the two calls in the threads end
       assert.equals("live\n", (get(nginx.url("/spec/small?i=live&t=4"))))
       assert.equals(3, H.stats().requests_by_path["/v3/echo"]) -- the 28 that queued never ran

@@ -433,7 +433,9 @@ local function wait(api, P, job, method)
   local posted = false
   while job.state == "queued" do
     local left = job.deadline - ngx.now()
-    if left <= 0 then break end
+    -- under 1 ms left is over: the semaphore counts whole milliseconds, and a
+    -- wait of 0 returns at once, with ngx.now() standing still until a yield
+    if left < 0.001 then break end
     posted = sema:wait(math.min(left, START_WAIT))
     if not posted and job.state == "queued" then take_queue(P) end
   end
