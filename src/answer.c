@@ -73,12 +73,15 @@ static int add_response(lua_State *L, const ducky_answer *a)
 	cl_headers_push(L, a->head.data, a->head.len);
 	lua_setfield(L, -2, "headers");
 	lua_pushlstring(L, a->body.data ? a->body.data : "", a->body.len);
-	lua_setfield(L, -2, "body");
 	if (a->body.len && is_json_type(ducky_answer_header(a, "content-type"))) {
-		if (cl_json_decode(L, a->body.data, a->body.len))
+		lua_pushvalue(L, -1); /* decoded from the body's own string, not a second copy */
+		lua_setfield(L, -3, "body");
+		if (cl_json_decode_top(L))
 			lua_setfield(L, -2, "json");
 		else
 			bad_json = 1;
+	} else {
+		lua_setfield(L, -2, "body");
 	}
 	return bad_json;
 }

@@ -109,17 +109,23 @@ void cl_emit(client *c, const ducky_event *ev)
 
 /* ---- JSON through lua-cjson ------------------------------------------- */
 
-int cl_json_decode(lua_State *L, const char *s, size_t n)
+int cl_json_decode_top(lua_State *L)
 {
 	lua_getfield(L, LUA_REGISTRYINDEX, CL_JSON);
 	lua_rawgeti(L, -1, 2); /* decode */
-	lua_remove(L, -2);
-	lua_pushlstring(L, s, n);
+	lua_replace(L, -2);
+	lua_insert(L, -2); /* decode, s */
 	if (lua_pcall(L, 1, 1, 0) != 0) {
 		lua_pop(L, 1);
 		return 0;
 	}
 	return 1;
+}
+
+int cl_json_decode(lua_State *L, const char *s, size_t n)
+{
+	lua_pushlstring(L, s, n);
+	return cl_json_decode_top(L);
 }
 
 int cl_push_err(lua_State *L, ducky_err *err)

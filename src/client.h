@@ -80,6 +80,8 @@ void cl_emit(client *c, const ducky_event *ev);
 
 /* Pushes cjson.decode(s) and returns 1, or pushes nothing and returns 0. */
 int cl_json_decode(lua_State *L, const char *s, size_t n);
+/* The same for the string on top of the stack, which it replaces (or pops, and 0). */
+int cl_json_decode_top(lua_State *L);
 /* Pushes nil and the error object, clears err; returns 2. cl_push_error also
  * counts it (an error no operation counted). */
 int cl_push_err(lua_State *L, ducky_err *err);
