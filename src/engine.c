@@ -188,9 +188,6 @@ int eng_send(ducky_engine *e, xfer *x, void *owner, ducky_err *err)
 		return -1;
 	x->h->owner = owner;
 	x->ended = 0;
-	if (getenv("DUCKY_DEBUG"))
-		fprintf(stderr, "send e=%p h=%p owner=%p fetch=%d %s %s\n", (void *)e, (void *)x->h,
-		        owner, owner == (void *)&e->f, x->req.method, x->req.url);
 	ducky_http_setup(x->h, &x->req, remaining);
 	if (curl_multi_add_handle(e->multi, x->h->easy) != CURLM_OK) {
 		eng_put_handle(e, x->h);
@@ -256,9 +253,6 @@ static void collect(ducky_engine *e)
 		xfer *x = h->owner == (void *)&e->f ? &e->f.x : &((ducky_op *)h->owner)->x;
 		x->rc = rc;
 		x->ended = 1;
-		if (getenv("DUCKY_DEBUG"))
-			fprintf(stderr, "done e=%p h=%p owner=%p rc=%d %s\n", (void *)e, (void *)h,
-			        h->owner, (int)rc, x->req.url);
 		if (x == &e->f.x)
 			fetch_ended(e);
 		else
