@@ -185,9 +185,11 @@ for like in ua enc hdr timeout misc perreq all uahdr gzip uahdr,gzip uahdr,gzip,
 	say "$(awk -v l="$like" -v d="$(per_req "floor_$like")" -v f="$IR_FLOOR" \
 		'BEGIN { printf "| `%s` | %d | %+d |\n", l, d, d - f }')"
 done
-IR_ALL=$(per_req floor_all)
+IR_SAME=$(per_req "floor_uahdr,gzip,hdr,timeout,misc,perreq")
 say
-say "$(awk -v d="$IR_DUCKY" -v a="$IR_ALL" -v f="$IR_FLOOR" 'BEGIN { printf "So of ducky'"'"'s %+d Ir over the floor, %+d are libcurl doing what ducky asks (`all`) and %+d (%.1f%% of `all`) are ducky'"'"'s own: the binding, the token lookup, the Lua result table, headers and JSON.", d - f, a - f, d - a, 100 * (d - a) / a }')"
+say "ducky sends its User-Agent as a line of its header list and decodes gzip and deflate (\`src/http.c\`),"
+say "so the floor closest to what ducky asks of libcurl is the last row, not \`all\` (libcurl formatting both lines)."
+say "$(awk -v d="$IR_DUCKY" -v a="$IR_SAME" -v f="$IR_FLOOR" 'BEGIN { printf "So of ducky'"'"'s %+d Ir over the floor, %+d are libcurl sending nearly the same request and %+d are ducky'"'"'s own (the binding, the token lookup, the Lua result table, headers and JSON): ducky is **%.2f ×** that floor.", d - f, a - f, d - a, d / a }')"
 say
 PROFILE="lua5.4 $HERE/cgdiff.lua $OUT/cg.ducky.big.out $CG_N $OUT/cg.ducky.small.out $CG_n"
 say "Per object, exclusive Ir per request: ducky, then the floor."
