@@ -284,7 +284,7 @@ describe("secrets", function()
   -- as two halves, and a hit is the first half followed by the second. Run over
   -- plain HTTP and over TLS. Not covered: a host that initialised libcurl
   -- itself before loading ducky (ducky then cannot choose libcurl's allocator).
-  local HEAP_CHILD = [==[
+  local HEAP_CHILD_CALLS = [==[
     local H = require("spec.helpers")
     local ducky = require("ducky")
     local id = os.getenv("HX_ID")
@@ -316,6 +316,11 @@ describe("secrets", function()
       for _, c in ipairs(clients) do c:close() end
       clients = nil
     end
+  ]==]
+
+  -- The scan of a child's memory (after its calls, with `needles` and `longest`
+  -- set): prints FOUND lines and exits 1 when a needle is found, else 0.
+  local HEAP_SCAN = [==[
     collectgarbage()
     collectgarbage()
 
@@ -369,6 +374,7 @@ describe("secrets", function()
     print(("scanned %d bytes in %d regions, %d found"):format(scanned, regions, #found))
     os.exit(#found == 0 and 0 or 1)
   ]==]
+  local HEAP_CHILD = HEAP_CHILD_CALLS .. HEAP_SCAN
 
   -- The needles of a HEAP_CHILD run, as {name, text}: the first 16 bytes of the
   -- secret in each form it is sent in ("secret-" and the id's start: a whole
@@ -445,6 +451,51 @@ describe("secrets", function()
       assert.matches("scanned %d+ bytes in %d+ regions", out)
       assert.equals(0, code, out)
       assert.equals(6, H.exchanges(id), out)
+    end)
+  end
+
+  -- The bearer token's request lines: libcurl builds a request's lines in one
+  -- block of up to twice their size, and a long request (over 8 KiB or so)
+  -- goes out through its 16 KiB send buffer besides; ducky's free wipes both
+  -- (any block up to 64 KiB but the download buffer, whose size ducky sets
+  -- apart: alloc.h). Before, only blocks up to 2 KiB were wiped, yet a real
+  -- Auth0 token (700-1000 bytes) makes the lines over 1 KiB, a block of 2 KiB
+  -- and more; the 20,000-byte pad found copies then. The child pads the lines
+  -- with a header of HX_PAD bytes, drops the token (invalidate: the process's
+  -- copy is wiped) and closes the client, then looks for "Bearer " and the
+  -- token's start in its memory. The token itself also passed through Lua
+  -- strings (the token endpoint's JSON, `token()`), which Lua frees as they
+  -- are: the needle is the request line's form only.
+  local BEARER_CHILD = [==[
+    local H = require("spec.helpers")
+    local ducky = require("ducky")
+    local id = os.getenv("HX_ID")
+    local c = ducky.client(H.opts { client_id = id, client_secret = H.secret(id), token_cache = false,
+      headers = { ["X-Pad"] = string.rep("p", tonumber(os.getenv("HX_PAD"))) } })
+    local tok = assert(c:token())
+    local needles = { { name = "Bearer and the token's first 24 bytes", a = "Bearer " .. tok:sub(1, 8),
+      b = tok:sub(9, 24) } }
+    local longest = #needles[1].a + #needles[1].b
+    tok = nil -- luacheck: ignore 311
+    -- routes that do not echo the request (/echo's answer quotes its Authorization)
+    assert(c:ping_protected())
+    assert(c:request("POST", "/footprints", { json = { site = "x", year = 2026 } }))
+    for _, r in ipairs(c:batch({ { "GET", "/footprints" }, { "GET", "/ping/protected" } })) do
+      assert(r.res, r.err)
+    end
+    c:invalidate()
+    c:close()
+    c = nil -- luacheck: ignore 311
+  ]==] .. HEAP_SCAN
+
+  for _, pad in ipairs { 0, 1500, 20000 } do
+    it(("after invalidate() and close() no request line with the bearer token is left in memory (lines padded by %d bytes)")
+        :format(pad), function()
+      local id = H.new_id("bearer-heap")
+      local out, code = H.run_lua(BEARER_CHILD, { HX_ID = id, HX_PAD = tostring(pad),
+        ASAN_OPTIONS = os.getenv("ASAN_OPTIONS") and os.getenv("ASAN_OPTIONS") .. ":detect_leaks=0" or nil })
+      assert.matches("scanned %d+ bytes in %d+ regions", out)
+      assert.equals(0, code, out)
     end)
   end
 end)

@@ -17,16 +17,21 @@
 #include <malloc.h>
 
 /* Set while a request carries the secret (the token exchange) and while
- * handles close: then every block is wiped. Else only small ones are: they
- * are where a request's lines (the bearer token) go, and cheap to clear. */
+ * handles close: then every block is wiped. Else blocks up to WIPE_MAX are:
+ * a request's lines (the bearer token) go into one of up to twice their size
+ * (a token may have 16 KiB), and a long request through libcurl's 16 KiB send
+ * buffer besides -- all but the download buffer (DUCKY_RECV_BUFFER + 1,
+ * taken and given back by every transfer): it holds what the server sent,
+ * and clearing it would cost more than the rest of the request. */
 static _Thread_local int wipe_all;
-#define WIPE_SMALL 2048
+#define WIPE_MAX (64 * 1024)
+#define RECV_BLOCK ((size_t)DUCKY_RECV_BUFFER + 1)
 
 static void wiping_free(void *p)
 {
 	if (p) {
 		size_t n = malloc_usable_size(p);
-		if (wipe_all || n <= WIPE_SMALL)
+		if (wipe_all || (n <= WIPE_MAX && !(n >= RECV_BLOCK && n < RECV_BLOCK + 32)))
 			ducky_wipe(p, n);
 		free(p);
 	}

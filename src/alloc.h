@@ -14,4 +14,10 @@ int ducky_global_init(ducky_err *err);
  * only the small ones; returns the previous setting, to put back. */
 int ducky_wipe_all(int on);
 
+/* libcurl's download buffer on ducky's handles (CURLOPT_BUFFERSIZE): not the
+ * 16 KiB of libcurl's default and of its send buffer, so that a free can tell
+ * the one block that is not wiped (it holds what the server sent) from the
+ * send buffer (a long request's lines: the bearer token), which is. */
+#define DUCKY_RECV_BUFFER 16000L
+
 #endif

@@ -194,6 +194,7 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	     * libcurl formatting it on every request) */
 	    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate") ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, DUCKY_RECV_BUFFER) || /* alloc.h */
 	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, conf->http_version) ||
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)h) ||
