@@ -172,7 +172,7 @@ log "callgrind: the floor with ducky's libcurl options, one by one"
 say "Where libcurl's share of the difference comes from: the floor again, with what"
 say "\`src/http.c\` asks of libcurl added (\`FLOOR_LIKE=…\`, see \`bench/floor.c\`)."
 say
-say "\`all\` is the floor asking libcurl what ducky asks; \`uahdr\` and \`gzip\` are cheaper ways to"
+say "\`all\` is the floor asking libcurl for both lines its own way (\`CURLOPT_USERAGENT\`, \`CURLOPT_ACCEPT_ENCODING\`); \`uahdr\` and \`gzip\` are cheaper ways to"
 say "send the same User-Agent and a gzip Accept-Encoding."
 say
 say "| floor + | Ir per request | over the floor |"
