@@ -489,8 +489,8 @@ describe("secrets", function()
   ]==] .. HEAP_SCAN
 
   for _, pad in ipairs { 0, 1500, 20000 } do
-    it(("after invalidate() and close() no request line with the bearer token is left in memory (lines padded by %d bytes)")
-        :format(pad), function()
+    it(("after invalidate() and close() no request line with the bearer token is left in memory"
+        .. " (lines padded by %d bytes)"):format(pad), function()
       local id = H.new_id("bearer-heap")
       local out, code = H.run_lua(BEARER_CHILD, { HX_ID = id, HX_PAD = tostring(pad),
         ASAN_OPTIONS = os.getenv("ASAN_OPTIONS") and os.getenv("ASAN_OPTIONS") .. ":detect_leaks=0" or nil })
