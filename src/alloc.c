@@ -24,7 +24,7 @@
  * taken and given back by every transfer): it holds what the server sent,
  * and clearing it would cost more than the rest of the request. */
 static _Thread_local int wipe_all;
-#define WIPE_MAX (64 * 1024)
+#define WIPE_MAX   (64 * 1024)
 #define RECV_BLOCK ((size_t)DUCKY_RECV_BUFFER + 1)
 
 static void wiping_free(void *p)
