@@ -10,8 +10,8 @@
  * anything else, from luaopen_ducky. 0, or -1 with err. */
 int ducky_global_init(ducky_err *err);
 
-/* While on, every block libcurl and OpenSSL free in this thread is wiped, not
- * only the small ones; returns the previous setting, to put back. */
+/* While on, every block libcurl and OpenSSL free in this thread is wiped, the
+ * large ones and the download buffer too; returns the previous setting, to put back. */
 int ducky_wipe_all(int on);
 
 /* libcurl's download buffer on ducky's handles (CURLOPT_BUFFERSIZE): not the
