@@ -75,14 +75,12 @@ static int add_response(lua_State *L, const ducky_answer *a)
 	lua_pushlstring(L, a->body.data ? a->body.data : "", a->body.len);
 	if (a->body.len && is_json_type(ducky_answer_header(a, "content-type"))) {
 		lua_pushvalue(L, -1); /* decoded from the body's own string, not a second copy */
-		lua_setfield(L, -3, "body");
 		if (cl_json_decode_top(L))
-			lua_setfield(L, -2, "json");
+			lua_setfield(L, -3, "json");
 		else
 			bad_json = 1;
-	} else {
-		lua_setfield(L, -2, "body");
 	}
+	lua_setfield(L, -2, "body");
 	return bad_json;
 }
 

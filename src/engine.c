@@ -3,7 +3,6 @@
 #include "engine_int.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
