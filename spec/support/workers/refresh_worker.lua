@@ -4,8 +4,7 @@
 -- (arg): role ("leader" or "other"), client id, cache ("memory" or "file"). The leader takes a
 -- token, and once it is inside its refresh margin (the stand-in issues 4 s tokens: margin 2 s;
 -- counted from when the token came, as a slow start under ASan or load must not leave it
--- fresh) refreshes it
--- through a token endpoint that now takes 2 s; the other asks for a token
+-- fresh) refreshes it through a token endpoint that now takes 2 s; the other asks for a token
 -- once that refresh has reached the token endpoint (the stand-in counts it).
 -- Each prints "<role> <source> <time done>".
 local socket = require("socket")
