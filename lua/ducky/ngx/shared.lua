@@ -2,7 +2,11 @@
 -- agree here: the module nginx runs in the pool, the answer a VM gives when
 -- it needs the configuration, the lua_shared_dict's keys and its lock.
 local ngx = ngx
+local ffi = require("ffi")
 local io, pairs, tostring = io, pairs, tostring
+
+pcall(ffi.cdef, "int getpid(void); int kill(int pid, int sig);")
+local C, ESRCH = ffi.C, 3
 
 local M = {}
 
@@ -21,8 +25,8 @@ local function dropped_key(key) return key .. ":dropped" end
 function M.mark_dropped(dict, key, token) dict:set(dropped_key(key), ngx.md5(token)) end
 function M.was_dropped(dict, key, token) return dict:get(dropped_key(key)) == ngx.md5(token) end
 
--- A random value naming the holder of a lock in the dict (per VM: 8 bytes
--- of /dev/urandom, and a counter).
+-- A value naming the holder of a lock in the dict: its process id, then a
+-- random part (per VM: 8 bytes of /dev/urandom) and a counter.
 local seed, counter
 function M.owner_value()
   if not seed then
@@ -33,7 +37,7 @@ function M.owner_value()
     counter = 0
   end
   counter = counter + 1
-  return seed .. ":" .. counter
+  return ("%d:%s:%d"):format(C.getpid(), seed, counter)
 end
 
 -- Deletes a lock only while it still holds our value. The dict has no atomic
@@ -45,6 +49,18 @@ function M.unlock(dict, name, owner)
     local ttl = dict:ttl(name)
     if ttl and (ttl == 0 or ttl > 1) then dict:delete(name) end
   end
+end
+
+-- Frees the lock `name` when the process that holds it is gone (a worker
+-- killed, or crashed, in the middle of an exchange: nginx starts another in
+-- its place), rather than have every caller wait for it to expire; true when
+-- it did. A process of another user (EPERM) counts as alive.
+function M.free_orphan(dict, name)
+  local owner = dict:get(name)
+  local pid = type(owner) == "string" and tonumber(owner:match("^(%d+):"))
+  if not pid or pid == C.getpid() or C.kill(pid, 0) == 0 or ffi.errno() ~= ESRCH then return false end
+  M.unlock(dict, name, owner)
+  return true
 end
 
 -- Copies t's fields (a table, or nil) into a new table.
