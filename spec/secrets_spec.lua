@@ -188,6 +188,31 @@ describe("secrets", function()
       end
     end)
 
+    -- a 200 answer is checked, and a token_type that is not Bearer quoted in
+    -- the error: masked like the error fields (found by review: it was not)
+    it("a 200 answer whose token_type quotes the secret: masked in err and events", function()
+      for _, name in ipairs(FORM_NAMES) do
+        local id = H.new_id(ECHO_PREFIX)
+        local secret = H.secret(id)
+        local forms = sent_forms(id, secret)
+        local events = {}
+        local c = ducky.client(H.opts { client_id = id, client_secret = secret,
+          log = function(e) events[#events + 1] = e end })
+        H.fault { path = M.TOKEN_PATH, client_id = id, status = 200,
+          body = { access_token = "tok", token_type = forms[name], expires_in = 3600 } }
+        local res, err = c:ping_protected()
+        c:close()
+        assert.is_nil(res)
+        assert.equals("decode", err.kind, tostring(err))
+        local texts = strings_of(err)
+        texts[#texts + 1] = tostring(err)
+        strings_of(events, texts)
+        local leak = find_leak(texts, form_list(forms))
+        assert.is_nil(leak, ("%s form echoed: %s"):format(name, tostring(leak)))
+        assert.matches('token_type is "%*+", not Bearer', tostring(err))
+      end
+    end)
+
     for _, auth in ipairs { "json", "form", "basic" } do
       it("token_auth " .. auth .. ": masked in err, tostring(err) and events", function()
         for _, name in ipairs(FORM_NAMES) do

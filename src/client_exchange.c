@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "answer.h"
 #include "client_exchange.h"
@@ -120,7 +121,18 @@ static void read_token(lua_State *L, int t, exchange_ctx *x)
 	const char *tok = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
 	lua_getfield(L, t, "expires_in");
 	double expires_in = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-	if (ducky_token_validate(tok, len, string_field(L, t, "token_type"), expires_in, x->err))
+	/* a token_type that is not Bearer is quoted in the error: masked, as the
+	 * server may quote the secret back (masking leaves it not Bearer) */
+	const char *type = string_field(L, t, "token_type");
+	char *masked = NULL;
+	if (type && strcasecmp(type, "bearer") != 0 &&
+	    !(type = masked = ducky_creds_scrub(&x->c->creds, type))) {
+		ducky_fail(x->err, DUCKY_E_LIMIT, "out of memory");
+		return;
+	}
+	int bad = ducky_token_validate(tok, len, type, expires_in, x->err);
+	free(masked);
+	if (bad)
 		return;
 	if (!(x->out->token = ducky_strndup(tok, len))) {
 		ducky_fail(x->err, DUCKY_E_LIMIT, "out of memory");
