@@ -134,6 +134,33 @@ describe("refresh margin (rule 2)", function()
   end)
 end)
 
+describe("a token spent on arrival", function()
+  before_each(function() H.reset() end)
+  after_each(function() H.fix_jitter(nil) end)
+
+  -- found by review: expires_in 1e-7 made one call do 20 exchanges back to
+  -- back (the per-hour cap), as each token had expired before it could be used
+  it("is an error paced like a failure: one exchange per back-off step", function()
+    H.fix_jitter(1) -- the first step is its whole second
+    local c, events, o = H.client_with_log { token_cache = false }
+    H.config(o.client_id, 1e-7)
+    local res, err = c:ping_protected()
+    assert.is_nil(res)
+    assert.equals("decode", err.kind, tostring(err))
+    assert.matches("too soon to use", err.message)
+    assert.equals(1, H.exchanges(o.client_id))
+    res, err = c:ping_protected() -- within the step: the same error, no exchange
+    assert.is_nil(res)
+    assert.matches("too soon to use", err.message)
+    assert.equals(1, H.exchanges(o.client_id))
+    H.config(o.client_id, nil) -- the endpoint mends: the next step gets a token
+    H.wait_until(function() return c:ping_protected() ~= nil end, 3, "a token once the endpoint mends", 0.1)
+    assert.equals(2, H.exchanges(o.client_id))
+    assert.equals(1, #find_events(events, "token"))
+    c:close()
+  end)
+end)
+
 describe("serve-stale (rule 6)", function()
   before_each(function() H.reset() end)
   after_each(function() H.reset_clock() end)

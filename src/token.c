@@ -14,6 +14,7 @@
 
 #define MAX_LIFETIME (365.0 * 86400.0)
 #define HOUR         3600.0
+#define MIN_LEFT     1.0 /* seconds: a token with less on arrival is not used */
 
 typedef struct entry {
 	struct entry *next;
@@ -385,8 +386,15 @@ static void settle_locked(entry *e, const ducky_token_conf *conf, ducky_fetch_re
 		if (res->src == DUCKY_SRC_EXCHANGE)
 			count_exchange(e, now);
 		res->gen = publish(e, &res->fresh, now);
-		e->failures = 0;
 		e->stale = NULL;
+		if (e->expires - now < MIN_LEFT) { /* spent on arrival: a failure, paced as one */
+			ducky_fail(&e->last_err, DUCKY_E_DECODE,
+			           "the token endpoint's token expires in %.3g s: too soon to use",
+			           e->expires - now);
+			e->retry_at = now + backoff_step(++e->failures);
+			break;
+		}
+		e->failures = 0;
 		/* a store's token inside its margin: use it a while before trying again */
 		e->retry_at = e->expires - now > ducky_token_margin(conf, e->lifetime)
 		                  ? 0
