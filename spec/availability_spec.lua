@@ -131,6 +131,47 @@ describe("token availability under faults", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
+  -- found by review: a time further ahead than any step (the wall clock
+  -- stepped back after a failure, or garbage: inf) held every process of the
+  -- user until the clock caught up
+  it("a shared back-off further ahead than any step is not waited on", function()
+    local dir = H.tmpdir()
+    local o = H.opts{ token_cache = dir .. "/t.token" }
+    local c = ducky.client(o)
+    local key = c:cache_key()
+    for _, ahead in ipairs { "%.3f", "inf" } do
+      local f = assert(io.open(dir .. "/t.token.lock", "w"))
+      f:write(("retry_at " .. ahead .. " http %s\n"):format(os.time() + 7200, key))
+      f:close()
+      os.execute("chmod 600 '" .. dir .. "/t.token.lock'")
+      local tok, err = c:token()
+      assert.is_truthy(tok, tostring(err))
+      c:invalidate()
+    end
+    assert.equals(2, H.exchanges(o.client_id))
+    c:close()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  -- found by review: one user-named file for two credentials shared its lock
+  -- file's back-off too, so one credential's failing endpoint held the other
+  it("two credentials in one user-named file each have their own back-off", function()
+    local dir = H.tmpdir()
+    local a, b = H.opts{ token_cache = dir .. "/t.token" }, H.opts{ token_cache = dir .. "/t.token" }
+    H.fault{ path = TOKEN, client_id = a.client_id, status = 503, times = 1 }
+    local ca, cb = ducky.client(a), ducky.client(b)
+    local tok, err = ca:token()
+    assert.is_nil(tok)
+    assert.equals("http", err.kind)
+    assert.matches("^retry_at ", H.read_file(dir .. "/t.token.lock"))
+    tok, err = cb:token()
+    assert.is_truthy(tok, tostring(err))
+    assert.equals(1, H.exchanges(b.client_id))
+    ca:close()
+    cb:close()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("a store that cannot be written is reported once, never an exchange per call", function()
     local o = H.opts{}
     local events = {}

@@ -83,8 +83,7 @@ static double file_backoff_get(void *ud, const char *key, ducky_kind *kind)
 
 static void file_backoff_set(void *ud, const char *key, double until, ducky_kind kind)
 {
-	(void)key; /* the lock file held is key's */
-	ducky_store_backoff_set(&((client *)ud)->files, until, ducky_kind_name(kind));
+	ducky_store_backoff_set(&((client *)ud)->files, key, until, ducky_kind_name(kind));
 }
 
 /* ---- the user's store: { load, store, lock, unlock } -------------------- */

@@ -159,7 +159,9 @@ static int shared_backoff(ducky_engine *e)
 	ducky_kind kind = DUCKY_E_HTTP;
 	double left =
 	    h->backoff_get ? h->backoff_get(h->ud, e->conf.creds->key, &kind) - ducky_wall() : 0;
-	if (!(left > 0))
+	/* no process writes more than a step ahead: a later time is the wall
+	 * clock stepped back since, or garbage, and would hold every process */
+	if (!(left > 0) || left > DUCKY_BACKOFF_CAP + 1)
 		return 0;
 	ducky_err err;
 	ducky_err_init(&err);

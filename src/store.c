@@ -420,10 +420,13 @@ void ducky_store_unlock(ducky_file_store *s)
 
 /* ---- the back-off shared by processes: in the lock file ------------------ */
 
-int ducky_store_backoff_set(ducky_file_store *s, double until, const char *kind)
+/* "retry_at <unix seconds> <kind> <key>": the key, as a user-named file (and
+ * its lock) may serve two credentials, whose back-offs are their own. */
+int ducky_store_backoff_set(ducky_file_store *s, const char *key, double until, const char *kind)
 {
-	char line[64];
-	int n = until > 0 ? snprintf(line, sizeof line, "retry_at %.3f %.16s\n", until, kind) : 0;
+	char line[256];
+	int n = until > 0 ? snprintf(line, sizeof line, "retry_at %.3f %.16s %s\n", until, kind, key)
+	                  : 0;
 	if (s->lockfd < 0 || n < 0 || (size_t)n >= sizeof line || ftruncate(s->lockfd, 0) != 0)
 		return -1;
 	return n == 0 || pwrite(s->lockfd, line, (size_t)n, 0) == n ? 0 : -1;
@@ -432,8 +435,9 @@ int ducky_store_backoff_set(ducky_file_store *s, double until, const char *kind)
 double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[17])
 {
 	const char *reason = NULL;
-	char line[64], *name;
+	char line[256], *name;
 	double until = 0;
+	int end = 0;
 	if (open_dir(s, &reason) || !(name = name_for(s, key, ".lock")))
 		return 0;
 	int fd = open_checked(s->dirfd, name, O_RDONLY, LOCK_FILE, &reason);
@@ -443,7 +447,8 @@ double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[1
 	ssize_t n = read(fd, line, sizeof line - 1);
 	close(fd);
 	line[n > 0 ? n : 0] = '\0';
-	if (sscanf(line, "retry_at %lf %16s", &until, kind) != 2 || !(until > 0))
+	if (sscanf(line, "retry_at %lf %16s %n", &until, kind, &end) != 2 || !(until > 0) || !end ||
+	    strncmp(line + end, key, strlen(key)) != 0 || line[end + strlen(key)] != '\n')
 		return 0;
 	return until;
 }

@@ -35,8 +35,10 @@ void ducky_store_unlock(ducky_file_store *s);
 
 /* The back-off processes share after a failed exchange, kept in the lock file
  * by the holder of the lock: set it (until: wall clock; 0 clears; kind: the
- * failure's, a word), and read it: the time (0: none) and kind into kind. */
-int ducky_store_backoff_set(ducky_file_store *s, double until, const char *kind);
+ * failure's, a word), and read it: the time (0: none, or another key's) and
+ * kind into kind. The line names the key: a user-named file (and so its lock)
+ * may serve two credentials, each with its own back-off. */
+int ducky_store_backoff_set(ducky_file_store *s, const char *key, double until, const char *kind);
 double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[17]);
 
 /* Parses a token file's text for key: 1 with out filled (out->token malloc'd);
