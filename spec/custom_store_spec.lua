@@ -76,6 +76,26 @@ describe("custom token store", function()
     for _, name in ipairs(calls) do assert.not_equals("unlock", name) end
   end)
 
+  -- found by review: a lock that raised (Redis down, a wrong password) was
+  -- taken for one held elsewhere: tried again for half the timeout, with a
+  -- store_error event for each try (about 480 for one call)
+  it("exchanges at once when the lock raises: one try, one store_error", function()
+    local locks, events = 0, {}
+    local store, calls = recording_store{ lock = function()
+      locks = locks + 1
+      error("redis down")
+    end }
+    local c = ducky.client(H.opts{ token_cache = store, timeout = 10,
+      log = function(e) events[#events + 1] = e end })
+    assert(c:ping_protected())
+    assert.equals(1, locks)
+    assert.same({ "load", "store" }, calls) -- the lock (counted above) is not asked again
+    local errs = H.events_named(events, "store_error")
+    assert.equals(1, #errs)
+    assert.matches("^token_cache%.lock: .*redis down", errs[1].reason)
+    c:close()
+  end)
+
   it("works without lock and unlock", function()
     local store, calls = recording_store{ lock = false, unlock = false }
     store.lock, store.unlock = nil, nil

@@ -61,7 +61,7 @@ static int file_lock(void *ud, const char *key, double deadline)
 	const char *reason;
 	int locked = ducky_store_lock(&c->files, key, deadline, &reason);
 	file_failed(c, reason);
-	return locked;
+	return locked ? 1 : reason ? -1 : 0;
 }
 
 static void file_unlock(void *ud, const char *key, double deadline)
@@ -173,15 +173,15 @@ static int user_store_call(store_call *s)
 			ducky_wipe_str(s->fresh->token);
 			s->fresh->token = NULL;
 		}
-		return 0;
+		return -1;
 	}
 	return s->result;
 }
 
 static int user_load(void *ud, const char *key, double deadline, ducky_fresh *out)
 {
-	return user_store_call(
-	    &(store_call){.c = ud, .fn = "load", .key = key, .fresh = out, .deadline = deadline});
+	return user_store_call(&(store_call){
+	           .c = ud, .fn = "load", .key = key, .fresh = out, .deadline = deadline}) > 0;
 }
 
 static void user_save(void *ud, const char *key, const ducky_fresh *tok, double deadline)

@@ -50,7 +50,8 @@ typedef struct ducky_host {
 	int (*read_token)(void *ud, const ducky_answer *a, ducky_fresh *out, ducky_err *err);
 	/* The shared store (load NULL: none; lock NULL: no lock). Each is given a
 	 * deadline (ducky_now() seconds) to keep. load: 1 with out filled, or 0.
-	 * lock tries once: 1 when this caller may exchange, 0 if another holds it. */
+	 * lock tries once: 1 when this caller may exchange, 0 if another holds it,
+	 * -1 when it cannot be taken (an error: the exchange goes ahead at once). */
 	int (*load)(void *ud, const char *key, double deadline, ducky_fresh *out);
 	void (*store)(void *ud, const char *key, const ducky_fresh *tok, double deadline);
 	void (*drop)(void *ud, const char *key, double deadline);

@@ -124,7 +124,8 @@ static int have_valid(const ducky_engine *e)
 
 /* The store's lock: taken, then the store read again (another process may
  * have just stored a token); held elsewhere, tried again on the timer until
- * half the time is gone, then the exchange goes ahead unlocked. With a valid
+ * half the time is gone, then the exchange goes ahead unlocked (at once when
+ * the lock cannot be taken: a store that is down, a lock file unusable). With a valid
  * token in hand a held lock is not worth waiting for: it is served meanwhile. */
 static int lock_step(ducky_engine *e, double now)
 {
@@ -132,13 +133,16 @@ static int lock_step(ducky_engine *e, double now)
 	const ducky_host *h = &e->conf.host;
 	if (f->tries++ && from_store(e, now))
 		return 1;
-	if (h->lock(h->ud, e->conf.creds->key, now)) {
+	int rc = h->lock(h->ud, e->conf.creds->key, now);
+	if (rc > 0) {
 		f->locked = 1;
 		if (!from_store(e, now))
 			f->state = F_READY;
 		return 1;
 	}
-	if (have_valid(e)) {
+	if (rc < 0) { /* a lock that cannot be taken is not waited for */
+		f->state = F_READY;
+	} else if (have_valid(e)) {
 		settle(e, &(ducky_fetch_result){.kind = DUCKY_FETCH_KEEP});
 	} else if (now >= f->lock_until) {
 		f->state = F_READY;

@@ -425,8 +425,9 @@ void ducky_store_unlock(ducky_file_store *s)
 int ducky_store_backoff_set(ducky_file_store *s, const char *key, double until, const char *kind)
 {
 	char line[256];
-	int n = until > 0 ? snprintf(line, sizeof line, "retry_at %.3f %.16s %s\n", until, kind, key)
-	                  : 0;
+	int n = until > 0
+	            ? snprintf(line, sizeof line, "retry_at %.3f %.16s %s\n", until, kind, key)
+	            : 0;
 	if (s->lockfd < 0 || n < 0 || (size_t)n >= sizeof line || ftruncate(s->lockfd, 0) != 0)
 		return -1;
 	return n == 0 || pwrite(s->lockfd, line, (size_t)n, 0) == n ? 0 : -1;
