@@ -169,7 +169,7 @@ describe("ducky.cli.config", function()
     os.execute(H.CLEAN_ENV .. "chmod 600 '" .. dir .. "/c'")
     assert.same({ retries = 1 }, config.read_config(dir .. "/c", true))
     assert.same({}, config.read_config(dir .. "/none", false))
-    assert.same({ "config", "config file " .. dir .. "/none does not exist" },
+    assert.same({ "config", "config file (the path given) does not exist" },
       { failure(config.read_config, dir .. "/none", true) })
     os.execute(H.CLEAN_ENV .. "chmod 644 '" .. dir .. "/c'")
     assert.same({ "config", "config file " .. dir .. "/c may be read by group or others (chmod 600 it)" },

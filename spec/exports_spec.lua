@@ -185,7 +185,7 @@ describe("ducky.read_private_file", function()
   it("refuses a missing file and another user's file", function()
     local s, why = ducky.read_private_file(dir .. "/none")
     assert.is_nil(s)
-    assert.equals(dir .. "/none does not exist", why)
+    assert.equals("(the path given) does not exist", why) -- it may be no path at all
     local out = H.run("id -u")
     if out:match("^0") then -- root can give a file away
       local path = private_file(dir, "theirs", "x")

@@ -81,7 +81,8 @@ static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
 		return 0;
 	}
 	if (file && ducky_read_private(file, MAX_KEY, &pem, 0, &problem)) {
-		ducky_fail(&c->problem, DUCKY_E_CONFIG, "private_key_file %s %s", file, problem);
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "private_key_file %s %s",
+		           ducky_path_shown(file, problem), problem);
 		ducky_buf_free(&pem);
 		return 0;
 	}
@@ -153,7 +154,8 @@ static EVP_PKEY *client_key(ducky_creds *c, const ducky_creds_conf *conf, const 
 		key = parse_key(&pem, &pw);
 	ducky_buf_free(&pem);
 	if (problem)
-		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s", file, problem);
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s",
+		           ducky_path_shown(file, problem), problem);
 	else if (!key && pw.asked)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "%s %s %s", what, file,
 		           pw.given ? "cannot be decrypted with client_key_password"
@@ -184,7 +186,8 @@ static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s is set without client_cert",
 		           conf->client_key);
 	else if (ducky_read_private(cert_file, MAX_KEY, &pem, 2, &problem))
-		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s", cert_file, problem);
+		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s",
+		           ducky_path_shown(cert_file, problem), problem);
 	else if (!(cert = parse_cert(&pem)))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s holds no PEM certificate",
 		           cert_file);
@@ -329,7 +332,8 @@ static int read_secret(ducky_creds *c, const char *file, ducky_buf *secret)
 			return 0;
 		problem = secret->data ? "holds NUL" : "is empty";
 	}
-	ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_secret_file %s %s", file, problem);
+	ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_secret_file %s %s",
+	           ducky_path_shown(file, problem), problem);
 	return -1;
 }
 

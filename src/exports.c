@@ -46,7 +46,7 @@ static int read_private_file(lua_State *L)
 	if (ducky_read_private(path, (size_t)max, &buf, 0, &problem)) {
 		ducky_buf_free(&buf);
 		lua_pushnil(L);
-		lua_pushfstring(L, "%s %s", path, problem);
+		lua_pushfstring(L, "%s %s", ducky_path_shown(path, problem), problem);
 		return 2;
 	}
 	lua_pushlstring(L, buf.data ? buf.data : "", buf.len);

@@ -150,6 +150,13 @@ void ducky_wipe_str(char *s)
 		ducky_wipe_free(s, strlen(s));
 }
 
+const char ducky_no_file[] = "does not exist";
+
+const char *ducky_path_shown(const char *path, const char *problem)
+{
+	return problem == ducky_no_file ? "(the path given)" : path;
+}
+
 int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_only,
                        const char **problem)
 {
@@ -159,7 +166,7 @@ int ducky_read_private(const char *path, size_t max, ducky_buf *out, int check_o
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	*problem = NULL;
 	if (fd < 0)
-		*problem = errno == ENOENT ? "does not exist" : "cannot be opened";
+		*problem = errno == ENOENT ? ducky_no_file : "cannot be opened";
 	else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		*problem = "is not a regular file";
 	else if (check_only == 2)

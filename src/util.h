@@ -33,6 +33,12 @@ void ducky_wipe_free(void *p, size_t n);
 /* The same for a NUL-terminated string. */
 void ducky_wipe_str(char *s);
 
+/* ducky_read_private's problem when nothing is at the path; and the path as an
+ * error may show it: not when it names no file, as it may be no path at all
+ * (a secret typed after --secret-file) */
+extern const char ducky_no_file[];
+const char *ducky_path_shown(const char *path, const char *problem);
+
 /* Reads a file that holds a secret (a private key) into out, at most max
  * bytes: only a regular file of this user that group and others cannot read.
  * 0, or -1 with *problem (a static string). check_only: 1, the checks, no

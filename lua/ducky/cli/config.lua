@@ -123,7 +123,7 @@ end
 function M.read_config(path, explicit)
   local text, why = ducky.read_private_file(path, M.MAX_FILE)
   if not text then
-    if not explicit and why == path .. " does not exist" then return {} end
+    if not explicit and why:find(" does not exist$") then return {} end
     fail.fail("config", "config file %s", why)
   end
   return M.parse_config(text, path)
