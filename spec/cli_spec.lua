@@ -209,7 +209,8 @@ describe("ducky (the command line)", function()
     it("3 for configuration errors", function()
       failed(3, "no credentials", ducky({ "ping", "--protected" }, { DUCKY_CLIENT_SECRET = false }))
       failed(3, "DUCKY_RETRIES", ducky({ "ping" }, { DUCKY_RETRIES = "-1" }))
-      failed(3, "config file %(the path given%) does not exist", ducky({ "--config", dir .. "/none", "ping" }))
+      failed(3, "config file %(the path given%) does not exist",
+        ducky({ "--config", dir .. "/none", "ping" }))
       failed(3, "base_url", ducky({ "ping" }, { DUCKY_BASE_URL = "ftp://example.invalid/" }))
     end)
 
