@@ -78,6 +78,11 @@ function CHECKS.batch(v)
   assert.equals("client:batch: item 1: not a { method, path, opts } table", v.misuse)
 end
 
+function CHECKS.batch_close(v)
+  assert.same({ "cancelled", "cancelled", "cancelled", "cancelled" }, v.kinds)
+  assert.is_true(v.elapsed < 2.5, "took " .. v.elapsed .. " s")
+end
+
 function CHECKS.callbacks(v, host)
   assert.is_true(v.all, "not all 13 callbacks came")
   assert.equals(0, v.early) -- no callback ran inside the call that gave it
@@ -106,11 +111,12 @@ local TITLES = {
   callback_error = "an error from a log function or a store table called inside step()",
   ticks = "the host's 10 ms timer keeps ticking during a 0.5 s call",
   batch = "batch: four slow calls at once, a refused one in its place",
+  batch_close = "batch: the client closed with items not yet started: every item cancelled",
   callbacks = "trailing callbacks: each call returns at once, its callback comes from the loop",
   callback_raises = "a callback that raises is the editor's error message; the client goes on",
 }
 local ORDER = { "outside", "ping", "first_token", "concurrent", "replay_401", "timeout", "cancel",
-  "close", "callback_error", "ticks", "batch", "callbacks", "callback_raises" }
+  "close", "callback_error", "ticks", "batch", "batch_close", "callbacks", "callback_raises" }
 
 for _, host in ipairs(R.NAMES) do
   describe("ducky." .. host .. " in its host", function()

@@ -268,9 +268,16 @@ local function cancel_all(running)
   for _, r in pairs(running) do r.op:cancel() end
 end
 
--- Starts item i; false when it ended at once (its result set).
+-- Starts item i; false when it ended at once (its result set). Once the
+-- client is closed (by another coroutine, a callback), the items not yet
+-- started end "cancelled", as the running ones do.
 local function start_item(self, list, i, deadline, running, results)
   local item = list[i]
+  if self.closed then
+    results[i] = { err = ducky.error { kind = "cancelled", method = item[1], path = item[2],
+      message = ("%s %s: cancelled: the client was closed"):format(tostring(item[1]), tostring(item[2])) } }
+    return false
+  end
   local ok, op, err = pcall(self.client.start, self.client, item[1], item[2],
     item_opts(self, item[3], deadline - self.host.now()))
   if not ok then

@@ -183,6 +183,28 @@ scenario("batch", function(ctx)
   return { results = got, elapsed = elapsed, misuse = not ok and tostring(msg) or "no error" }
 end)
 
+-- The client closed by another task while a batch waits, with items not yet
+-- started (concurrency 2 of 4): every item ends "cancelled", none raises.
+scenario("batch_close", function(ctx)
+  local c, id = ctx.client("batch-close")
+  local other = ctx.client("batch-close-other")
+  assert(c:token())
+  ctx.control("fault", { path = "/v3/echo", delay = 3, times = 4, client_id = id })
+  ctx.D.spawn(function()
+    other:ping() -- a round trip of the loop: the batch is under way by then
+    c:close()
+  end)
+  local list = {}
+  for i = 1, 4 do list[i] = { "GET", "/echo" } end
+  local t0 = ctx.D.now()
+  local results = c:batch(list, { concurrency = 2 }) -- (Lua 5.1's pcall cannot wait: no pcall)
+  local elapsed = ctx.D.now() - t0
+  other:close()
+  local kinds = {}
+  for i = 1, 4 do kinds[i] = results[i] and status(results[i].res, results[i].err) or "missing" end
+  return { kinds = kinds, elapsed = elapsed }
+end)
+
 -- ---------------------------------------------------------------------------
 
 -- Calls with a trailing callback: each returns at once; the callbacks come from
