@@ -165,3 +165,36 @@ describe("ducky.luv: a callback that raises", function()
     assert.not_equals(0, code)
   end)
 end)
+
+describe("ducky.luv: a waiting coroutine closed (coroutine.close, Lua 5.4)", function()
+  local luv, why = R.host("luv")
+  -- found by review: the abandoned call's end resumed the dead coroutine, and
+  -- "cannot resume dead coroutine" ended the process
+  ;(luv and it or pending)("is left alone when its call ends; the client goes on"
+    .. (luv and "" or " (" .. tostring(why) .. ")"), function()
+    H.fault{ path = "/v3/echo", delay = 0.5 }
+    local out, code = H.run(luv.script(H.standin().dir, [[
+      local uv = require("luv")
+      if not coroutine.close then return print("no coroutine.close") end
+      local c = require("ducky.luv").client(OPTS)
+      local co = coroutine.create(function() c:request("GET", "/echo") end)
+      assert(coroutine.resume(co))
+      local t = uv.new_timer()
+      t:start(100, 0, function()
+        t:close()
+        assert(coroutine.close(co))
+        c:ping(function(res, err) print("ping after", res and res.status or tostring(err)) end)
+      end)
+      uv.run()
+      local t2 = uv.new_timer() -- the abandoned call's end (0.5 s) comes and goes
+      t2:start(700, 0, function() t2:close() end)
+      uv.run()
+      c:close()
+      print("the loop went on")
+    ]]))
+    assert.equals(0, code, out)
+    if out:find("no coroutine.close", 1, true) then return end
+    assert.matches("ping after\t200", out, 1, true)
+    assert.matches("the loop went on", out, 1, true)
+  end)
+end)

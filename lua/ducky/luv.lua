@@ -106,7 +106,11 @@ local function resume_own(self, co)
   end
 end
 
+-- A caller's coroutine that is no longer suspended (closed with
+-- coroutine.close, or finished by its owner meanwhile) is left alone: its
+-- call's result has nobody to go to.
 local function resume_theirs(co)
+  if coroutine_status(co) ~= "suspended" then return end
   local ok, e = coroutine_resume(co)
   if not ok then error(e, 0) end
 end
