@@ -195,6 +195,27 @@ describe("the engine's traps", function()
     assert.equals(1, H.exchanges(o.client_id))
   end)
 
+  -- found by review: the exchange took the deadline of the call that led it,
+  -- so a short call failed every waiter with its timeout, and the back-off it
+  -- left failed later calls too, while the endpoint was only slower than it
+  it("a short call that leads an exchange times out alone; the exchange serves the others", function()
+    local o = H.opts{ timeout = 5, retries = 0 }
+    local c = ducky.client(o)
+    H.fault{ path = "/oauth/token", client_id = o.client_id, delay = 0.6 } -- a slow exchange
+    local short = assert(c:start("GET", "/ping/protected", { timeout = 0.2 }))
+    local long = assert(c:start("GET", "/ping/protected"))
+    drive(c, all_done { short, long })
+    local _, err = short:result()
+    assert.equals("timeout", err.kind)
+    local res = assert(long:result())
+    assert.equals(200, res.status)
+    local fresh = ducky.client(o) -- no back-off left behind
+    assert(fresh:ping_protected())
+    assert.equals(1, H.exchanges(o.client_id))
+    fresh:close()
+    c:close()
+  end)
+
   it("an operation collected in flight is cancelled, inside a step or out", function()
     local c = ducky.client(H.opts{})
     H.fault{ path = "/v3/echo/lost", delay = 3, status = 200, body = {}, times = 2 }

@@ -25,6 +25,7 @@ ducky_engine *cl_engine(lua_State *L, client *c)
 	              .max_per_hour = c->lim.max_per_hour},
 	    .connect_timeout = c->lim.connect_timeout,
 	    .max_retry_after = c->lim.max_retry_after,
+	    .timeout = c->lim.timeout,
 	    .tok = &c->tok,
 	    .st = &c->st,
 	    .host = cl_store_host(c),

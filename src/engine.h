@@ -73,6 +73,8 @@ typedef struct ducky_engine_conf {
 	const struct curl_slist *api_headers; /* every API request's */
 	ducky_token_conf token;
 	double connect_timeout, max_retry_after;
+	double timeout;    /* a token exchange's own time (the client's timeout): a
+	                    * call with less does not cut it short for the others */
 	ducky_tokref *tok; /* the client's copy of its token */
 	ducky_stats *st;
 	ducky_host host;

@@ -26,7 +26,11 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	if (f->state != F_IDLE)
 		return;
 	f->lead_op = op->serial;
+	/* the exchange serves every waiter: at least the client's timeout, even
+	 * when the call that leads it has less (that call fails alone at its own) */
 	f->deadline = op->deadline;
+	if (ducky_now() + e->conf.timeout > f->deadline)
+		f->deadline = ducky_now() + e->conf.timeout;
 	f->locked = 0;
 	f->tries = 0;
 	f->lock_pause = 0.002;
@@ -35,7 +39,7 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	                      .headers = c->headers,
 	                      .idempotent = 1,
 	                      .carries_secret = 1,
-	                      .deadline = op->deadline,
+	                      .deadline = f->deadline,
 	                      .connect_timeout = e->conf.connect_timeout,
 	                      .retries = op->x.req.retries,
 	                      .max_retry_after = e->conf.max_retry_after}};

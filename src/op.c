@@ -346,9 +346,11 @@ int op_advance(ducky_op *op, double now)
 		op->state = OP_TOKEN; /* ask again: cheap, and a stalled leader is taken over */
 		if (get_token(op) && op->state != OP_WAIT_TOKEN)
 			return 1;
-		/* the fetch it leads ends by the same deadline, with a better error */
+		/* the fetch it leads ends by the same deadline, with a better error;
+		 * a later one goes on for the others */
 		if (now >= op->deadline &&
-		    !(op->e->f.lead_op == op->serial && op->e->f.state != F_IDLE)) {
+		    !(op->e->f.lead_op == op->serial && op->e->f.state != F_IDLE &&
+		      op->e->f.deadline <= op->deadline)) {
 			fail(op, DUCKY_E_TIMEOUT, "timed out waiting for a token exchange");
 			return 1;
 		}
