@@ -59,6 +59,8 @@ end
 
 -- Copas has no timer here (1.2), and close() wakes nobody: each waiting
 -- thread steps the client when copas resumes it, and sees its call end.
+local function idle(self) return self.closed or not self.client:timeout() end
+
 function host.wait(self, ready)
   A.fd(self)
   self.nwait = self.nwait + 1
@@ -67,6 +69,16 @@ function host.wait(self, ready)
   if self.spare and self.nwait == 0 then
     self.spare:close()
     self.spare = nil
+  end
+  -- no call waits, and the client has work of its own (an exchange other
+  -- clients of the credential wait for, its own call cancelled): a thread of
+  -- its own steps it to the end
+  if self.nwait == 0 and not self.draining and not idle(self) then
+    self.draining = true
+    copas.addthread(function()
+      host.wait(self, function() return idle(self) end)
+      self.draining = false
+    end)
   end
 end
 

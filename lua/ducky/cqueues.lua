@@ -23,8 +23,10 @@ local host = {
 
 function host.usable() return cqueues.running() ~= nil end
 
+-- It steps the client while calls wait, and after: an exchange it leads for
+-- other clients of the credential (its own call cancelled) goes on to its end.
 local function pump(self)
-  while #self.waiters > 0 and not self.closed do
+  while (#self.waiters > 0 or self.client:timeout()) and not self.closed do
     cqueues.poll(self.client, self.kick)
     if self.closed then break end
     A.raise(A.dispatch(self))
@@ -43,7 +45,7 @@ function host.wait(self, ready)
   while not ready() do cond:wait() end
 end
 
--- No one waits any more: the pump ends rather than wait on an idle client.
+-- No one waits any more: the pump ends once the client is idle.
 function host.woken(self)
   if #self.waiters == 0 and self.pumping then self.kick:signal() end
 end

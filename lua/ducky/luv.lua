@@ -62,11 +62,15 @@ local function release(self)
   end
 end
 
--- After every start, step, cancel and close: the poll while calls wait, the
--- timer for timeout() (0 when something is due now); none when idle.
+-- After every start, step, cancel and close: the poll while calls wait, or
+-- the client has work of its own (an exchange other clients of the credential
+-- wait for, its own call cancelled), the timer for timeout() (0 when
+-- something is due now); none when idle.
 function arm(self)
   local due = #self.later > 0 or self.poked
-  if #self.waiters == 0 and not due then return release(self) end
+  if #self.waiters == 0 and not due and (self.closed or not self.client:timeout()) then
+    return release(self)
+  end
   local uv = self.uv
   if not self.timer then
     self.timer = uv.new_timer()

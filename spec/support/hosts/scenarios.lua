@@ -183,6 +183,32 @@ scenario("batch", function(ctx)
   return { results = got, elapsed = elapsed, misuse = not ok and tostring(msg) or "no error" }
 end)
 
+-- Two clients of one credential: A's operation leads a slow exchange and is
+-- cancelled while B waits for that exchange: the exchange goes on (A's client
+-- still steps it) and B gets its token from it, one exchange in all.
+scenario("cancel_leader", function(ctx)
+  local a, id = ctx.client("cancel-leader")
+  local b = ctx.client("cancel-leader")
+  ctx.control("fault", { path = "/oauth/token", delay = 1, client_id = id })
+  local op = a:start_token()
+  local got, led
+  ctx.D.spawn(function()
+    local tok, err = a:wait(op) -- A's exchange is sent and stepped while this waits
+    led = tok and "token" or err.kind
+  end)
+  ctx.D.spawn(function()
+    local tok, err = b:token()
+    got = tok and "token" or tostring(err)
+  end)
+  ctx.D.wait_until(function() return false end, 0.3) -- B waits on A's exchange by then
+  op:cancel()
+  local all = ctx.D.wait_until(function() return got ~= nil and led ~= nil end, 5)
+  local exchanges = ctx.exchanges(id)
+  a:close()
+  b:close()
+  return { all = all, led = led, got = got, exchanges = exchanges }
+end)
+
 -- The client closed by another task while a batch waits, with items not yet
 -- started (concurrency 2 of 4): every item ends "cancelled", none raises.
 scenario("batch_close", function(ctx)
