@@ -120,8 +120,8 @@ local TITLES = {
   callbacks = "trailing callbacks: each call returns at once, its callback comes from the loop",
   callback_raises = "a callback that raises is the editor's error message; the client goes on",
 }
-local ORDER = { "outside", "ping", "first_token", "concurrent", "replay_401", "timeout", "cancel",
-  "close", "callback_error", "ticks", "batch", "cancel_leader", "batch_close", "callbacks", "callback_raises" }
+local ORDER = { "outside", "ping", "first_token", "concurrent", "replay_401", "timeout", "cancel", "close",
+  "callback_error", "ticks", "batch", "cancel_leader", "batch_close", "callbacks", "callback_raises" }
 
 for _, host in ipairs(R.NAMES) do
   describe("ducky." .. host .. " in its host", function()
