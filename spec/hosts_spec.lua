@@ -205,3 +205,31 @@ describe("ducky.luv: a waiting coroutine closed (coroutine.close, Lua 5.4)", fun
     assert.matches("the loop went on", out, 1, true)
   end)
 end)
+
+describe("ducky.cqueues: a controller nobody runs any more", function()
+  local cq_host, why = R.host("cqueues")
+  -- found by review: the client's one pump stayed in the first controller, so
+  -- calls made in the next never got a step and hung
+  ;(cq_host and it or pending)("calls made in the next controller still end"
+    .. (cq_host and "" or " (" .. tostring(why) .. ")"), function()
+    H.fault{ path = "/v3/echo", delay = 1 }
+    local out, code = H.run(cq_host.script(H.standin().dir, [[
+      local cqueues = require("cqueues")
+      local client = require("ducky.cqueues").client(OPTS)
+      local cq = cqueues.new()
+      cq:wrap(function() client:request("GET", "/echo") end)
+      cq:wrap(function() cqueues.sleep(0.2); error("the loop ends on purpose") end)
+      print("first loop", cq:loop())
+      local cq2 = cqueues.new()
+      cq2:wrap(function()
+        local res, err = client:ping()
+        print("ping in the next controller", res and res.status or tostring(err))
+      end)
+      print("second loop", cq2:loop(8))
+      client:close()
+    ]]))
+    assert.equals(0, code, out)
+    assert.matches("ping in the next controller\t200", out, 1, true)
+    assert.matches("second loop\ttrue", out, 1, true)
+  end)
+end)
