@@ -139,6 +139,24 @@ describe("ducky.client options", function()
     end)
   end
 
+  -- found by review: the client secret went to a plain-http token_url as is
+  it("refuses plain http to another machine unless insecure; this machine is fine", function()
+    for _, name in ipairs { "token_url", "base_url" } do
+      local what = name == "token_url" and "the client credentials" or "the bearer token"
+      for _, url in ipairs { "http://auth.example.com/oauth/token", "http://10.0.0.5:8080/v3",
+                             "HTTP://api.ducky.eco/v3", "http://[2001:db8::1]/v3" } do
+        H.raises(new, ("ducky.client: %s is plain http to another machine: %s would cross the"
+          .. " network unencrypted (use https; insecure = true allows it)"):format(name, what),
+          { [name] = url })
+        assert(new { [name] = url, insecure = true }):close()
+      end
+      for _, url in ipairs { "http://localhost:8080/v3", "http://127.0.0.1/v3", "http://127.1.2.3:9/v3",
+                             "http://[::1]:8080/v3", "https://auth.example.com/oauth/token" } do
+        assert(new { [name] = url }):close()
+      end
+    end
+  end)
+
   it("raises on an unknown token_auth", function()
     local must = "ducky.client: option 'token_auth' must be \"json\", \"form\", \"basic\", "
       .. "\"private_key_jwt\" or \"tls_client_auth\", not "

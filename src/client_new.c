@@ -174,6 +174,17 @@ static void setup_credentials(lua_State *L, client *c, const options *o, const c
 		luaL_error(L, "ducky.client: base_url is not an http(s) URL: %s", o->base_url);
 	if (!ducky_url_check(o->token_url))
 		luaL_error(L, "ducky.client: token_url is not an http(s) URL: %s", o->token_url);
+	/* a secret or a token in clear across the network only when asked for */
+	if (!o->insecure && ducky_url_cleartext(o->token_url))
+		luaL_error(L,
+		           "ducky.client: token_url is plain http to another machine: the client "
+		           "credentials would cross the network unencrypted (use https; "
+		           "insecure = true allows it)");
+	if (!o->insecure && ducky_url_cleartext(o->base_url))
+		luaL_error(L,
+		           "ducky.client: base_url is plain http to another machine: the bearer "
+		           "token would cross the network unencrypted (use https; insecure = true "
+		           "allows it)");
 	int auth = choice(L, "token_auth", ducky_auth_names, o->token_auth);
 	int alg = choice(L, "signing_alg", ducky_jwt_alg_names, o->signing_alg);
 	c->base_url = dup_or_raise(L, o->base_url);

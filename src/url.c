@@ -39,6 +39,20 @@ int ducky_url_check(const char *url)
 	return ok;
 }
 
+int ducky_url_cleartext(const char *url)
+{
+	CURLU *u = parse(url);
+	char *host = NULL;
+	int remote = 0;
+	if (u && strncasecmp(url, "http://", 7) == 0 &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host)
+		remote = strcasecmp(host, "localhost") != 0 && strcmp(host, "[::1]") != 0 &&
+		         strncmp(host, "127.", 4) != 0;
+	curl_free(host);
+	curl_url_cleanup(u);
+	return remote;
+}
+
 int ducky_url_same_origin(const char *a, const char *b)
 {
 	CURLU *x = parse(a), *y = parse(b);

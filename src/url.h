@@ -9,6 +9,9 @@
 
 /* 1: an absolute http(s) URL with a host. */
 int ducky_url_check(const char *url);
+/* 1: plain http to a host other than this machine (not localhost, 127.x or
+ * [::1]): what is sent there crosses the network unencrypted. */
+int ducky_url_cleartext(const char *url);
 /* 1: same scheme, host and port. */
 int ducky_url_same_origin(const char *a, const char *b);
 /* u = base + "/" + path (leading slashes dropped), or path itself when it is an
