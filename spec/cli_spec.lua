@@ -99,6 +99,21 @@ describe("ducky (the command line)", function()
       assert.equals(2, H.exchanges(id))
     end)
 
+    -- found by review: a cache that cannot be used made every run exchange,
+    -- silently without -v (a cron job paid a token per run unawares)
+    it("a token cache it cannot use is a warning on stderr, once per run; the run succeeds", function()
+      sh("chmod 755 " .. q(dir .. "/cache") .. " && mkdir -p -m 755 " .. q(dir .. "/cache/ducky"))
+      for run_no = 1, 2 do
+        local out, err, code = ducky({ "token" })
+        assert.equals(0, code, err)
+        assert.matches("^source: exchange\n", out)
+        local _, n = err:gsub("ducky: warning: [^\n]*\n", "")
+        assert.equals(1, n, "run " .. run_no .. ": " .. err)
+        assert.matches("^ducky: warning: token store error %(file%): the token cache directory", err)
+      end
+      assert.equals(2, H.exchanges(id))
+    end)
+
     it("needs credentials (exit 3), and --show or --forget, not both (exit 2)", function()
       failed(3, "no credentials", ducky({ "token" }, { DUCKY_CLIENT_SECRET = false }))
       failed(2, "not both", ducky({ "token", "--show", "--forget" }))

@@ -56,6 +56,17 @@ function M.logger(describe)
   return function(e) M.verbose("%s", describe(e)) end
 end
 
+-- Without -v: a store_error on stderr, once per reason. The token cache is
+-- what spares each run an exchange; a cron job whose cache is off should say so.
+function M.warner(describe)
+  local said = {}
+  return function(e)
+    if e.event ~= "store_error" or said[tostring(e.reason)] then return end
+    said[tostring(e.reason)] = true
+    io.stderr:write("ducky: warning: ", (describe(e):gsub("%c", " ")), "\n")
+  end
+end
+
 -- A clock for -v's timing: LuaSocket's when it is there, else whole seconds.
 function M.clock()
   local got, socket = pcall(require, "socket")
