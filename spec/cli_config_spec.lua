@@ -114,6 +114,9 @@ describe("ducky (the command line): settings", function()
       assert.equals(0, code, err)
       assert.matches('"ready": true', out)
       failed(3, "empty", ducky({ "ping", "--protected", "--secret-stdin" }, env, ""))
+      -- no larger than a secret file may be (found by review: /dev/zero read until out of memory)
+      failed(3, "standard input: the client secret is longer than 65536 bytes",
+        ducky({ "ping", "--protected", "--secret-stdin" }, env, string.rep("x", 65537)))
       -- the flag wins over the environment's secret
       env.DUCKY_CLIENT_SECRET = "wrong-" .. secret
       assert.equals(0, select(3, ducky({ "ping", "--protected", "--secret-stdin" }, env, secret)))

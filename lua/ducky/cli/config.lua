@@ -147,9 +147,16 @@ end
 
 local function succeeded(r) return r == true or r == 0 end -- os.execute on 5.2+ and on 5.1
 
--- All of standard input; on a terminal, one line typed without echo after a prompt.
+-- All of standard input, up to the size of a secret file; on a terminal, one
+-- line typed without echo after a prompt.
 local function read_stdin_secret()
-  if not succeeded(os.execute("test -t 0")) then return io.stdin:read("*a") or "" end
+  if not succeeded(os.execute("test -t 0")) then
+    local text = io.stdin:read(M.MAX_FILE + 1) or ""
+    if #text > M.MAX_FILE then
+      fail.fail("config", "standard input: the client secret is longer than %d bytes", M.MAX_FILE)
+    end
+    return text
+  end
   io.stderr:write("client secret: ")
   io.stderr:flush()
   os.execute("stty -echo 2>/dev/null")
