@@ -173,6 +173,20 @@ describe("file token cache", function()
     end)
   end
 
+  -- found by review: garbage in ducky's own directory was never replaced, so
+  -- the cache stayed off for that key until someone deleted the file
+  it("replaces garbage at <key>.token in its own directory: the next process uses the file", function()
+    local id = H.new_id("file-garbage")
+    assert.is_truthy(worker(id, env))
+    sh("head -c 300 /dev/zero > " .. token_file(home))
+    assert.is_truthy(worker(id, env)) -- reports it, exchanges, writes the file anew
+    assert.matches("^ducky%-token%-v1\n", H.read_file(token_file(home)))
+    local ok, events, out = worker(id, env)
+    assert.is_truthy(ok, out)
+    assert.is_truthy(find(events, "token", "source", "file"), out)
+    assert.equals(2, H.exchanges(id))
+  end)
+
   it("works from memory when the cache directory cannot be created", function()
     local id = H.new_id("file-nodir")
     local ok, events, out = worker(id, "XDG_CACHE_HOME=/dev/null/nope")

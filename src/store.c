@@ -175,17 +175,20 @@ static int open_checked(int dirfd, const char *name, int flags, int which, const
 	return -1;
 }
 
-/* Whether name may be written over or removed: absent, empty, or a token
- * file (its first line is ours). Anything else is the user's, never ours. */
-static int may_replace(int dirfd, const char *name, const char **reason)
+/* Whether name may be written over or removed: absent, empty, a token file
+ * (its first line is ours), or anything in ducky's own directory. Anything
+ * else at a path the user named is the user's, never ours. */
+static int may_replace(const ducky_file_store *s, const char *name, const char **reason)
 {
 	char head[sizeof MAGIC - 1];
-	int fd = open_checked(dirfd, name, O_RDONLY, TOKEN_FILE, reason);
+	int fd = open_checked(s->dirfd, name, O_RDONLY, TOKEN_FILE, reason);
 	if (fd < 0)
 		return *reason == NULL; /* absent, or odd (the reason says how) */
 	ssize_t n = read(fd, head, sizeof head);
 	close(fd);
-	if (n == 0 || (n == (ssize_t)sizeof head && memcmp(head, MAGIC, sizeof head) == 0))
+	/* <key>.token in ducky's own directory is ducky's whatever it holds */
+	if (!s->file || n == 0 ||
+	    (n == (ssize_t)sizeof head && memcmp(head, MAGIC, sizeof head) == 0))
 		return 1;
 	*reason = problems[TOKEN_FILE][NOT_OURS];
 	return 0;
@@ -332,7 +335,7 @@ int ducky_store_save(ducky_file_store *s, const char *key, const ducky_fresh *to
 	int ok = 0;
 	*reason = NULL;
 	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")) ||
-	    !may_replace(s->dirfd, name, reason))
+	    !may_replace(s, name, reason))
 		goto out;
 	snprintf(tail, sizeof tail, ".%ld.%lx.tmp", (long)getpid(),
 	         (unsigned long)(ducky_now() * 1e9));
@@ -366,8 +369,7 @@ int ducky_store_drop(ducky_file_store *s, const char *key, const char **reason)
 	*reason = NULL;
 	if (open_dir(s, reason) || !(name = name_for(s, key, s->file ? "" : ".token")))
 		return -1;
-	if (may_replace(s->dirfd, name, reason) && unlinkat(s->dirfd, name, 0) != 0 &&
-	    errno != ENOENT)
+	if (may_replace(s, name, reason) && unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
 		*reason = "cannot remove the token cache file";
 	free(name);
 	return *reason ? -1 : 0;
