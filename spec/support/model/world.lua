@@ -150,7 +150,11 @@ function World:make_store(state)
     end,
   }
   if self:pct("store_lock") then
-    store.lock = function() return true end
+    -- a store that raises raises in lock too (Redis down): the exchange goes on at once
+    store.lock = function()
+      if state.store_mode == "raise" then error("store lock boom") end
+      return true
+    end
     store.unlock = function() end
   end
   return store
