@@ -38,6 +38,7 @@ local NO_TIMERS = 60 -- then no runner is tried for this long
 -- caller waits this much longer for the answer before it gives up.
 local RUN_GRACE = 2
 local OPTS_AT = { request = 3, batch = 2 } -- where a call's opts are among its arguments
+local TIMEOUT_ARG = { ping = true, ping_protected = true } -- given the time left as an argument
 
 local pools = {} -- pool name -> admission state, made in each worker on first use
 -- Semaphores of calls that ended, for the next calls (making one costs an
@@ -274,7 +275,11 @@ local function run(batch, until_)
   local now = ngx.now()
   if #batch == 1 then
     local at = OPTS_AT[job.what] -- the queue time comes off the call's timeout
-    if at then job[at] = remaining(job[at], job.timeout, now - job.start) end
+    if at then
+      job[at] = remaining(job[at], job.timeout, now - job.start)
+    elseif TIMEOUT_ARG[job.what] and now > job.start then
+      job[1], job.n = math.max(job.timeout - (now - job.start), 0.001), 1
+    end
     job.res, job.err = M.in_pool(job.api, job.what, unpack(job, 1, job.n))
   else
     run_batch(job.api, batch, until_, now)
@@ -356,7 +361,7 @@ end
 local function queue_timeout(api, method, timeout, running)
   stats.count(api, "queue_timeouts")
   return nil, { kind = "timeout", retryable = true, message = running
-    and ("api:%s() timed out after %g s: its batch in pool '%s' did not end in time")
+    and ("api:%s() timed out after %g s: the pool '%s' did not answer in time")
       :format(method, timeout, api.pool)
     or ("api:%s() timed out after %g s waiting in the queue for a thread of pool '%s' (at most"
       .. " %d calls in flight per worker: the threads option)"):format(method, timeout, api.pool,
@@ -380,11 +385,17 @@ local function aborted(job)
   end
 end
 
--- One handler per request, for the call it waits on now (ngx.ctx.ducky_job).
+-- One handler per request, for every call its light threads wait on now
+-- (ngx.ctx.ducky_jobs: job -> true, each taken out when it ends).
 local function on_abort()
-  local job = ngx.ctx.ducky_job
-  if job then return aborted(job) end
-  return ngx.exit(499)
+  local waiting = false
+  for job in pairs(ngx.ctx.ducky_jobs or {}) do
+    if job.state == "queued" or job.state == "running" then
+      waiting = true
+      aborted(job)
+    end
+  end
+  if not waiting then return ngx.exit(499) end
 end
 
 -- The handler is set by a request's first call; ngx.ctx (the request's own
@@ -395,11 +406,16 @@ local function watch_abort(job)
   local ok, set, err = pcall(ngx.on_abort, on_abort)
   -- luacheck: push ignore 122
   if not ok then return end
+  local jobs
   if set then
-    ngx.ctx.ducky_job = job
+    jobs = {}
+    ngx.ctx.ducky_jobs = jobs
   elseif err == "duplicate call" then -- ours, from an earlier call, or the request's own
-    local ctx = ngx.ctx
-    if ctx.ducky_job ~= nil then ctx.ducky_job = job end
+    jobs = ngx.ctx.ducky_jobs
+  end
+  if jobs then
+    jobs[job] = true
+    job.jobs = jobs
   end
   -- luacheck: pop
 end
@@ -447,6 +463,7 @@ local function wait(api, P, job, method)
     posted = sema:wait(0)
   end
   if posted and #spare < SPARE_MAX then spare[#spare + 1] = sema end -- nothing more will post it
+  if job.jobs then job.jobs[job] = nil end
   if state == "done" or state == "aborted" then return ended(job) end
   job.state = "cancelled"
   return queue_timeout(api, method, job.timeout, state == "running")

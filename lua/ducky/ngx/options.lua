@@ -18,9 +18,14 @@ local DEFAULT_INTERVAL = 1 -- seconds between background refresh checks
 local NGX_OPTIONS = { pool = true, shared_dict = true, threads = true, log_level = true,
   refresh_interval = true, redis = true }
 
+-- nginx copies tables into a pool VM at most 100 deep (LUA_COPY_MAX_DEPTH), a
+-- call's own wrapping (its batch, its item) included: what is given in a call
+-- may nest this deep.
+local MAX_DEPTH = 90
+
 -- Raises, in ducky's words, for a value that cannot cross into the pool's
 -- VMs; prefix: the start of the message ("ducky.ngx: option").
-local function check_plain(v, path, seen, prefix)
+local function check_plain(v, path, seen, prefix, depth)
   local t = type(v)
   if t == "function" or t == "userdata" or t == "thread" then
     local hint = ""
@@ -32,10 +37,15 @@ local function check_plain(v, path, seen, prefix)
       :format(prefix or "ducky.ngx: option", path, t, hint), 0)
   elseif t == "table" then
     if seen[v] then error(("%s '%s' holds a cycle"):format(prefix or "ducky.ngx: option", path), 0) end
+    depth = (depth or 0) + 1
+    if depth > MAX_DEPTH then
+      error(("%s '%s…' nests tables deeper than %d: nginx passes at most 100 levels into the"
+        .. " thread pool's Lua VMs"):format(prefix or "ducky.ngx: option", path:sub(1, 40), MAX_DEPTH), 0)
+    end
     seen[v] = true
     for k, x in pairs(v) do
-      check_plain(k, path .. " key", seen, prefix)
-      check_plain(x, path .. "." .. tostring(k), seen, prefix)
+      check_plain(k, path .. " key", seen, prefix, depth)
+      check_plain(x, path .. "." .. tostring(k), seen, prefix, depth)
     end
     seen[v] = nil
   end

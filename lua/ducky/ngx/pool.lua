@@ -125,13 +125,32 @@ local function invalidate(e, tok)
   return true
 end
 
+-- nginx copies a pool call's return value into the worker's VM at most 100
+-- tables deep (LUA_COPY_MAX_DEPTH), the result's own levels included: an
+-- answer whose res.json nests deeper goes without it, marked json_in_body, and
+-- the worker decodes res.body itself (ducky.ngx's as_result).
+local JSON_DEPTH = 90
+local function deeper(t, left)
+  if left == 0 then return true end
+  for _, v in next, t do
+    if type(v) == "table" and deeper(v, left - 1) then return true end
+  end
+  return false
+end
+local function crossable(res)
+  if type(res) == "table" and type(res.json) == "table" and deeper(res.json, JSON_DEPTH) then
+    res.json, res.json_in_body = nil, true
+  end
+  return res
+end
+
 -- Adds the streamed calls that ended to `ended`, and lets them go.
 local function take_ended(e, ended)
   local ops = e.ops
   for id, op in pairs(ops) do
     if op:done() then
       local res, err = op:result()
-      ended[#ended + 1] = { id, res, err }
+      ended[#ended + 1] = { id, crossable(res), err }
       ops[id], e.nops = nil, e.nops - 1
     end
   end
@@ -170,11 +189,36 @@ local function stream(e, calls, wait)
   return { ended = ended, left = e.nops, vm = VM_ID }
 end
 
+local function request(e, method, path, opts)
+  local res, err = e.client:request(method, path, opts)
+  return crossable(res), err
+end
+
+-- ping and ping_protected with the time a call has left after its wait in the
+-- queue (ducky.ngx.admission), when it waited
+local function ping(e, timeout, auth)
+  local c, res, err = e.client
+  if timeout then
+    res, err = c:request("GET", auth and "ping/protected" or "ping", { auth = auth, timeout = timeout })
+  elseif auth then
+    res, err = c:ping_protected()
+  else
+    res, err = c:ping()
+  end
+  return crossable(res), err
+end
+
+local function batch(e, requests, opts)
+  local list, err = e.client:batch(requests, opts)
+  for _, r in ipairs(list or {}) do crossable(r.res) end
+  return list, err
+end
+
 local OPS = {
-  request = function(e, method, path, opts) return e.client:request(method, path, opts) end,
-  ping = function(e) return e.client:ping() end,
-  ping_protected = function(e) return e.client:ping_protected() end,
-  batch = function(e, requests, opts) return e.client:batch(requests, opts) end,
+  request = request,
+  ping = function(e, timeout) return ping(e, timeout, false) end,
+  ping_protected = function(e, timeout) return ping(e, timeout, true) end,
+  batch = batch,
   stream = stream,
   token = function(e)
     local tok, left, info = e.client:token()
