@@ -109,11 +109,18 @@ scenario("cancel", function(ctx)
   return { kind = status(res, err), elapsed = elapsed }
 end)
 
-scenario("close", function(ctx)
-  local c, id = ctx.client("close")
-  local other = ctx.client("close-other")
+-- A client whose /echo answers after 3 s (`times` calls), with its token, and
+-- another client for round trips of the loop.
+local function slow_pair(ctx, name, times)
+  local c, id = ctx.client(name)
+  local other = ctx.client(name .. "-other")
   assert(c:token())
-  ctx.control("fault", { path = "/v3/echo", delay = 3, times = 3, client_id = id })
+  ctx.control("fault", { path = "/v3/echo", delay = 3, times = times, client_id = id })
+  return c, other
+end
+
+scenario("close", function(ctx)
+  local c, other = slow_pair(ctx, "close", 3)
   local n, kinds = 0, {}
   for i = 1, 3 do
     ctx.D.spawn(function()
@@ -212,10 +219,7 @@ end)
 -- The client closed by another task while a batch waits, with items not yet
 -- started (concurrency 2 of 4): every item ends "cancelled", none raises.
 scenario("batch_close", function(ctx)
-  local c, id = ctx.client("batch-close")
-  local other = ctx.client("batch-close-other")
-  assert(c:token())
-  ctx.control("fault", { path = "/v3/echo", delay = 3, times = 4, client_id = id })
+  local c, other = slow_pair(ctx, "batch-close", 4)
   ctx.D.spawn(function()
     other:ping() -- a round trip of the loop: the batch is under way by then
     c:close()
