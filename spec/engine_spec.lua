@@ -216,6 +216,21 @@ describe("the engine's traps", function()
     c:close()
   end)
 
+  -- ...and when nobody steps the client until after the exchange's own
+  -- deadline, the next call leads a fresh one: it does not get the stale
+  -- exchange's timeout (an answer that sat unread) as its error and back-off
+  it("an exchange its short call left behind, outlived unstepped, does not fail the next call", function()
+    local o = H.opts{ timeout = 1, retries = 0 }
+    local c = ducky.client(o)
+    H.fault{ path = "/oauth/token", client_id = o.client_id, delay = 0.4 }
+    local _, err = c:request("GET", "/ping/protected", { timeout = 0.1 })
+    assert.equals("timeout", err.kind)
+    socket.sleep(1.2) -- past the exchange's deadline (the client's timeout), nobody stepping
+    local res = assert(c:ping_protected())
+    assert.equals(200, res.status)
+    c:close()
+  end)
+
   it("an operation collected in flight is cancelled, inside a step or out", function()
     local c = ducky.client(H.opts{})
     H.fault{ path = "/v3/echo/lost", delay = 3, status = 200, body = {}, times = 2 }

@@ -316,6 +316,7 @@ int ducky_engine_step(ducky_engine *e)
 	e->finished = 0;
 	ducky_token_stepping(&e->w);
 	sweep(e);
+	fetch_drop_stale(e, now);
 	io_read_ready(e);
 	for (int round = 0; round < 8; round++) {
 		int moved = curl_due_now(e, now);

@@ -143,6 +143,7 @@ int fetch_advance(ducky_engine *e, double now); /* 1 if it moved */
 void fetch_ended(ducky_engine *e);              /* its transfer ended */
 void fetch_abandon(ducky_engine *e);
 void fetch_forget(ducky_engine *e); /* after a fork: let go without unlocking */
+void fetch_drop_stale(ducky_engine *e, double now);
 double fetch_due(const ducky_engine *e);
 /* The token conf of e's key, and an asker for who. */
 ducky_asker fetch_asker(ducky_engine *e, const void *who);

@@ -309,6 +309,21 @@ void fetch_abandon(ducky_engine *e)
 	settle(e, &(ducky_fetch_result){.kind = DUCKY_FETCH_ABANDONED});
 }
 
+/* An exchange past its deadline whose leading call has ended (a call with a
+ * shorter timeout: the exchange had the client's), which nobody stepped since:
+ * let go, not failed, so that the next caller leads a fresh one rather than
+ * get its timeout, and a back-off, from an answer that sat unread. */
+void fetch_drop_stale(ducky_engine *e, double now)
+{
+	fetch *f = &e->f;
+	if (f->state == F_IDLE || now < f->deadline)
+		return;
+	for (const ducky_op *op = e->ops; op; op = op->next)
+		if (op->serial == f->lead_op && op->state != OP_DONE)
+			return;
+	fetch_abandon(e);
+}
+
 void fetch_forget(ducky_engine *e)
 {
 	fetch *f = &e->f;
