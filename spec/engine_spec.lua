@@ -350,4 +350,52 @@ describe("after fork", function()
     assert.equals(0, code, out)
     assert.matches("fork ok", out)
   end)
+
+  -- found by review: the child's registry still named the parent's engines as
+  -- the exchange's leader and waiters: the child waited out the stall on a
+  -- leader nobody steps there, then woke the waiters through the parent's
+  -- eventfds (or whatever files took their numbers)
+  fork_it("the child leads its own exchange at once; the parent's leader and waiters are not its", function()
+    local script = [[
+      local ffi = require("ffi")
+      ffi.cdef("int fork(void); int waitpid(int pid, int *status, int options); void _exit(int);")
+      local H = require("spec.helpers")
+      local socket = require("socket")
+      local ducky = require("ducky")
+      local o = H.opts{ token_cache = false }
+      H.fault{ path = "/oauth/token", client_id = o.client_id, delay = 2, times = 1 } -- the parent's
+      local leader, waiter = ducky.client(o), ducky.client(o)
+      local a = leader:start_token()
+      while (H.stats().requests_by_path["/oauth/token"] or 0) < 1 do leader:step(0.05) end
+      H.reset() -- the delay is the parent's exchange's alone
+      local w = waiter:start_token()
+      waiter:step()
+      local pid = ffi.C.fork()
+      if pid == 0 then
+        local t0 = socket.gettime()
+        local tok = ducky.client(o):token()
+        local took = socket.gettime() - t0
+        if not tok or took > 1.2 then
+          io.stderr:write(("child: token %s after %.2f s\n"):format(tostring(tok), took))
+          io.stderr:flush()
+          ffi.C._exit(3)
+        end
+        ffi.C._exit(0)
+      end
+      local status = ffi.new("int[1]")
+      ffi.C.waitpid(pid, status, 0)
+      assert(status[0] == 0, "child failed: " .. status[0])
+      while not (a:done() and w:done()) do leader:step(0.1); waiter:step(0.1) end
+      assert(a:result())
+      assert(w:result())
+      print("fork ok")
+    ]]
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/fork.lua", script)
+    local out, code = H.run(("%sLUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
+      .. "DUCKY_STANDIN_DIR='%s' luajit %s/fork.lua"):format(H.CLEAN_ENV, luajit, H.standin().dir, dir))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.equals(0, code, out)
+    assert.matches("fork ok", out)
+  end)
 end)

@@ -67,9 +67,22 @@ static void after_fork(void)
 {
 	pthread_mutex_unlock(&lock);
 }
+/* In the child only the forking thread lives on, and every engine that leads
+ * or waits is the parent's (its eventfd shared with it, or its number taken
+ * by a file the child opens): forgotten, never woken from here. The forking
+ * thread's own engines start over (engine.c) and ask again. */
+static void child_after_fork(void)
+{
+	for (entry *e = registry; e; e = e->next) {
+		e->leader = NULL;
+		e->leader_op = NULL;
+		e->nwait = 0;
+	}
+	pthread_mutex_unlock(&lock);
+}
 static void install_atfork(void)
 {
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_atfork(before_fork, after_fork, child_after_fork);
 }
 
 static entry *find(const char *key, int create)
