@@ -161,6 +161,32 @@ describe("a token spent on arrival", function()
   end)
 end)
 
+describe("the hourly cap (rule 7)", function()
+  before_each(function() H.reset() end)
+
+  -- found by review: the exchange of a leader nobody stepped, taken over by
+  -- another client after the stall, published its token uncounted: the cap let
+  -- twice its value through
+  it("counts the exchange of a leader another client took over", function()
+    local o = H.opts{ max_exchanges_per_hour = 2, timeout = 10, token_cache = false }
+    H.fault{ path = TOKEN_PATH, client_id = o.client_id, delay = 2, times = 2 }
+    local a, b = ducky.client(o), ducky.client(o)
+    local op = a:start_token()
+    while H.requests_to(TOKEN_PATH) < 1 do a:step(0.05) end -- a's exchange is under way
+    assert(b:token()) -- nobody steps a: b takes over after the stall, a second exchange
+    while not op:done() do a:step(1) end
+    assert(op:result()) -- a's exchange ends too: two in all
+    assert.equals(2, H.exchanges(o.client_id))
+    b:invalidate()
+    local tok, err = b:token()
+    assert.is_nil(tok)
+    assert.equals("limit", err.kind)
+    assert.equals(2, H.exchanges(o.client_id))
+    a:close()
+    b:close()
+  end)
+end)
+
 describe("serve-stale (rule 6)", function()
   before_each(function() H.reset() end)
   after_each(function() H.reset_clock() end)

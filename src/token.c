@@ -384,6 +384,9 @@ static void settle_locked(entry *e, const ducky_token_conf *conf, ducky_fetch_re
 	if (e->leader != res->w) { /* a fetch another caller took over: its token only */
 		res->stale = NULL;
 		if (res->kind == DUCKY_FETCH_TOKEN) {
+			if (res->src ==
+			    DUCKY_SRC_EXCHANGE) /* an exchange all the same: it counts */
+				count_exchange(e, now);
 			res->gen = publish(e, &res->fresh, now);
 			wake_all(e);
 		}
