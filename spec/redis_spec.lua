@@ -264,6 +264,24 @@ describe("redis_store", function()
       assert.error_matches(function() redis_store.new("127.0.0.1") end, "options must be a table", nil, true)
     end)
 
+    -- found by review: lock_ttl 5e3 went to Redis as "5000.0" (and 0 or -5 as
+    -- they are): every lock raised, and each machine exchanged on its own;
+    -- port "abc" quietly became 6379
+    it("refuses a value Redis would refuse on every call; 5e3 is 5000 ms", function()
+      for _, bad in ipairs { { lock_ttl = 0 }, { lock_ttl = -5 }, { lock_ttl = 1.5 }, { port = "abc" },
+                             { port = 0 }, { port = 70000 }, { timeout = 0 }, { timeout = -1 } } do
+        local name = next(bad)
+        assert.error_matches(function() redis_store.new(bad) end,
+          "ducky.redis_store.new: option '" .. name .. "' must be", nil, true)
+      end
+      local s = redis_store.new{ port = tostring(port), lock_ttl = 5e3 }
+      local key = new_key()
+      assert.is_true(s.lock(key, 0))
+      local ttl = raw:pttl("ducky:" .. key .. ":lock")
+      assert.is_true(ttl > 4000 and ttl <= 5000, tostring(ttl))
+      s.unlock(key)
+    end)
+
     it("raises on a Redis error and reconnects on the next call", function()
       local key = new_key()
       raw:set("ducky:" .. key, "v")

@@ -88,6 +88,19 @@ local function check_options(opts)
       error(("ducky.redis_store.new: option '%s' must not be a %s"):format(k, type(v)), 3)
     end
   end
+  -- values Redis or the socket would refuse on every call (a store_error each
+  -- time, and no lock: an exchange per machine), refused here instead
+  local port = opts.port ~= nil and tonumber(opts.port)
+  if opts.port ~= nil and not (port and port % 1 == 0 and port >= 1 and port <= 65535) then
+    error("ducky.redis_store.new: option 'port' must be a whole number from 1 to 65535", 3)
+  end
+  local ttl = opts.lock_ttl
+  if ttl ~= nil and not (ttl % 1 == 0 and ttl >= 1 and ttl < 2 ^ 53) then
+    error("ducky.redis_store.new: option 'lock_ttl' must be a whole number of milliseconds, 1 or more", 3)
+  end
+  if opts.timeout ~= nil and not (opts.timeout > 0 and opts.timeout < math.huge) then
+    error("ducky.redis_store.new: option 'timeout' must be a positive number of seconds", 3)
+  end
 end
 
 -- The clock (seconds) and the sleep of a store: LuaSocket's for its own
@@ -253,7 +266,7 @@ function M.new(opts)
     db = opts.db,
     password = opts.password,
     timeout = opts.timeout or 2,
-    lock_ttl = opts.lock_ttl or 30000,
+    lock_ttl = ("%d"):format(opts.lock_ttl or 30000), -- as Redis reads it: 5e3 is 5000, not 5000.0
     redis = opts.redis,
     held = {}, -- key -> the random token of the lock we hold
   }, Store)
