@@ -485,6 +485,31 @@ describe("secrets", function()
     end)
   end
 
+  -- found by review: os.exit(code, true) from a log function (or a store's)
+  -- closes the state in the middle of the client's call; its __gc, seeing the
+  -- call under way, left the client as it was, every form of the secret in it.
+  -- The child's scan runs in the finalizer of a table made before the client
+  -- (finalized after it, as the state closes).
+  local EXIT_CHILD = HEAP_CHILD_CALLS:match("^(.-)\n    local clients = {}") .. [==[
+    SENTINEL = setmetatable({}, { __gc = function()
+  ]==] .. HEAP_SCAN:gsub("collectgarbage%(%)", ""):gsub("os%.exit%(#found == 0 and 0 or 1%)",
+    "io.stdout:flush()") .. [==[
+    end })
+    local c = ducky.client { client_id = id, base_url = H.base_url(), token_url = H.token_url(),
+      audience = H.audience(), token_cache = false, retries = 0, timeout = 10,
+      log = function(ev) if ev.event == "token" then os.exit(0, true) end end }
+    c:ping_protected()
+    print("the log function did not end the process")
+  ]==]
+
+  it("os.exit(code, true) from a log function in the middle of a call leaves no copy of the secret",
+    function()
+      local id = heap_id("heap-exit")
+      local out, code = H.run_lua(EXIT_CHILD, heap_env(id, H.secret(id), false))
+      assert.equals(0, code, out)
+      assert.matches("scanned %d+ bytes in %d+ regions, 0 found", out)
+    end)
+
   -- The bearer token's request lines: libcurl builds a request's lines in one
   -- block of up to twice their size, and a long request (over 8 KiB or so)
   -- goes out through its 16 KiB send buffer besides; ducky's free wipes both

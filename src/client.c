@@ -194,6 +194,23 @@ int cl_close(lua_State *L)
 	return 0;
 }
 
+/* __gc. A client in the middle of one of its calls is on that call's stack,
+ * so only lua_close from inside the call gets here (os.exit(code, true) in a
+ * log function or a store's): the call never comes back, and the rest of the
+ * client cannot be let go from inside it (libcurl may be in a callback), but
+ * its secret and token are wiped now, not left in the process. */
+int cl_gc(lua_State *L)
+{
+	client *c = cl_client(L, "close");
+	if (!c->busy || c->closed)
+		return cl_close(L);
+	ducky_creds_free(&c->creds);
+	ducky_tokref_free(&c->tok);
+	ducky_wipe_str(c->key_password);
+	c->key_password = NULL;
+	return 0;
+}
+
 static int tostring_body(lua_State *L)
 {
 	client *c = cl_self(L);

@@ -90,6 +90,7 @@ int cl_push_error(lua_State *L, client *c, ducky_err *err);
 /* ---- the client's constructor (client_new.c) and methods, for ducky.c ---- */
 int cl_new(lua_State *L);
 int cl_close(lua_State *L);
+int cl_gc(lua_State *L);
 int cl_tostring(lua_State *L);
 int cl_stats(lua_State *L);
 int cl_cache_key(lua_State *L);

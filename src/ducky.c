@@ -34,7 +34,7 @@ static const luaL_Reg client_methods[] = {
 };
 
 static const luaL_Reg client_metamethods[] = {
-    {"__gc", cl_close},
+    {"__gc", cl_gc},
     {"__close", cl_close},
     {"__tostring", cl_tostring},
     {NULL, NULL},
