@@ -307,6 +307,18 @@ end)
 local luajit = os.getenv("DUCKY_LUAJIT_BUILD")
 local fork_it = (luajit and os.execute("command -v luajit >/dev/null")) and it or pending
 
+-- Runs a script that forks (LuaJIT's FFI) against the stand-in; it prints
+-- "fork ok" at the end.
+local function run_forking(script)
+  local dir = H.tmpdir()
+  H.write_file(dir .. "/fork.lua", script)
+  local out, code = H.run(("%sLUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
+    .. "DUCKY_STANDIN_DIR='%s' luajit %s/fork.lua"):format(H.CLEAN_ENV, luajit, H.standin().dir, dir))
+  os.execute("rm -rf '" .. dir .. "'")
+  assert.equals(0, code, out)
+  assert.matches("fork ok", out)
+end
+
 describe("after fork", function()
   fork_it("the child starts over with its own descriptor; the parent's call goes on", function()
     local script = [[
@@ -342,13 +354,7 @@ describe("after fork", function()
       assert(res.json.who == "parent")
       print("fork ok")
     ]]
-    local dir = H.tmpdir()
-    H.write_file(dir .. "/fork.lua", script)
-    local out, code = H.run(("%sLUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
-      .. "DUCKY_STANDIN_DIR='%s' luajit %s/fork.lua"):format(H.CLEAN_ENV, luajit, H.standin().dir, dir))
-    os.execute("rm -rf '" .. dir .. "'")
-    assert.equals(0, code, out)
-    assert.matches("fork ok", out)
+    run_forking(script)
   end)
 
   -- found by review: the child's registry still named the parent's engines as
@@ -390,12 +396,6 @@ describe("after fork", function()
       assert(w:result())
       print("fork ok")
     ]]
-    local dir = H.tmpdir()
-    H.write_file(dir .. "/fork.lua", script)
-    local out, code = H.run(("%sLUA_CPATH='./%s/?.so;;' LUA_PATH='./lua/?.lua;./?.lua;;' "
-      .. "DUCKY_STANDIN_DIR='%s' luajit %s/fork.lua"):format(H.CLEAN_ENV, luajit, H.standin().dir, dir))
-    os.execute("rm -rf '" .. dir .. "'")
-    assert.equals(0, code, out)
-    assert.matches("fork ok", out)
+    run_forking(script)
   end)
 end)
