@@ -491,10 +491,11 @@ describe("secrets", function()
   -- The child's scan runs in the finalizer of a table made before the client
   -- (finalized after it, as the state closes).
   local EXIT_CHILD = HEAP_CHILD_CALLS:match("^(.-)\n    local clients = {}") .. [==[
-    SENTINEL = setmetatable({}, { __gc = function()
+    local function on_close()
   ]==] .. HEAP_SCAN:gsub("collectgarbage%(%)", ""):gsub("os%.exit%(#found == 0 and 0 or 1%)",
     "io.stdout:flush()") .. [==[
-    end })
+    end
+    SENTINEL = setmetatable({}, { __gc = on_close })
     local c = ducky.client { client_id = id, base_url = H.base_url(), token_url = H.token_url(),
       audience = H.audience(), token_cache = false, retries = 0, timeout = 10,
       log = function(ev) if ev.event == "token" then os.exit(0, true) end end }
@@ -504,6 +505,11 @@ describe("secrets", function()
 
   it("os.exit(code, true) from a log function in the middle of a call leaves no copy of the secret",
     function()
+      -- Lua 5.1's os.exit has no `close`, and LuaJIT's finalizes userdata in no set
+      -- order (the scan may come first); 5.2 and later finalize in reverse order of marking
+      if H.run_lua("print(_VERSION)", {}):find("Lua 5.1", 1, true) then
+        return pending("Lua 5.1 and LuaJIT: no os.exit(code, true), or no finalizer order to rely on")
+      end
       local id = heap_id("heap-exit")
       local out, code = H.run_lua(EXIT_CHILD, heap_env(id, H.secret(id), false))
       assert.equals(0, code, out)
