@@ -28,9 +28,8 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 	f->lead_op = op->serial;
 	/* the exchange serves every waiter: at least the client's timeout, even
 	 * when the call that leads it has less (that call fails alone at its own) */
-	f->deadline = op->deadline;
-	if (ducky_now() + e->conf.timeout > f->deadline)
-		f->deadline = ducky_now() + e->conf.timeout;
+	double own = ducky_now() + e->conf.timeout;
+	f->deadline = op->deadline > own ? op->deadline : own;
 	f->locked = 0;
 	f->tries = 0;
 	f->lock_pause = 0.002;

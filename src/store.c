@@ -441,6 +441,7 @@ double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[1
 	char line[256], *name;
 	double until = 0;
 	int end = 0;
+	size_t klen = strlen(key);
 	if (open_dir(s, &reason) || !(name = name_for(s, key, ".lock")))
 		return 0;
 	int fd = open_checked(s->dirfd, name, O_RDONLY, LOCK_FILE, &reason);
@@ -451,7 +452,7 @@ double ducky_store_backoff_get(ducky_file_store *s, const char *key, char kind[1
 	close(fd);
 	line[n > 0 ? n : 0] = '\0';
 	if (sscanf(line, "retry_at %lf %16s %n", &until, kind, &end) != 2 || !(until > 0) || !end ||
-	    strncmp(line + end, key, strlen(key)) != 0 || line[end + strlen(key)] != '\n')
+	    strncmp(line + end, key, klen) != 0 || line[end + klen] != '\n')
 		return 0;
 	return until;
 }

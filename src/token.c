@@ -381,12 +381,12 @@ static void settle_locked(entry *e, const ducky_token_conf *conf, ducky_fetch_re
 {
 	double now = ducky_now();
 	res->gen = 0;
+	/* an exchange counts whoever led it, a fetch another caller took over too */
+	if (res->kind == DUCKY_FETCH_TOKEN && res->src == DUCKY_SRC_EXCHANGE)
+		count_exchange(e, now);
 	if (e->leader != res->w) { /* a fetch another caller took over: its token only */
 		res->stale = NULL;
 		if (res->kind == DUCKY_FETCH_TOKEN) {
-			if (res->src ==
-			    DUCKY_SRC_EXCHANGE) /* an exchange all the same: it counts */
-				count_exchange(e, now);
 			res->gen = publish(e, &res->fresh, now);
 			wake_all(e);
 		}
@@ -399,8 +399,6 @@ static void settle_locked(entry *e, const ducky_token_conf *conf, ducky_fetch_re
 	res->stale = NULL;
 	switch (res->kind) {
 	case DUCKY_FETCH_TOKEN:
-		if (res->src == DUCKY_SRC_EXCHANGE)
-			count_exchange(e, now);
 		res->gen = publish(e, &res->fresh, now);
 		e->stale = NULL;
 		if (e->expires - now < MIN_LEFT) { /* spent on arrival: a failure, paced as one */
