@@ -197,14 +197,11 @@ end
 -- ping and ping_protected with the time a call has left after its wait in the
 -- queue (ducky.ngx.admission), when it waited
 local function ping(e, timeout, auth)
-  local c, res, err = e.client
   if timeout then
-    res, err = c:request("GET", auth and "ping/protected" or "ping", { auth = auth, timeout = timeout })
-  elseif auth then
-    res, err = c:ping_protected()
-  else
-    res, err = c:ping()
+    return request(e, "GET", auth and "ping/protected" or "ping", { auth = auth, timeout = timeout })
   end
+  local res, err
+  if auth then res, err = e.client:ping_protected() else res, err = e.client:ping() end
   return crossable(res), err
 end
 

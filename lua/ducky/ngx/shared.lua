@@ -55,12 +55,20 @@ end
 -- killed, or crashed, in the middle of an exchange: nginx starts another in
 -- its place), rather than have every caller wait for it to expire; true when
 -- it did. A process of another user (EPERM) counts as alive.
-function M.free_orphan(dict, name)
+local function free_orphan(dict, name)
   local owner = dict:get(name)
   local pid = type(owner) == "string" and tonumber(owner:match("^(%d+):"))
   if not pid or pid == C.getpid() or C.kill(pid, 0) == 0 or ffi.errno() ~= ESRCH then return false end
   M.unlock(dict, name, owner)
   return true
+end
+
+-- Takes the lock `name` for owner (dict:add's ok, err), once more when it was
+-- held by a process that is gone.
+function M.take(dict, name, owner, ttl)
+  local ok, err = dict:add(name, owner, ttl)
+  if not ok and err == "exists" and free_orphan(dict, name) then ok, err = dict:add(name, owner, ttl) end
+  return ok, err
 end
 
 -- Copies t's fields (a table, or nil) into a new table.

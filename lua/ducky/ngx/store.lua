@@ -56,20 +56,18 @@ local function drop(ctx, dict, key)
 end
 
 -- The dict's lock for key, polled until taken or `timeout` passes (one
--- whose holder died is freed at once: ducky.ngx.shared.free_orphan). A dict
+-- whose holder died is taken at once: ducky.ngx.shared.take). A dict
 -- too full to hold even the lock cannot serialize the exchange: go on
 -- without it (one exchange per worker at worst, never one per call; the
 -- token will not fit either, and that is what gets reported).
 local function lock(dict, key, owner, timeout, ttl)
   local name, waited = shared.lock_key(key), 0
   while true do
-    local ok, err = dict:add(name, owner, ttl)
+    local ok, err = shared.take(dict, name, owner, ttl)
     if ok or err == "no memory" then return true end
-    if not shared.free_orphan(dict, name) then
-      if waited >= timeout then return false end
-      sleep(POLL)
-      waited = waited + POLL
-    end
+    if waited >= timeout then return false end
+    sleep(POLL)
+    waited = waited + POLL
   end
 end
 

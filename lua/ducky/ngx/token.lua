@@ -191,10 +191,7 @@ local function check(api)
   end
   local dict, owner = api.dict, shared.owner_value()
   local lock = dict and shared.refresh_key(api.key)
-  if dict and not dict:add(lock, owner, api.timeout + 5)
-    and not (shared.free_orphan(dict, lock) and dict:add(lock, owner, api.timeout + 5)) then
-    return -- another worker is at it
-  end
+  if dict and not shared.take(dict, lock, owner, api.timeout + 5) then return end -- another worker is at it
   local t, err = admission.submit(api, "refresh", api.timeout, "refresh")
   if t then
     refreshed(api, t)
