@@ -156,17 +156,25 @@ for _, host in ipairs(R.NAMES) do
   end)
 end
 
+-- A test running a script of its own in host `name`'s Lua against the stand-in:
+-- fn(run) with run(body) -> its output and exit code; pending where that host
+-- cannot run here.
+local function script_test(name, title, fn)
+  local host, why = R.host(name)
+  ;(host and it or pending)(title .. (host and "" or " (" .. tostring(why) .. ")"), function()
+    fn(function(body) return H.run(host.script(H.standin().dir, body)) end)
+  end)
+end
+
 describe("ducky.luv: a callback that raises", function()
-  local luv, why = R.host("luv")
-  ;(luv and it or pending)("meets luv's rule for callback errors: the message, and the process ends"
-    .. (luv and "" or " (" .. tostring(why) .. ")"), function()
-    local out, code = H.run(luv.script(H.standin().dir, [[
+  script_test("luv", "meets luv's rule for callback errors: the message, and the process ends", function(run)
+    local out, code = run([[
       local uv = require("luv")
       local c = require("ducky.luv").client(OPTS)
       c:ping(function() error("the callback fails on purpose") end)
       uv.run()
       print("the loop went on")
-    ]]))
+    ]])
     assert.matches("Uncaught Error: .*the callback fails on purpose", out)
     assert.not_matches("the loop went on", out, 1, true)
     assert.not_equals(0, code)
@@ -174,13 +182,11 @@ describe("ducky.luv: a callback that raises", function()
 end)
 
 describe("ducky.luv: a waiting coroutine closed (coroutine.close, Lua 5.4)", function()
-  local luv, why = R.host("luv")
   -- found by review: the abandoned call's end resumed the dead coroutine, and
   -- "cannot resume dead coroutine" ended the process
-  ;(luv and it or pending)("is left alone when its call ends; the client goes on"
-    .. (luv and "" or " (" .. tostring(why) .. ")"), function()
+  script_test("luv", "is left alone when its call ends; the client goes on", function(run)
     H.fault{ path = "/v3/echo", delay = 0.5 }
-    local out, code = H.run(luv.script(H.standin().dir, [[
+    local out, code = run([[
       local uv = require("luv")
       if not coroutine.close then return print("no coroutine.close") end
       local c = require("ducky.luv").client(OPTS)
@@ -198,7 +204,7 @@ describe("ducky.luv: a waiting coroutine closed (coroutine.close, Lua 5.4)", fun
       uv.run()
       c:close()
       print("the loop went on")
-    ]]))
+    ]])
     assert.equals(0, code, out)
     if out:find("no coroutine.close", 1, true) then return end
     assert.matches("ping after\t200", out, 1, true)
@@ -207,13 +213,11 @@ describe("ducky.luv: a waiting coroutine closed (coroutine.close, Lua 5.4)", fun
 end)
 
 describe("ducky.cqueues: a controller nobody runs any more", function()
-  local cq_host, why = R.host("cqueues")
   -- found by review: the client's one pump stayed in the first controller, so
   -- calls made in the next never got a step and hung
-  ;(cq_host and it or pending)("calls made in the next controller still end"
-    .. (cq_host and "" or " (" .. tostring(why) .. ")"), function()
+  script_test("cqueues", "calls made in the next controller still end", function(run)
     H.fault{ path = "/v3/echo", delay = 1 }
-    local out, code = H.run(cq_host.script(H.standin().dir, [[
+    local out, code = run([[
       local cqueues = require("cqueues")
       local client = require("ducky.cqueues").client(OPTS)
       local cq = cqueues.new()
@@ -227,7 +231,7 @@ describe("ducky.cqueues: a controller nobody runs any more", function()
       end)
       print("second loop", cq2:loop(8))
       client:close()
-    ]]))
+    ]])
     assert.equals(0, code, out)
     assert.matches("ping in the next controller\t200", out, 1, true)
     assert.matches("second loop\ttrue", out, 1, true)
