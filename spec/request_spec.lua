@@ -364,6 +364,21 @@ describe("request", function()
       assert.equals(200, res.status)
     end)
 
+    -- found by review: 1.5 was taken as 1 (the client's own option raised)
+    it("retries must be a whole number from 0 to 100, as the client's; nothing is sent else", function()
+      local before = api_requests()
+      H.raises(c.request, "client:request: option 'retries' must be a whole number, not 1.5", c, "GET",
+        "/echo", { retries = 1.5 })
+      H.raises(c.request, "client:request: option 'retries' is out of range: -1", c, "GET", "/echo",
+        { retries = -1 })
+      H.raises(c.request, "client:request: option 'retries' is out of range: 101", c, "GET", "/echo",
+        { retries = 101 })
+      H.raises(c.request, "client:request: option 'retries' is out of range", c, "GET", "/echo",
+        { retries = 0 / 0 })
+      H.raises(c.start, "option 'retries' must be a whole number", c, "GET", "/echo", { retries = 0.5 })
+      assert.equals(before, api_requests())
+    end)
+
     it("auth = false sends no Authorization header and fetches no token", function()
       local res = assert(c:request("GET", "/echo", { auth = false, query = { public = "1" } }))
       assert.is_nil(res.json.headers.authorization)

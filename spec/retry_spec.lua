@@ -22,6 +22,7 @@ local assert_error = H.assert_error
 
 describe("retries", function()
   before_each(function() H.reset() end)
+  after_each(function() H.reset_clock() end)
 
   it("503 then success: attempts 2, one retry event, stats().retries", function()
     local c, events = H.client_with_log { retries = 2 }
@@ -72,6 +73,22 @@ describe("retries", function()
     assert.is_true(elapsed >= r[1].wait - 0.05, tostring(elapsed))
     assert.is_true(elapsed < r[1].wait + 0.5, tostring(elapsed))
   end)
+
+  for _, ra in ipairs { "1.5", "-5", "soon", "5s", "1, 100" } do
+    it("an unreadable Retry-After (" .. ra .. ") is the usual back-off, and no err.retry_after", function()
+      local c, events = H.client_with_log { retries = 1 }
+      H.fault { path = PING, status = 503, headers = { ["Retry-After"] = ra } }
+      local res = assert(c:ping())
+      assert.equals(2, res.attempts)
+      local r = retry_events(events)
+      assert.equals(1, #r)
+      assert.is_true(r[1].wait >= 0 and r[1].wait <= 0.5, tostring(r[1].wait))
+      H.fault { path = PING, status = 503, headers = { ["Retry-After"] = ra } }
+      local res2, err = c:request("GET", "/ping", { auth = false, retries = 0 })
+      assert_error(res2, err, "http")
+      assert.is_nil(err.retry_after)
+    end)
+  end
 
   it("an HTTP date in the past means retry now", function()
     local c, events = H.client_with_log { retries = 1 }
@@ -219,6 +236,119 @@ describe("retries", function()
     assert.equals(1, #retry_events(events))
   end)
 
+  -- found by review: the replay counted against retries, so with retries = 1 a
+  -- 503 to the replayed request ended the call
+  it("a 401 replay spends none of the retries", function()
+    local c, events, o = H.client_with_log { retries = 1 }
+    assert(c:ping_protected())
+    H.fault { path = ECHO, client_id = o.client_id, status = 401 }
+    H.fault { path = ECHO, client_id = o.client_id, status = 503, headers = { ["Retry-After"] = "0" } }
+    local res, err = c:request("GET", "/echo")
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.equals(3, res.attempts)
+    assert.equals(3, requests(ECHO))
+    assert.equals(2, H.exchanges(o.client_id))
+    local r = retry_events(events)
+    assert.equals(1, #r)
+    assert.equals(3, r[1].attempt)
+    assert.equals(1, c:stats().retries)
+    assert.equals(1, c:stats().replays_401)
+    -- retries = 0: the replay still goes, and its 503 ends the call
+    H.fault { path = ECHO, client_id = o.client_id, status = 401 }
+    H.fault { path = ECHO, client_id = o.client_id, status = 503, headers = { ["Retry-After"] = "0" } }
+    local res2, err2 = c:request("GET", "/echo", { retries = 0 })
+    assert_error(res2, err2, "http")
+    assert.equals(503, err2.status)
+    assert.equals(2, err2.attempts)
+    assert.equals(2, c:stats().replays_401)
+    assert.equals(1, c:stats().retries)
+  end)
+
+  -- found by review: a timeout ducky's own deadline found (between attempts, or
+  -- while waiting for another client's exchange) said retryable = false
+  it("a timeout found between attempts is retryable like libcurl's", function()
+    local c, events = H.client_with_log { retries = 2, timeout = 2 }
+    H.fault { path = PING, status = 503, times = 3, headers = { ["Retry-After"] = "1" } }
+    local op = c:start("GET", "/ping", { auth = false })
+    H.wait_until(function() c:step(0.05); return #retry_events(events) == 1 end, 5, "the first retry")
+    socket.sleep(2.1) -- nobody steps: the retry's time comes after the deadline
+    while not op:done() do c:step(0.05) end
+    local res, err = op:result()
+    assert_error(res, err, "timeout")
+    assert.matches("before attempt 2", err.message)
+    assert.equals(1, err.attempts)
+    assert.is_true(err.retryable)
+  end)
+
+  it("a timeout waiting for another client's token exchange is retryable", function()
+    local o = H.opts { timeout = 5 }
+    H.fault { path = "/oauth/token", client_id = o.client_id, delay = 1 }
+    local a = ducky.client(o)
+    local lead = a:start_token()
+    H.wait_until(function() a:step(0.02); return H.requests_to("/oauth/token") >= 1 end, 5, "a's exchange")
+    o.timeout = 0.3
+    local b = ducky.client(o)
+    local res, err = b:ping_protected()
+    assert_error(res, err, "timeout")
+    assert.matches("waiting for a token exchange", err.message)
+    assert.is_true(err.retryable)
+    while not lead:done() do a:step(0.05) end
+    assert(lead:result())
+    assert(b:ping_protected())
+    assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  -- found by review (fault matrix row "token slow", seen under ASan): the
+  -- exchange's deadline was the client's timeout from a few microseconds after
+  -- the call's, so a host woken at the call's deadline failed it with "timed
+  -- out waiting for a token exchange" and no attempts, before libcurl's timer
+  -- ended the exchange with the real error
+  it("a call leading an exchange with the client's timeout gets the exchange's timeout", function()
+    local o = H.opts { timeout = 0.5 }
+    H.fault { path = "/oauth/token", client_id = o.client_id, delay = 1 }
+    local c = ducky.client(o)
+    local op = c:start("GET", "/ping/protected")
+    H.wait_until(function() c:step(0.02); return H.requests_to("/oauth/token") >= 1 end, 5, "the exchange")
+    -- ducky's clock past the call's deadline, libcurl's timer not yet due: the
+    -- host wakes the engine in between
+    H.shift_clock(0.45)
+    c:step(0)
+    H.reset_clock()
+    while not op:done() do c:step(0.05) end
+    local res, err = op:result()
+    assert_error(res, err, "timeout")
+    assert.is_nil(err.message:find("waiting for a token exchange", 1, true), err.message)
+    assert.matches("oauth/token", err.message)
+    assert.equals(1, err.attempts)
+    assert.is_true(err.retryable)
+  end)
+
+  -- the stand-in reads half the body, then closes while the client still sends
+  for _, t in ipairs { { "PUT", true }, { "DELETE", true }, { "POST", false }, { "PATCH", false } } do
+    local method, again = t[1], t[2]
+    local outcome = again and "retried, its body sent whole" or "not sent again"
+    it(("%s dropped mid-upload is %s"):format(method, outcome), function()
+      local c, events = H.client_with_log { retries = 2 }
+      local body = ("0123456789abcdef"):rep(64 * 1024) -- 1 MiB
+      H.fault { path = ECHO, drop = "mid_upload" }
+      local res, err = c:request(method, "/echo", { auth = false, query = { public = "1" }, body = body })
+      if again then
+        assert.is_nil(err, err and tostring(err))
+        assert.equals(2, res.attempts)
+        assert.equals(#body, #res.json.body)
+        assert.equals(1, #retry_events(events))
+        assert.equals(2, requests(ECHO))
+      else
+        assert_error(res, err, "network")
+        assert.equals(1, err.attempts)
+        assert.is_true(err.retryable) -- may succeed again: whether to resend is the caller's call
+        assert.equals(0, #retry_events(events))
+        assert.equals(1, requests(ECHO))
+      end
+    end)
+  end
+
   it("a dropped connection on GET is retried", function()
     local c, events = H.client_with_log { retries = 2 }
     H.fault { path = PING, drop = "before_headers" }
@@ -277,6 +407,20 @@ describe("retries", function()
     local res = assert(c:ping_protected())
     assert.equals(3, res.attempts)
     assert.equals(1, H.exchanges(o.client_id))
+  end)
+
+  it("a log function that yields is ignored as one that raises", function()
+    local n = 0
+    local c = ducky.client(H.opts { retries = 2, log = function(ev) n = n + 1; coroutine.yield(ev) end })
+    H.fault { path = PING, status = 503, times = 2, headers = { ["Retry-After"] = "0" } }
+    local co = coroutine.create(function() return c:ping() end)
+    local ok, res, err = coroutine.resume(co)
+    assert.is_true(ok, tostring(res))
+    assert.equals("dead", coroutine.status(co))
+    assert.is_nil(err, err and tostring(err))
+    assert.equals(200, res.status)
+    assert.equals(3, res.attempts)
+    assert.equals(2, n)
   end)
 
   it("an error raised by log is ignored", function()

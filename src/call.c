@@ -118,7 +118,7 @@ static const cl_opt call_options[] = {
     O("body", CL_T(LUA_TSTRING) | CL_KEEP, 0, 0, body),
     O("headers", CL_T(LUA_TTABLE), 0, 0, headers),
     O("timeout", CL_T(LUA_TNUMBER), 0.001, 1e6, timeout),
-    O("retries", CL_T(LUA_TNUMBER), 0, 100, retries),
+    O("retries", CL_T(LUA_TNUMBER) | CL_INT, 0, 100, retries),
     O("auth", CL_T(LUA_TBOOLEAN), 0, 0, auth),
     {NULL, 0, NULL, 0, 0, 0},
 };

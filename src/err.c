@@ -50,6 +50,8 @@ int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
 	free(err->message);
 	err->message = NULL;
 	err->kind = kind;
+	if (kind == DUCKY_E_TIMEOUT) /* what err.retryable means (http.h, ducky_retryable) */
+		err->retryable = 1;
 	va_start(ap, fmt);
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);

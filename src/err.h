@@ -41,7 +41,8 @@ const char *ducky_kind_name(ducky_kind kind);
 ducky_kind ducky_kind_of(const char *s);
 void ducky_err_init(ducky_err *err);
 void ducky_err_clear(ducky_err *err);
-/* Sets kind and a printf-formatted message; returns -1 for `return ducky_fail(...)`. */
+/* Sets kind and a printf-formatted message (and retryable for a timeout, which
+ * may succeed if made again); returns -1 for `return ducky_fail(...)`. */
 int ducky_fail(ducky_err *err, ducky_kind kind, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -27,9 +27,12 @@ void fetch_start(ducky_engine *e, const ducky_op *op)
 		return;
 	f->lead_op = op->serial;
 	/* the exchange serves every waiter: at least the client's timeout, even
-	 * when the call that leads it has less (that call fails alone at its own) */
+	 * when the call that leads it has less (that call fails alone at its own).
+	 * A call started a moment ago with the client's timeout keeps its own
+	 * deadline: the exchange then ends with it, and the call gets the
+	 * exchange's error, not a race of two timers a few microseconds apart. */
 	double own = ducky_now() + e->conf.timeout;
-	f->deadline = op->deadline > own ? op->deadline : own;
+	f->deadline = op->deadline > own - 0.05 ? op->deadline : own;
 	f->locked = 0;
 	f->tries = 0;
 	f->lock_pause = 0.002;

@@ -390,7 +390,7 @@ static double jitter(ducky_http *h, int attempt)
 int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int attempt,
                        ducky_retry_event *ev, ducky_err *err)
 {
-	int retry;
+	int retry, nth = attempt - req->replays; /* this attempt is retry nth - 1 */
 	double wait = -1;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->ans.status);
@@ -406,9 +406,9 @@ int ducky_http_outcome(ducky_http *h, const ducky_req *req, CURLcode rc, int att
 	}
 	if (retry && wait > req->max_retry_after) {
 		retry = 0; /* the server asks for longer than we wait */
-	} else if (retry && attempt <= req->retries) {
+	} else if (retry && nth <= req->retries) {
 		if (wait < 0)
-			wait = jitter(h, attempt);
+			wait = jitter(h, nth);
 		if (ducky_now() + wait < req->deadline) {
 			ev->attempt = attempt + 1;
 			ev->wait = wait;

@@ -64,6 +64,7 @@ typedef struct ducky_req {
 	double deadline;        /* ducky_now() seconds */
 	double connect_timeout; /* seconds */
 	int retries;
+	int replays; /* attempts made again that were no retry (a 401 replayed): outside retries */
 	double max_retry_after;
 } ducky_req;
 

@@ -300,6 +300,7 @@ static int replay_401(ducky_op *op)
 	if (ducky_engine_drop_token(e, op->bearer->token, op->deadline) < 0)
 		return 0;
 	op->res.replayed = 1;
+	op->x.req.replays++; /* the replay spends none of the retries */
 	e->conf.st->replays_401++;
 	eng_emit(e, &(ducky_event){.event = "replay_401"});
 	drop_attempt(op);

@@ -51,7 +51,11 @@ body, content_type, delay, body_delay, drop, huge, gzip, chunked, http10}
     connection closed after the body; wins over `chunked`), `chunked`
     (Transfer-Encoding: chunked, 3 chunks), `body_delay` (headers + first half
     of the body, sleep, rest), `drop`: "before_headers" (close without any
-    answer; the route does not run) or "mid_body" (headers with the full
+    answer; the route does not run), "mid_upload" (read the request's
+    headers and half of its Content-Length body, count the request, then
+    close while the client is still sending: the route does not run; on API
+    paths a client_id filter matches the bearer token's owner, on
+    /oauth/token only faults without one match) or "mid_body" (headers with the full
     framing and the first half of the body, then close).
   * `headers` values may be strings or lists of strings (repeated header).
 Every answer carries x-request-id: req-<counter> unless the route/fault sets one.
@@ -300,6 +304,21 @@ class State:
             self.id_counter += 1
             return "req-%d" % self.id_counter
 
+    def take_upload_fault(self, path, client_id):
+        """The first queued fault for path that client_id matches, taken only
+        when it is a drop="mid_upload" one (it acts before the body is read)."""
+        with self.lock:
+            queue = self.faults.get(path) or []
+            for i, f in enumerate(queue):
+                if f.get("client_id") is None or f["client_id"] == client_id:
+                    if f.get("drop") != "mid_upload":
+                        return None
+                    f["_left"] -= 1
+                    if f["_left"] <= 0:
+                        del queue[i]
+                    return f
+        return None
+
     def take_fault(self, path, client_id):
         with self.lock:
             queue = self.faults.get(path) or []
@@ -443,8 +462,8 @@ def validate_fault(f):
     st = f.get("status")
     if st is not None and (not isinstance(st, int) or isinstance(st, bool) or not 100 <= st <= 999):
         return "status must be an integer 100..999"
-    if f.get("drop") not in (None, "before_headers", "mid_body"):
-        return 'drop must be "before_headers" or "mid_body"'
+    if f.get("drop") not in (None, "before_headers", "mid_upload", "mid_body"):
+        return 'drop must be "before_headers", "mid_upload" or "mid_body"'
     for k in ("delay", "body_delay"):
         v = f.get(k)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
@@ -579,6 +598,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise BadRequest("truncated body")
         return data
 
+    def drop_mid_upload(self, path):
+        """A drop="mid_upload" fault for this request: half its body read, the
+        request counted, the connection closed. -> True when it applied."""
+        st = self.server.state
+        owner = None
+        if path != "/oauth/token":
+            bearer = bearer_token(self.headers.get("Authorization"))
+            owner = st.token_owner(bearer) if bearer else None
+        fault = st.take_upload_fault(path, owner)
+        if not fault:
+            return False
+        log("fault", path, fault)
+        with st.lock:
+            st.requests += 1
+            st.requests_by_path[path] = st.requests_by_path.get(path, 0) + 1
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = 0
+        if n > 1:
+            self.rfile.read(n // 2)
+        self.abort()
+        return True
+
     def send(self, resp, fault=None):
         st = self.server.state
         fault = fault or {}
@@ -653,6 +696,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, query = url.path, url.query
         args = parse_qs(query, keep_blank_values=True)
+        if not path.startswith("/_control/") and self.drop_mid_upload(path):
+            return
         try:
             body = self.read_body()
         except BadRequest as e:
