@@ -23,7 +23,9 @@ status=$(git status --porcelain --untracked-files=no) || fail "git status failed
 mkdir -p "$dir"
 tmp=$dir/$name.tar.tmp
 trap 'rm -f "$tmp" "$tmp.gz"' EXIT
-git archive --format=tar --prefix="$name/" HEAD >"$tmp" || fail "git archive failed"
+# tar.umask 0022: git's default (0002) makes every entry group-writable, and tar run as
+# root (a packager's build) keeps the modes it finds
+git -c tar.umask=0022 archive --format=tar --prefix="$name/" HEAD >"$tmp" || fail "git archive failed"
 gzip -9n <"$tmp" >"$tmp.gz"
 # a real release: it holds this version's VERSION file
 [ "$(tar -xzOf "$tmp.gz" "$name/VERSION" 2>/dev/null)" = "$version" ] ||
