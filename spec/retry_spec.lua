@@ -349,6 +349,39 @@ describe("retries", function()
     end)
   end
 
+  it("an attempt after a wait gets only the time left: a slow one ends at the timeout", function()
+    local c, events = H.client_with_log { retries = 3, timeout = 1.5 }
+    H.fault { path = PING, status = 503, headers = { ["Retry-After"] = "1" } }
+    H.fault { path = PING, delay = 2 }
+    local t0 = socket.gettime()
+    local res, err = c:ping()
+    local elapsed = socket.gettime() - t0
+    assert_error(res, err, "timeout")
+    assert.is_true(elapsed >= 1.45 and elapsed < 1.7, tostring(elapsed))
+    assert.equals(2, err.attempts)
+    assert.is_true(err.retryable)
+    assert.equals(1, #retry_events(events))
+  end)
+
+  it("a call's events come in order, each with the contract's fields", function()
+    local c, events, o = H.client_with_log { retries = 2 }
+    H.fault { path = ECHO, client_id = o.client_id, status = 503, headers = { ["Retry-After"] = "0" } }
+    H.fault { path = ECHO, client_id = o.client_id, status = 401 }
+    local res = assert(c:request("GET", "/echo"))
+    assert.equals(3, res.attempts)
+    local names = {}
+    for i, ev in ipairs(events) do names[i] = ev.event end
+    assert.same({ "token", "retry", "replay_401", "token" }, names)
+    for _, i in ipairs { 1, 4 } do
+      assert.equals("exchange", events[i].source)
+      assert.is_true(events[i].seconds_left > 0)
+      assert.matches("^%x+$", events[i].fingerprint)
+    end
+    assert.are_not.equal(events[1].fingerprint, events[4].fingerprint)
+    assert.same({ event = "retry", attempt = 2, reason = "503", wait = 0 }, events[2])
+    assert.same({ event = "replay_401" }, events[3])
+  end)
+
   it("a dropped connection on GET is retried", function()
     local c, events = H.client_with_log { retries = 2 }
     H.fault { path = PING, drop = "before_headers" }
