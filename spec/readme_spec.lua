@@ -149,6 +149,15 @@ describe("README.md", function()
     assert.equals("", table.concat(bad, "\n"))
   end)
 
+  -- the short list Install gives "to build and run" lacked lua5.4: nothing ran after it
+  it("Install's packages to build and run are tools/deps.sh's, the interpreter among them", function()
+    local listed = README:match("with the packages `make demo` installs %(or, to build and run only,"
+      .. "%s*`apt%-get install ([^`]+)`")
+    assert.is_string(listed, "Install's package list not found")
+    local deps = assert(H.read_file("tools/deps.sh")):match('\nPKGS="([^"$]+)"\n')
+    assert.equals(deps, (listed:gsub("%s+", " ")))
+  end)
+
   it("shows the assert idiom that keeps the message on Lua 5.1 and 5.2 too", function()
     local idiom = "local res, err = client:ping_protected()\nassert(res, tostring(err))"
     assert.is_truthy(README:find(idiom, 1, true), "the idiom is not in README.md")
