@@ -177,6 +177,29 @@ describe("response", function()
       end)
     end
 
+    -- found by review: a description over 300 bytes was cut inside a UTF-8
+    -- character, so the one line ended in half of one
+    it("a long description is cut between UTF-8 characters, for the API and the token endpoint", function()
+      local e2 = "\195\169" -- é
+      fault{ path = "/v3/echo", status = 503, body = { error_description = "x" .. e2:rep(200) } }
+      local _, err = c:request("GET", "/echo", { retries = 0 })
+      check_error(err, "http")
+      local d = err.message:match(": x([\195\169]*)$")
+      assert.truthy(d, err.message)
+      assert.equals(0, #d % 2)
+      assert.equals(298, #d)
+      local o = H.opts()
+      H.fault{ path = "/oauth/token", client_id = o.client_id, status = 400,
+        body = { error = "x" .. e2:rep(80), error_description = "y" .. e2:rep(200) } }
+      local _, terr = ducky.client(o):ping_protected()
+      check_error(terr, "auth")
+      local code, desc = terr.message:match(" x([\195\169]*): y([\195\169]*)$")
+      assert.truthy(code, terr.message)
+      assert.equals(98, #code)
+      assert.equals(298, #desc)
+      assert.equals("x" .. e2:rep(80), terr.code)
+    end)
+
     it("an unknown route is a 404 carrying the server's JSON", function()
       local res, err = c:request("GET", "/no/such/route")
       assert.is_nil(res)

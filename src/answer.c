@@ -51,17 +51,20 @@ void cl_answer_error(lua_State *L, client *c, const ducky_answer *a, const answe
 	desc = err->description;
 	if (token)
 		ducky_fail(err, s == 400 || s == 401 || s == 403 ? DUCKY_E_AUTH : DUCKY_E_HTTP,
-		           "token endpoint answered %ld%s%.100s%s%.300s", s, code ? " " : "",
-		           code ? code : "", desc ? ": " : "", desc ? desc : "");
+		           "token endpoint answered %ld%s%.*s%s%.*s", s, code ? " " : "",
+		           ducky_utf8_fit(code ? code : "", 100), code ? code : "",
+		           desc ? ": " : "", ducky_utf8_fit(desc ? desc : "", 300),
+		           desc ? desc : "");
 	else
 		ducky_fail(err,
 		           bad_json   ? DUCKY_E_DECODE
 		           : s == 401 ? DUCKY_E_AUTH
 		                      : DUCKY_E_HTTP,
-		           "%s %.300s answered %ld%s%s%s%.300s", of->method, of->url, s,
+		           "%s %.300s answered %ld%s%s%s%.*s", of->method, of->url, s,
 		           bad_json ? " with invalid JSON" : "",
 		           s == 401 && of->replayed ? " twice, with a fresh token" : "",
-		           desc ? ": " : "", desc ? desc : "");
+		           desc ? ": " : "", ducky_utf8_fit(desc ? desc : "", 300),
+		           desc ? desc : "");
 }
 
 /* Sets status, headers, body, json (when decodable) on the table on top. 1 if JSON failed. */

@@ -522,8 +522,9 @@ int ducky_token_validate(const char *token, size_t len, const char *type, double
 			                  i);
 	if (!type || strcasecmp(type, "bearer") != 0)
 		return ducky_fail(err, DUCKY_E_DECODE,
-		                  "token answer's token_type is %s%.40s%s, not Bearer",
-		                  type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
+		                  "token answer's token_type is %s%.*s%s, not Bearer",
+		                  type ? "\"" : "", ducky_utf8_fit(type ? type : "missing", 40),
+		                  type ? type : "missing", type ? "\"" : "");
 	if (!(expires_in > 0) || !isfinite(expires_in))
 		return ducky_fail(err, DUCKY_E_DECODE,
 		                  "token answer's expires_in is not a positive number");

@@ -100,6 +100,18 @@ int ducky_buf_add_printable(ducky_buf *b, const char *s, size_t len)
 	return 0;
 }
 
+int ducky_utf8_fit(const char *s, int max)
+{
+	size_t n = strnlen(s, (size_t)max), i = n;
+	/* s[n] continues a sequence: back to its lead byte (at most 3 steps; past
+	 * that it is no UTF-8, and any cut is as good) */
+	while (i > 0 && n - i < 3 && ((unsigned char)s[i] & 0xc0) == 0x80)
+		i--;
+	return (int)(((unsigned char)s[n] & 0xc0) == 0x80 && ((unsigned char)s[i] & 0xc0) == 0xc0
+	                 ? i
+	                 : n);
+}
+
 void ducky_hex(const unsigned char *p, size_t n, char *out)
 {
 	for (size_t i = 0; i < n; i++) {

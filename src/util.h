@@ -20,6 +20,9 @@ int ducky_buf_add_escaped(ducky_buf *b, const char *s, size_t len);
 int ducky_buf_add_json(ducky_buf *b, const char *s, size_t len);
 /* Appends s with each byte below 0x20 and 0x7f written as \xNN: one printable line. */
 int ducky_buf_add_printable(ducky_buf *b, const char *s, size_t len);
+/* How many bytes of s (NUL-terminated) "%.*s" may show, at most max, without
+ * cutting a UTF-8 sequence in two: a server's text quoted in a message. */
+int ducky_utf8_fit(const char *s, int max);
 /* Writes n bytes as 2n lower-case hex digits and a NUL to out. */
 void ducky_hex(const unsigned char *p, size_t n, char *out);
 
