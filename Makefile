@@ -225,7 +225,7 @@ _soak: all
 	bench/soak.sh
 
 _demo: all host-builds
-	tools/demo.sh $(BUILD)
+	tools/demo.sh $(BUILD) $(LUA)
 
 # The stand-in in the foreground, with the `export` lines for your own scripts and the CLI.
 standin: all
@@ -234,7 +234,7 @@ standin: all
 # The examples under valgrind: any definite or indirect leak or error fails.
 _valgrind: all
 	DUCKY_RUNNER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD)
+		--show-leak-kinds=definite,indirect --error-exitcode=99" tools/demo.sh $(BUILD) $(LUA)
 
 # The installed command: no checkout launcher, but #! the Lua it is built for, and
 # the module and its Lua files where this install puts them, whatever PREFIX.

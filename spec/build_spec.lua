@@ -248,6 +248,19 @@ describe("the build", function()
     end)
   end)
 
+  describe("make demo", function()
+    -- LUA= is the Lua to build and run for: the demo ran lua5.4 on build-luajit's module
+    -- ("undefined symbol: lua_tonumber"). _demo: make demo without tools/deps.sh's apt-get.
+    local run_it = (plain and have("luajit")) and it or pending
+    run_it("LUA=luajit runs the examples and the command on LuaJIT", function()
+      local out, code = sh("make -s _demo LUA=luajit 2>&1")
+      assert.equals(0, code, out)
+      assert.matches("\n== luajit examples/ping%.lua\n", out)
+      assert.is_nil(out:find("lua5.4 examples", 1, true), out)
+      assert.matches('"ready": true\n}\n== make standin', out)
+    end)
+  end)
+
   -- make dist needs git; a packager's `make check` may run where there is none
   local git_describe = have("git") and describe or pending
   git_describe("make dist", function()
