@@ -326,6 +326,20 @@ describe("private_key_jwt", function()
       config_error(o)
     end)
 
+    -- found by review: ducky.client raised "out of memory" (the key was read with
+    -- no issuer to put in the assertion), and so did `ducky ping`
+    it("a key and no client_id: ping works, ping_protected is config 'no credentials: set client_id'", function()
+      for _, key in ipairs { "file", "text" } do
+        local o = H.jwt_opts("rsa", { client_id = H.NIL })
+        if key == "text" then o.private_key, o.private_key_file = H.read_file(o.private_key_file), nil end
+        local c = ducky.client(o)
+        assert.equals(200, ok_call(c:ping()).status)
+        local err = config_error(o)
+        assert.matches("^no credentials: set client_id %(or DUCKY_CLIENT_ID%)$", err.message)
+        c:close()
+      end
+    end)
+
     it("an unknown signing_alg is a programmer error: ducky.client raises", function()
       for _, alg in ipairs { "HS256", "none", "ES512" } do
         H.raises(function() ducky.client(H.jwt_opts("rsa", { signing_alg = alg })) end, ("ducky.client: "

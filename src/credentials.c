@@ -91,9 +91,12 @@ static int load_key(ducky_creds *c, const ducky_creds_conf *conf)
 	else
 		bad = !(origin = ducky_url_origin(conf->token_url)) ||
 		      ducky_buf_adds(&aud, origin) || ducky_buf_adds(&aud, "/");
+	/* without a client id the key is still read and checked (ping needs
+	 * neither; calls that need a token give "no credentials") */
 	if (!bad && ducky_jwt_init(&c->jwt, file ? pem.data : conf->private_key,
 	                           file ? pem.len : conf->private_key_len, file, conf->signing_alg,
-	                           conf->key_id, conf->client_id, aud.data, &c->problem) == 0)
+	                           conf->key_id, conf->client_id ? conf->client_id : "", aud.data,
+	                           &c->problem) == 0)
 		c->complete = conf->client_id != NULL;
 	bad = bad || c->problem.kind == DUCKY_E_LIMIT;
 	free(origin);
@@ -313,7 +316,7 @@ static int build(ducky_creds *c, const ducky_creds_conf *conf)
 		check_client_key(c, conf);
 	if (!c->complete && c->problem.kind == DUCKY_OK)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "no credentials: set client_id%s",
-		           conf->auth == DUCKY_AUTH_MTLS
+		           conf->auth >= DUCKY_AUTH_JWT /* the key or certificate is there */
 		               ? " (or DUCKY_CLIENT_ID)"
 		               : " and client_secret (or DUCKY_CLIENT_ID and DUCKY_CLIENT_SECRET)");
 	return bad || make_key(c, conf);
