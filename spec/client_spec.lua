@@ -144,14 +144,19 @@ describe("ducky.client options", function()
     for _, name in ipairs { "token_url", "base_url" } do
       local what = name == "token_url" and "the client credentials" or "the bearer token"
       for _, url in ipairs { "http://auth.example.com/oauth/token", "http://10.0.0.5:8080/v3",
-                             "HTTP://api.ducky.eco/v3", "http://[2001:db8::1]/v3" } do
+                             "HTTP://api.ducky.eco/v3", "http://[2001:db8::1]/v3",
+                             -- found by review: names that begin like a loopback address
+                             -- passed as one ("127." was all that was checked)
+                             "http://127.attacker.example/oauth/token", "http://127.0.0.1.nip.io/v3",
+                             "http://127.0.0.1%2eexample.com/v3" } do
         H.raises(new, ("ducky.client: %s is plain http to another machine: %s would cross the"
           .. " network unencrypted (use https; insecure = true allows it)"):format(name, what),
           { [name] = url })
         assert(new { [name] = url, insecure = true }):close()
       end
       for _, url in ipairs { "http://localhost:8080/v3", "http://127.0.0.1/v3", "http://127.1.2.3:9/v3",
-                             "http://[::1]:8080/v3", "https://auth.example.com/oauth/token" } do
+                             "http://[::1]:8080/v3", "https://auth.example.com/oauth/token",
+                             "http://LOCALHOST/v3", "http://127.1/v3", "http://[0:0:0:0:0:0:0:1]/v3" } do
         assert(new { [name] = url }):close()
       end
     end

@@ -1,10 +1,12 @@
 /* URLs on libcurl's parser (see url.h). */
 #include "url.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -39,6 +41,18 @@ int ducky_url_check(const char *url)
 	return ok;
 }
 
+/* localhost, or an address of this machine's loopback (127/8, ::1). libcurl
+ * writes IPv4 addresses in dotted form (127.1 and 2130706433 as 127.0.0.1),
+ * IPv6 ones in brackets and shortest; a name such as 127.example.com is no
+ * address, and may be anywhere. */
+static int loopback(const char *host)
+{
+	unsigned char a[4];
+	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return 1;
+	return inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
+}
+
 int ducky_url_cleartext(const char *url)
 {
 	CURLU *u = parse(url);
@@ -46,8 +60,7 @@ int ducky_url_cleartext(const char *url)
 	int remote = 0;
 	if (u && strncasecmp(url, "http://", 7) == 0 &&
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host)
-		remote = strcasecmp(host, "localhost") != 0 && strcmp(host, "[::1]") != 0 &&
-		         strncmp(host, "127.", 4) != 0;
+		remote = !loopback(host);
 	curl_free(host);
 	curl_url_cleanup(u);
 	return remote;

@@ -9,7 +9,7 @@
 
 /* 1: an absolute http(s) URL with a host. */
 int ducky_url_check(const char *url);
-/* 1: plain http to a host other than this machine (not localhost, 127.x or
+/* 1: plain http to a host other than this machine (not localhost, 127/8 or
  * [::1]): what is sent there crosses the network unencrypted. */
 int ducky_url_cleartext(const char *url);
 /* 1: same scheme, host and port. */
