@@ -215,6 +215,23 @@ print("stdin left: " .. tostring(io.read("*l")))
       c:close()
     end)
 
+    -- found by review: the cache key covered client_cert's path, not the
+    -- certificate; a client made after the file was renewed in place got the
+    -- token bound to the old certificate, and its first call was a 401 and a
+    -- replay (two processes at one relative path would take turns at that)
+    it("a certificate renewed at the same path is another credential: its own token, no 401", function()
+      local o = H.mtls_opts(nil, { bound = true })
+      local old = ducky.client(o)
+      ok_call(old:ping_protected())
+      H.mtls_client(o.client_id, { bound = true }) -- a new certificate and key, same files
+      local renewed = ducky.client(o)
+      local res = ok_call(renewed:ping_protected())
+      assert.equals(1, res.attempts)
+      assert.equals(2, H.exchanges(o.client_id))
+      assert.are_not.equals(old:token(), renewed:token())
+      old:close(); renewed:close()
+    end)
+
     it("with a client secret for the token as well", function()
       local o = H.mtls_opts { token_auth = "json" }
       o.client_secret = H.secret(o.client_id)

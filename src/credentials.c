@@ -191,7 +191,7 @@ static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 	else if (ducky_read_private(cert_file, MAX_KEY, &pem, 2, &problem))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s",
 		           ducky_path_shown(cert_file, problem), problem);
-	else if (!(cert = parse_cert(&pem)))
+	else if (!(cert = parse_cert(&pem)) || !X509_digest(cert, EVP_sha256(), c->cert_hash, NULL))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s holds no PEM certificate",
 		           cert_file);
 	else if ((key = client_key(c, conf, &pem)) && X509_check_private_key(cert, key) != 1)
@@ -274,7 +274,9 @@ static int build_masks(ducky_creds *c, const ducky_creds_conf *conf)
 /* The cache key: a SHA-256 over the token URL, token_auth and everything the
  * request says about the credential (its body and its Authorization line),
  * the public key of private_key_jwt (never the private one) and its alg and
- * audience, the certificate of tls_client_auth. */
+ * audience, the client certificate presented (itself, not its path: a file
+ * renewed in place, or another at the same relative path, is another
+ * certificate, and a token may be bound to it, RFC 8705 §3). */
 static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -282,7 +284,6 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	const char *auth = ducky_auth_names[conf->auth];
 	const ducky_buf *body = conf->auth == DUCKY_AUTH_JWT ? &c->form : &c->body;
-	const char *cert = conf->client_cert ? conf->client_cert : "";
 	const char *aud = c->jwt.aud ? c->jwt.aud : "";
 	const char *kid_part = c->jwt.header_b64 ? c->jwt.header_b64 : ""; /* alg and kid */
 	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
@@ -294,7 +295,7 @@ static int make_key(ducky_creds *c, const ducky_creds_conf *conf)
 	         EVP_DigestUpdate(ctx, &c->jwt.alg, sizeof c->jwt.alg) &&
 	         EVP_DigestUpdate(ctx, kid_part, strlen(kid_part) + 1) &&
 	         EVP_DigestUpdate(ctx, aud, strlen(aud) + 1) &&
-	         EVP_DigestUpdate(ctx, cert, strlen(cert) + 1) &&
+	         EVP_DigestUpdate(ctx, c->cert_hash, sizeof c->cert_hash) &&
 	         EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
 	EVP_MD_CTX_free(ctx);
 	if (ok)

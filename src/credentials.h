@@ -66,6 +66,7 @@ typedef struct ducky_creds {
 	ducky_buf body;               /* the token request's body: holds the secret */
 	struct curl_slist *headers;   /* its headers: Basic holds the secret */
 	char key[65];                 /* the cache key: hex SHA-256 of what identifies the token */
+	unsigned char cert_hash[32];  /* SHA-256 of client_cert's certificate (DER), once read */
 	ducky_buf masks[DUCKY_MASKS]; /* every form of the secret ducky sent */
 	ducky_jwt jwt;                /* private_key_jwt, once its key is read */
 } ducky_creds;
