@@ -282,6 +282,43 @@ describe("private_key_jwt", function()
         end
       end)
 
+      it("an Ed25519 key and an EC P-384 key are refused for every alg, naming the file", function()
+        for _, k in ipairs { { "ed", "ED25519" }, { "p384", "EC", "ec_paramgen_curve:P-384" } } do
+          local path = new_key(k[1], k[2], k[3])
+          for _, alg in ipairs { "RS256", "RS384", "PS256", "ES256" } do
+            local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
+            assert.equals(("the key in %s is not an %s key"):format(path, alg == "ES256" and "EC P-256" or "RSA"),
+              err.message:match("^(.-):"))
+          end
+        end
+      end)
+
+      -- found by review: it said "holds no PEM private key (unencrypted)"
+      it("an encrypted key: config, naming the file and saying so, no prompt", function()
+        local path = dir .. "/enc.pem"
+        local out, code = H.run(("%sopenssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 "
+          .. "-pass pass:pw -out '%s' && chmod 600 '%s'"):format(H.CLEAN_ENV, path, path))
+        assert.equals(0, code, out)
+        local err = config_error(H.jwt_opts("ec", { private_key_file = path, signing_alg = "ES256" }))
+        assert.equals(("%s holds an encrypted key: ducky signs with an unencrypted one only "
+          .. "(openssl pkey -in KEY -out NEW)"):format(path), err.message)
+      end)
+
+      it("a certificate or a public key in place of the key: config 'holds no PEM private key'", function()
+        local path, pub = new_key("rsa", "RSA", "rsa_keygen_bits:2048")
+        local cert = dir .. "/cert.pem"
+        local out, code = H.run(("%sopenssl req -x509 -key '%s' -subj /CN=x -days 1 -out '%s' && chmod 600 '%s'")
+          :format(H.CLEAN_ENV, path, cert, cert))
+        assert.equals(0, code, out)
+        local pub_file = dir .. "/pub.pem"
+        H.write_file(pub_file, pub)
+        assert(os.execute("chmod 600 '" .. pub_file .. "'"))
+        for _, f in ipairs { cert, pub_file } do
+          local err = config_error(H.jwt_opts("rsa", { private_key_file = f }))
+          assert.equals(f .. " holds no PEM private key", err.message)
+        end
+      end)
+
       it("an RSA key of 2048 bits is accepted", function()
         local path, pub = new_key("rsa2048", "RSA", "rsa_keygen_bits:2048")
         local o = H.jwt_opts("rsa", { private_key_file = path })

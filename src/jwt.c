@@ -88,10 +88,12 @@ static int make_header(ducky_jwt *j, const char *kid)
 	return bad;
 }
 
-/* An encrypted key is not one ducky can use: no prompt for a password. */
+/* An encrypted key is not one ducky can use: no prompt for a password; notes
+ * that one was asked for. */
 static int no_password(char *buf, int size, int rwflag, void *u)
 {
-	(void)buf, (void)size, (void)rwflag, (void)u;
+	(void)buf, (void)size, (void)rwflag;
+	*(int *)u = 1;
 	return 0;
 }
 
@@ -180,14 +182,17 @@ int ducky_jwt_init(ducky_jwt *j, const char *pem, size_t len, const char *file, 
 	const char *what = file ? file : "private_key";
 	memset(j, 0, sizeof *j);
 	j->alg = alg;
+	int encrypted = 0;
 	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, &encrypted) : NULL;
 	BIO_free(bio);
 	ERR_clear_error(); /* a key that did not parse: nothing left for libcurl to misread */
 	const char *misfit = NULL;
 	if (!(j->key = key))
-		return ducky_fail(err, DUCKY_E_CONFIG, "%s holds no PEM private key (unencrypted)",
-		                  what);
+		return ducky_fail(err, DUCKY_E_CONFIG, "%s %s", what,
+		                  encrypted ? "holds an encrypted key: ducky signs with an "
+		                              "unencrypted one only (openssl pkey -in KEY -out NEW)"
+		                            : "holds no PEM private key");
 	if ((misfit = key_misfit(key, alg)))
 		return ducky_fail(err, DUCKY_E_CONFIG, "the key in %s %s: %s needs %s", what,
 		                  misfit, ducky_jwt_alg_names[alg],
