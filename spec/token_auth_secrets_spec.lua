@@ -26,6 +26,7 @@ local function assertion_forms(jwt)
 end
 
 local find_leak = H.find_leak
+local S = require("spec.support.heap_scan")
 
 -- runs fn(client) for a client made from o with a log; checks what it produced
 local function no_leak(o, forms_of, fn)
@@ -132,5 +133,85 @@ describe("secrets", function()
         return t
       end, function(c) return c:ping_protected() end))
     end)
+  end)
+
+  -- The private key after close(): a child reads the key only through its file
+  -- (the path in the environment; the password in DUCKY_CLIENT_KEY_PASSWORD,
+  -- which never becomes a Lua string), makes its calls, then scans its memory
+  -- (spec/support/heap_scan.lua) for pieces of the key's PEM lines and of its
+  -- private number (RSA's private exponent, EC's scalar), both as written and
+  -- byte-reversed, as OpenSSL's BIGNUMs hold them, and for the password.
+  describe("no piece of a private key is left in memory after close()", function()
+    -- needles of the key in file (password: its password): {name, bytes}
+    local function key_needles(file, password)
+      local out, code = H.run(("%sopenssl pkey -in %s -passin pass:%s -text -noout")
+        :format(H.CLEAN_ENV, H.quote(file), H.quote(password or "")))
+      assert.equals(0, code, out)
+      local label = out:find("\nprivateExponent:", 1, true) and "privateExponent" or "priv"
+      local hex = out:match("\n" .. label .. ":\n(.-)\n%S"):gsub("[%s:]", ""):gsub("^00", "")
+      local n = hex:gsub("..", function(x) return string.char(tonumber(x, 16)) end)
+      local list = { { label .. " (bytes 9-32)", n:sub(9, 32) },
+        { label .. ", byte-reversed (bytes 9-32)", n:reverse():sub(9, 32) } }
+      local i = 0
+      for line in H.read_file(file):gmatch("[^\n]+") do
+        i = i + 1
+        if #line >= 48 and not line:find("^%-%-%-%-%-") then
+          list[#list + 1] = { "PEM line " .. i, line:sub(9, 40) }
+        end
+      end
+      if password then list[#list + 1] = { "client_key_password", password } end
+      return list
+    end
+
+    local CHILD = S.NEEDLES .. [==[
+      local H = require("spec.helpers")
+      local ducky = require("ducky")
+      local o = { client_id = os.getenv("HX_ID"), token_cache = false, retries = 0, timeout = 10,
+        audience = H.audience(), token_auth = os.getenv("HX_AUTH"), ca_file = H.ca_file() }
+      if o.token_auth == "private_key_jwt" then
+        o.base_url, o.token_url = H.base_url(), H.token_url()
+        o.private_key_file, o.signing_alg = os.getenv("HX_KEY"), os.getenv("HX_ALG")
+      else
+        o.base_url, o.token_url = H.base_url("mtls"), H.token_url("mtls")
+        o.client_cert, o.client_key = os.getenv("HX_CERT"), os.getenv("HX_KEY")
+      end
+      local c = ducky.client(o)
+      assert(c:ping_protected())
+      c:invalidate()
+      assert(c:request("GET", "/echo")) -- a second exchange
+      if os.getenv("HX_CLOSE") == "1" then c:close() else OPEN = c end
+      c = nil -- luacheck: ignore 311
+    ]==] .. S.SCAN
+
+    local function run(auth, close)
+      local env, needles = { HX_AUTH = auth, HX_CLOSE = close and "1" or "0" }
+      if os.getenv("ASAN_OPTIONS") then env.ASAN_OPTIONS = os.getenv("ASAN_OPTIONS") .. ":detect_leaks=0" end
+      if auth == "private_key_jwt" then
+        local o = H.jwt_opts("rsa")
+        env.HX_ID, env.HX_KEY, env.HX_ALG = o.client_id, o.private_key_file, "RS256"
+        needles = key_needles(o.private_key_file)
+      else
+        local o = H.mtls_opts(nil, { key_type = "RSA", password = "pw-" .. H.new_id("secret") })
+        env.HX_ID, env.HX_CERT, env.HX_KEY = o.client_id, o.client_cert, o.client_key
+        env.DUCKY_CLIENT_KEY_PASSWORD = o.client_key_password
+        needles = key_needles(o.client_key, o.client_key_password)
+      end
+      local out, code = H.run_lua(CHILD, S.env(needles, env))
+      assert.matches("scanned %d+ bytes in %d+ regions", out)
+      return out, code
+    end
+
+    for _, auth in ipairs { "private_key_jwt", "tls_client_auth" } do
+      it(auth .. ": the scan finds the key while the client is open (the scan's own check)", function()
+        local out, code = run(auth, false)
+        assert.equals(1, code, out)
+        assert.matches("FOUND %a+, byte%-reversed", out)
+      end)
+
+      it(auth .. ": none after close()", function()
+        local out, code = run(auth, true)
+        assert.equals(0, code, out)
+      end)
+    end
   end)
 end)
