@@ -287,8 +287,8 @@ describe("private_key_jwt", function()
           local path = new_key(k[1], k[2], k[3])
           for _, alg in ipairs { "RS256", "RS384", "PS256", "ES256" } do
             local err = config_error(H.jwt_opts("rsa", { private_key_file = path, signing_alg = alg }))
-            assert.equals(("the key in %s is not an %s key"):format(path, alg == "ES256" and "EC P-256" or "RSA"),
-              err.message:match("^(.-):"))
+            local kind = alg == "ES256" and "EC P-256" or "RSA"
+            assert.equals(("the key in %s is not an %s key"):format(path, kind), err.message:match("^(.-):"))
           end
         end
       end)
@@ -307,8 +307,8 @@ describe("private_key_jwt", function()
       it("a certificate or a public key in place of the key: config 'holds no PEM private key'", function()
         local path, pub = new_key("rsa", "RSA", "rsa_keygen_bits:2048")
         local cert = dir .. "/cert.pem"
-        local out, code = H.run(("%sopenssl req -x509 -key '%s' -subj /CN=x -days 1 -out '%s' && chmod 600 '%s'")
-          :format(H.CLEAN_ENV, path, cert, cert))
+        local out, code = H.run(("%sopenssl req -x509 -key '%s' -subj /CN=x -days 1 -out '%s' "
+          .. "&& chmod 600 '%s'"):format(H.CLEAN_ENV, path, cert, cert))
         assert.equals(0, code, out)
         local pub_file = dir .. "/pub.pem"
         H.write_file(pub_file, pub)
@@ -365,7 +365,8 @@ describe("private_key_jwt", function()
 
     -- found by review: ducky.client raised "out of memory" (the key was read with
     -- no issuer to put in the assertion), and so did `ducky ping`
-    it("a key and no client_id: ping works, ping_protected is config 'no credentials: set client_id'", function()
+    it("a key and no client_id: ping works, ping_protected is config 'no credentials: set client_id'",
+    function()
       for _, key in ipairs { "file", "text" } do
         local o = H.jwt_opts("rsa", { client_id = H.NIL })
         if key == "text" then o.private_key, o.private_key_file = H.read_file(o.private_key_file), nil end
