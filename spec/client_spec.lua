@@ -162,6 +162,46 @@ describe("ducky.client options", function()
     end
   end)
 
+  -- found by review: plain http to this machine went through the proxy the
+  -- environment's http_proxy (or the proxy option) named, which may be another
+  -- machine: the secret crossed the network in clear after all. A child with
+  -- the proxy variables set calls the stand-in over plain http; the "proxy" is
+  -- a listener here that must get nothing.
+  describe("a plain-http URL on this machine never goes through a proxy", function()
+    local socket = require("socket")
+    local CHILD = [==[
+      local H = require("spec.helpers")
+      local id = os.getenv("HX_ID")
+      local c = require("ducky").client(H.opts { client_id = id, client_secret = H.secret(id), timeout = 3,
+        proxy = os.getenv("HX_PROXY") })
+      local res, err = c:ping_protected()
+      print(res and res.status or tostring(err))
+    ]==]
+    local function run(env, proxy_option)
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local proxy = ("http://127.0.0.1:%d"):format(select(2, srv:getsockname()))
+      env.HX_ID = H.new_id("proxy")
+      for k, v in pairs(env) do if v == "PROXY" then env[k] = proxy end end
+      if proxy_option then env.HX_PROXY = proxy end
+      local out = H.run_lua(CHILD, env)
+      srv:settimeout(0.2)
+      local conn = srv:accept()
+      local got = conn and conn:receive("*l")
+      srv:close()
+      if conn then conn:close() end
+      assert.is_nil(got, "the proxy got: " .. tostring(got))
+      assert.equals("200", out:match("^%s*(.-)%s*$"))
+      assert.equals(1, H.exchanges(env.HX_ID))
+    end
+
+    it("http_proxy from the environment", function() run { http_proxy = "PROXY" } end)
+    it("ALL_PROXY from the environment", function() run { ALL_PROXY = "PROXY" } end)
+    it("http_proxy, with the environment's no_proxy for other hosts", function()
+      run { http_proxy = "PROXY", no_proxy = "example.com,.example.org" }
+    end)
+    it("the proxy option", function() run({}, true) end)
+  end)
+
   it("raises on an unknown token_auth", function()
     local must = "ducky.client: option 'token_auth' must be \"json\", \"form\", \"basic\", "
       .. "\"private_key_jwt\" or \"tls_client_auth\", not "

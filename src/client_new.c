@@ -279,6 +279,31 @@ static const char *key_password(const client *c, const options *o)
 	return "";
 }
 
+/* The proxy's exceptions. A plain-http URL is allowed because it stays on
+ * this machine (localhost, 127/8, [::1]); a proxy, from the environment's
+ * http_proxy or the proxy option, may be another machine, and would carry the
+ * client secret or the token there in clear: such a URL never goes through
+ * one. The environment's no_proxy is kept ("*", no proxy at all, as it is).
+ * NULL: nothing to add, libcurl reads no_proxy itself. */
+static char *no_proxy_list(lua_State *L, const options *o)
+{
+	const char *env = getenv("no_proxy");
+	ducky_buf hosts = {0}, list = {0};
+	if (!env || !*env)
+		env = getenv("NO_PROXY");
+	int bad = ducky_url_add_local_http_host(&hosts, o->token_url) ||
+	          ducky_url_add_local_http_host(&hosts, o->base_url);
+	if (!bad && hosts.len && !(env && strcmp(env, "*") == 0))
+		bad = (env && *env && (ducky_buf_adds(&list, env) || ducky_buf_adds(&list, ","))) ||
+		      ducky_buf_add(&list, hosts.data, hosts.len);
+	ducky_buf_free(&hosts);
+	if (bad) {
+		ducky_buf_free(&list);
+		luaL_error(L, "out of memory");
+	}
+	return list.data; /* the client frees it */
+}
+
 /* The transport: TLS, proxy, HTTP version, body limit (the engine's handles
  * are made when the first call needs them). */
 static void setup_http(lua_State *L, client *c, const options *o)
@@ -288,6 +313,7 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	c->ca_file = dup_or_raise(L, o->ca_file);
 	c->ca_path = dup_or_raise(L, o->ca_path);
 	c->proxy = dup_or_raise(L, o->proxy);
+	c->no_proxy = no_proxy_list(L, o);
 	/* a refused certificate or key is not presented (calls that need a token
 	 * give the config error); a key without a password gets "": OpenSSL must
 	 * not prompt on the terminal for one */
@@ -298,6 +324,7 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	    .ca_file = c->ca_file,
 	    .ca_path = c->ca_path,
 	    .proxy = c->proxy,
+	    .no_proxy = c->no_proxy,
 	    .client_cert = c->client_cert,
 	    .client_key = c->client_key,
 	    .key_password = c->key_password,

@@ -19,6 +19,7 @@
  * client and outlive its handles. */
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
+	const char *no_proxy; /* NULL: libcurl's own (the environment's no_proxy) */
 	const char *client_cert, *client_key, *key_password; /* presented on every request */
 	int insecure;
 	size_t max_body;

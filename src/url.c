@@ -53,17 +53,38 @@ static int loopback(const char *host)
 	return inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
 }
 
-int ducky_url_cleartext(const char *url)
+/* The host of a plain-http URL, as libcurl writes it (curl_free it), or NULL. */
+static char *http_host(const char *url)
 {
 	CURLU *u = parse(url);
 	char *host = NULL;
-	int remote = 0;
 	if (u && strncasecmp(url, "http://", 7) == 0 &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host)
-		remote = !loopback(host);
-	curl_free(host);
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		host = NULL;
 	curl_url_cleanup(u);
+	return host;
+}
+
+int ducky_url_cleartext(const char *url)
+{
+	char *host = http_host(url);
+	int remote = host && !loopback(host);
+	curl_free(host);
 	return remote;
+}
+
+int ducky_url_add_local_http_host(ducky_buf *list, const char *url)
+{
+	char *host = http_host(url);
+	size_t n = host ? strlen(host) : 0;
+	int bad = 0;
+	if (host && loopback(host)) { /* [::1] as ::1: libcurl's no-proxy list has no brackets */
+		int v6 = host[0] == '[';
+		bad = ducky_buf_adds(list, list->len ? "," : "") ||
+		      ducky_buf_add(list, host + v6, n - 2 * (size_t)v6);
+	}
+	curl_free(host);
+	return bad;
 }
 
 int ducky_url_same_origin(const char *a, const char *b)

@@ -12,6 +12,9 @@ int ducky_url_check(const char *url);
 /* 1: plain http to a host other than this machine (not localhost, 127/8 or
  * [::1]): what is sent there crosses the network unencrypted. */
 int ducky_url_cleartext(const char *url);
+/* Appends url's host to a comma-separated list, as libcurl's no-proxy list
+ * names it, when url is plain http to this machine. 0, or -1 out of memory. */
+int ducky_url_add_local_http_host(ducky_buf *list, const char *url);
 /* 1: same scheme, host and port. */
 int ducky_url_same_origin(const char *a, const char *b);
 /* u = base + "/" + path (leading slashes dropped), or path itself when it is an
