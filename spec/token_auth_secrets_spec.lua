@@ -183,7 +183,9 @@ describe("secrets", function()
       c = nil -- luacheck: ignore 311
     ]==] .. S.SCAN
 
-    local function run(auth, close)
+    -- way: "private_key_jwt", "tls_client_auth" or "tls_client_auth, encrypted key"
+    local function run(way, close)
+      local auth = way:match("^[%w_]+")
       local env, needles = { HX_AUTH = auth, HX_CLOSE = close and "1" or "0" }
       if os.getenv("ASAN_OPTIONS") then env.ASAN_OPTIONS = os.getenv("ASAN_OPTIONS") .. ":detect_leaks=0" end
       if auth == "private_key_jwt" then
@@ -191,25 +193,26 @@ describe("secrets", function()
         env.HX_ID, env.HX_KEY, env.HX_ALG = o.client_id, o.private_key_file, "RS256"
         needles = key_needles(o.private_key_file)
       else
-        local o = H.mtls_opts(nil, { key_type = "RSA", password = "pw-" .. H.new_id("secret") })
+        local password = way:find("encrypted", 1, true) and "pw-" .. H.new_id("secret") or nil
+        local o = H.mtls_opts(nil, { key_type = "RSA", password = password })
         env.HX_ID, env.HX_CERT, env.HX_KEY = o.client_id, o.client_cert, o.client_key
-        env.DUCKY_CLIENT_KEY_PASSWORD = o.client_key_password
-        needles = key_needles(o.client_key, o.client_key_password)
+        env.DUCKY_CLIENT_KEY_PASSWORD = password
+        needles = key_needles(o.client_key, password)
       end
       local out, code = H.run_lua(CHILD, S.env(needles, env))
       assert.matches("scanned %d+ bytes in %d+ regions", out)
       return out, code
     end
 
-    for _, auth in ipairs { "private_key_jwt", "tls_client_auth" } do
-      it(auth .. ": the scan finds the key while the client is open (the scan's own check)", function()
-        local out, code = run(auth, false)
+    for _, way in ipairs { "private_key_jwt", "tls_client_auth", "tls_client_auth, encrypted key" } do
+      it(way .. ": the scan finds the key while the client is open (the scan's own check)", function()
+        local out, code = run(way, false)
         assert.equals(1, code, out)
         assert.matches("FOUND %a+, byte%-reversed", out)
       end)
 
-      it(auth .. ": none after close()", function()
-        local out, code = run(auth, true)
+      it(way .. ": none after close()", function()
+        local out, code = run(way, true)
         assert.equals(0, code, out)
       end)
     end

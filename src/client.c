@@ -168,8 +168,8 @@ static void close_client(lua_State *L, client *c)
 	ducky_headers_free(c->api_headers);
 	ducky_headers_free(c->extra);
 	c->api_headers = c->extra = NULL;
-	char **owned[] = {&c->base_url, &c->client_id, &c->ca_file,     &c->ca_path,
-	                  &c->proxy,    &c->no_proxy,  &c->client_cert, &c->client_key};
+	char **owned[] = {&c->base_url, &c->client_id, &c->ca_file,
+	                  &c->ca_path,  &c->proxy,     &c->no_proxy};
 	for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
 		free_str(owned[i]);
 	ducky_wipe_str(c->key_password);

@@ -46,7 +46,7 @@ typedef struct client {
 	limits lim;
 	ducky_creds creds;
 	ducky_http_conf conf; /* its strings are the client's */
-	char *ca_file, *ca_path, *proxy, *no_proxy, *client_cert, *client_key, *key_password;
+	char *ca_file, *ca_path, *proxy, *no_proxy, *key_password;
 	struct curl_slist *api_headers; /* the user's headers and the defaults */
 	ducky_engine *eng;              /* made on first use */
 	ducky_tokref tok;               /* this client's copy of its key's current token */

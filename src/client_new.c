@@ -274,7 +274,7 @@ static void setup_store(lua_State *L, client *c, const options *o)
  * fails instead of prompting on the terminal. */
 static const char *key_password(const client *c, const options *o)
 {
-	if (o->client_key_password || !o->client_key || c->creds.cert_refused)
+	if (o->client_key_password || !c->creds.cert_pem.len)
 		return o->client_key_password;
 	return "";
 }
@@ -314,19 +314,17 @@ static void setup_http(lua_State *L, client *c, const options *o)
 	c->ca_path = dup_or_raise(L, o->ca_path);
 	c->proxy = dup_or_raise(L, o->proxy);
 	c->no_proxy = no_proxy_list(L, o);
-	/* a refused certificate or key is not presented (calls that need a token
-	 * give the config error); a key without a password gets "": OpenSSL must
-	 * not prompt on the terminal for one */
-	c->client_cert = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_cert);
-	c->client_key = c->creds.cert_refused ? NULL : dup_or_raise(L, o->client_key);
+	/* the certificate and key as read by the credentials (a refused pair is
+	 * not presented: calls that need a token give the config error); a key
+	 * without a password gets "": OpenSSL must not prompt on the terminal for one */
 	c->key_password = dup_or_raise(L, key_password(c, o));
 	c->conf = (ducky_http_conf){
 	    .ca_file = c->ca_file,
 	    .ca_path = c->ca_path,
 	    .proxy = c->proxy,
 	    .no_proxy = c->no_proxy,
-	    .client_cert = c->client_cert,
-	    .client_key = c->client_key,
+	    .client_cert = &c->creds.cert_pem,
+	    .client_key = &c->creds.key_pem,
 	    .key_password = c->key_password,
 	    .insecure = o->insecure,
 	    .max_body = (size_t)o->max_body,

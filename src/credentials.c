@@ -143,19 +143,17 @@ static EVP_PKEY *parse_key(const ducky_buf *pem, key_password *pw)
 	return key;
 }
 
-/* The client key, from client_key or (without one) from the certificate's
- * own file, which must then be private too; NULL with c->problem set. */
-static EVP_PKEY *client_key(ducky_creds *c, const ducky_creds_conf *conf, const ducky_buf *cert)
+/* The client key, from client_key (read into c->key_pem) or (without one)
+ * from the certificate's own file, which must then be private too; NULL with
+ * c->problem set. */
+static EVP_PKEY *client_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	const char *problem = NULL, *file = conf->client_key ? conf->client_key : conf->client_cert;
 	const char *what = conf->client_key ? "client_key" : "client_cert";
 	key_password pw = {.given = conf->client_key_password};
-	ducky_buf pem = {0};
 	EVP_PKEY *key = NULL;
-	if (conf->client_key ? ducky_read_private(file, MAX_KEY, &pem, 0, &problem) == 0
-	                     : ducky_buf_add(&pem, cert->data, cert->len) == 0)
-		key = parse_key(&pem, &pw);
-	ducky_buf_free(&pem);
+	if (!conf->client_key || ducky_read_private(file, MAX_KEY, &c->key_pem, 0, &problem) == 0)
+		key = parse_key(conf->client_key ? &c->key_pem : &c->cert_pem, &pw);
 	if (problem)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s %s",
 		           ducky_path_shown(file, problem), problem);
@@ -176,35 +174,38 @@ static EVP_PKEY *client_key(ducky_creds *c, const ducky_creds_conf *conf, const 
 }
 
 /* Any client presenting a certificate: the certificate and its key are read
- * and matched here, before any handshake, so that a pair libcurl could not
- * use is a config error naming the file at fault (libcurl reads both again
- * for each connection). A key must be the user's alone, as a key file is. */
+ * once, into c->cert_pem and c->key_pem, and matched here, before any
+ * handshake, so that a pair libcurl could not use is a config error naming
+ * the file at fault. libcurl is given them from memory (its own reading of a
+ * key file left the PEM text in a freed stdio buffer, never wiped). A key
+ * must be the user's alone, as a key file is. */
 static void check_client_key(ducky_creds *c, const ducky_creds_conf *conf)
 {
 	const char *problem = NULL, *cert_file = conf->client_cert;
-	ducky_buf pem = {0};
+	ducky_buf *pem = &c->cert_pem;
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	if (!cert_file)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_key %s is set without client_cert",
 		           conf->client_key);
-	else if (ducky_read_private(cert_file, MAX_KEY, &pem, 2, &problem))
+	else if (ducky_read_private(cert_file, MAX_KEY, pem, 2, &problem))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s %s",
 		           ducky_path_shown(cert_file, problem), problem);
-	else if (!(cert = parse_cert(&pem)) || !X509_digest(cert, EVP_sha256(), c->cert_hash, NULL))
+	else if (!(cert = parse_cert(pem)) || !X509_digest(cert, EVP_sha256(), c->cert_hash, NULL))
 		ducky_fail(&c->problem, DUCKY_E_CONFIG, "client_cert %s holds no PEM certificate",
 		           cert_file);
-	else if ((key = client_key(c, conf, &pem)) && X509_check_private_key(cert, key) != 1)
+	else if ((key = client_key(c, conf)) && X509_check_private_key(cert, key) != 1)
 		ducky_fail(&c->problem, DUCKY_E_CONFIG,
 		           "client_key %s is not the key of client_cert %s",
 		           conf->client_key ? conf->client_key : cert_file, cert_file);
 	EVP_PKEY_free(key);
 	X509_free(cert);
-	ducky_buf_free(&pem);
 	ERR_clear_error(); /* nothing of this for libcurl to read as its own error */
 	if (c->problem.kind != DUCKY_OK) {
 		c->complete = 0;
 		c->cert_refused = 1;
+		ducky_buf_free(&c->cert_pem); /* nothing to present */
+		ducky_buf_free(&c->key_pem);
 	}
 }
 
@@ -391,6 +392,8 @@ void ducky_creds_free(ducky_creds *c)
 	for (int i = 0; i < DUCKY_MASKS; i++)
 		ducky_buf_free(&c->masks[i]);
 	ducky_buf_free(&c->form);
+	ducky_buf_free(&c->cert_pem);
+	ducky_buf_free(&c->key_pem);
 	ducky_jwt_free(&c->jwt);
 	ducky_err_clear(&c->problem);
 	c->complete = 0;

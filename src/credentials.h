@@ -61,6 +61,9 @@ typedef struct ducky_creds {
 	int complete;      /* what an exchange needs is there (a client_id, a secret or a key) */
 	ducky_err problem; /* a config error every call that needs a token gives */
 	int cert_refused;  /* client_cert or client_key refused: not presented */
+	/* what a client presenting a certificate gives libcurl, read once: client_cert's
+	 * file, and client_key's (empty: the key is in client_cert's file) */
+	ducky_buf cert_pem, key_pem;
 	char *token_url;
 	ducky_buf form;               /* private_key_jwt: the body but for the assertion */
 	ducky_buf body;               /* the token request's body: holds the secret */

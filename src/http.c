@@ -168,6 +168,14 @@ static int env_proxy(void)
 	return 0;
 }
 
+/* PEM text for libcurl from memory (copied: its copy is freed, and wiped, with
+ * the handle); nothing set for NULL or empty. 0, or -1 if refused. */
+static int set_blob(CURL *e, CURLoption opt, const ducky_buf *pem)
+{
+	struct curl_blob blob = {pem ? pem->data : NULL, pem ? pem->len : 0, CURL_BLOB_COPY};
+	return blob.len && curl_easy_setopt(e, opt, &blob) != CURLE_OK ? -1 : 0;
+}
+
 int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 {
 	CURL *e;
@@ -208,8 +216,8 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    ((conf->ca_file || conf->ca_path) &&
 	     curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
 	    (conf->ca_path && curl_easy_setopt(e, CURLOPT_CAPATH, conf->ca_path)) ||
-	    (conf->client_cert && curl_easy_setopt(e, CURLOPT_SSLCERT, conf->client_cert)) ||
-	    (conf->client_key && curl_easy_setopt(e, CURLOPT_SSLKEY, conf->client_key)) ||
+	    set_blob(e, CURLOPT_SSLCERT_BLOB, conf->client_cert) ||
+	    set_blob(e, CURLOPT_SSLKEY_BLOB, conf->client_key) ||
 	    (conf->key_password && curl_easy_setopt(e, CURLOPT_KEYPASSWD, conf->key_password)) ||
 	    (conf->insecure && (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) ||
 	                        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L))))

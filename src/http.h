@@ -20,7 +20,10 @@
 typedef struct ducky_http_conf {
 	const char *ca_file, *ca_path, *proxy;
 	const char *no_proxy; /* NULL: libcurl's own (the environment's no_proxy) */
-	const char *client_cert, *client_key, *key_password; /* presented on every request */
+	/* a client certificate (PEM) presented on every request, and its key when not in
+	 * the certificate's text (NULL or empty: none) */
+	const ducky_buf *client_cert, *client_key;
+	const char *key_password;
 	int insecure;
 	size_t max_body;
 	long http_version; /* CURL_HTTP_VERSION_… */
