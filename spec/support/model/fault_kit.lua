@@ -2,6 +2,7 @@
 -- builders its rows use, and the forms of a secret that specs hunt for.
 local H = require("spec.helpers")
 local mime = require("mime")
+local socket = require("socket")
 
 local K = {}
 
@@ -92,6 +93,23 @@ function K.header_bytes(s)
     local v = ch:byte()
     return string.char(0xC0 + math.floor(v / 64), 0x80 + v % 64)
   end))
+end
+
+-- Another host, for a redirect's Location: a listener on another port that a
+-- followed redirect would connect to. K.other_host(ctx, path) sets
+-- ctx.redirect_to; K.other_host_done(ctx), in a row's `after`, sets
+-- ctx.other_conn to that connection, if any (the call returns only after a
+-- followed redirect connected: it would be in the accept queue now).
+function K.other_host(ctx, path)
+  ctx.listener = assert(socket.bind("127.0.0.1", 0))
+  ctx.listener:settimeout(0)
+  ctx.redirect_to = ("http://127.0.0.1:%d%s"):format(select(2, ctx.listener:getsockname()), path)
+end
+
+function K.other_host_done(ctx)
+  ctx.other_conn = ctx.listener:accept()
+  if ctx.other_conn then ctx.other_conn:close() end
+  ctx.listener:close()
 end
 
 return K

@@ -2,7 +2,6 @@
 -- what a row holds).
 local H = require("spec.helpers")
 local K = require("spec.support.model.fault_kit")
-local socket = require("socket")
 
 local TOKEN, RETRY_NOW = K.TOKEN, K.RETRY_NOW
 local api_fault, http_date, retry_events, events_named = K.api_fault, K.http_date, K.retry_events,
@@ -152,23 +151,11 @@ row {
   name = "API redirect to another host", where = "API",
   fault = "302 to `http://127.0.0.1:<another port>/v3/echo`",
   outcome = "not followed: `http`, status 302, `location` kept; the other host receives nothing",
-  setup = function(ctx)
-    -- a listener on another port: a followed redirect would connect here
-    ctx.listener = assert(socket.bind("127.0.0.1", 0))
-    ctx.listener:settimeout(0)
-    local _, port = ctx.listener:getsockname()
-    ctx.redirect_to = ("http://127.0.0.1:%d/v3/echo"):format(port)
-  end,
+  setup = function(ctx) K.other_host(ctx, "/v3/echo") end,
   call = function(ctx)
     return ctx.client:request("GET", "/redirect", { query = { to = ctx.redirect_to } })
   end,
-  after = function(ctx)
-    -- request() returns only after a followed redirect connected (and timed out
-    -- waiting for an answer): that connection would be in the accept queue now
-    ctx.other_conn = ctx.listener:accept()
-    if ctx.other_conn then ctx.other_conn:close() end
-    ctx.listener:close()
-  end,
+  after = K.other_host_done,
   expect = { kind = "http", status = 302, attempts = 1, retries = 0, exchanges = 1 },
   check = function(ctx, assert)
     assert.is_nil(ctx.other_conn, "the redirect was followed to the other host")

@@ -1,7 +1,6 @@
 -- Fault matrix rows: the token endpoint (spec/support/model/fault_matrix.lua
 -- says what a row holds).
 local K = require("spec.support.model.fault_kit")
-local socket = require("socket")
 
 local RETRY_NOW = K.RETRY_NOW
 local token_fault, token_answer, lifetime, events_named = K.token_fault, K.token_answer, K.lifetime,
@@ -144,19 +143,10 @@ row {
   fault = "307 to `http://127.0.0.1:<another port>/oauth/token`",
   outcome = "not followed: `http`, status 307; 1 attempt, no exchange; the other host receives nothing",
   setup = function(ctx)
-    -- a listener on another port: a followed redirect would connect here
-    ctx.listener = assert(socket.bind("127.0.0.1", 0))
-    ctx.listener:settimeout(0)
-    ctx.redirect_to = ("http://127.0.0.1:%d%s"):format(select(2, ctx.listener:getsockname()), TOKEN)
+    K.other_host(ctx, TOKEN)
     token_fault { status = 307, headers = { Location = ctx.redirect_to }, body = "" }(ctx)
   end,
-  after = function(ctx)
-    -- the call returns only after a followed redirect connected: that
-    -- connection would be in the accept queue now
-    ctx.other_conn = ctx.listener:accept()
-    if ctx.other_conn then ctx.other_conn:close() end
-    ctx.listener:close()
-  end,
+  after = K.other_host_done,
   expect = { kind = "http", status = 307, attempts = 1, retries = 0, exchanges = 0, api_requests = 0 },
   check = function(ctx, assert)
     assert.is_nil(ctx.other_conn, "the redirect was followed to the other host")
