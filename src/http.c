@@ -208,10 +208,9 @@ int ducky_http_open(ducky_http *h, const ducky_http_conf *conf, ducky_err *err)
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)h) ||
 	    curl_easy_setopt(e, CURLOPT_PROXY, proxy) ||
 	    /* no proxy at all: then no_proxy does not matter, and libcurl need not
-	     * read it from the environment on every transfer (two getenv calls) */
-	    (proxy && !*proxy && curl_easy_setopt(e, CURLOPT_NOPROXY, "")) ||
-	    ((!proxy || *proxy) && conf->no_proxy &&
-	     curl_easy_setopt(e, CURLOPT_NOPROXY, conf->no_proxy)) ||
+	     * read it from the environment on every transfer (two getenv calls);
+	     * else the client's list (NULL: libcurl's, from the environment) */
+	    curl_easy_setopt(e, CURLOPT_NOPROXY, proxy && !*proxy ? "" : conf->no_proxy) ||
 	    /* ca_path alone: that directory, not libcurl's built-in bundle besides */
 	    ((conf->ca_file || conf->ca_path) &&
 	     curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file)) ||
